@@ -1,0 +1,73 @@
+"""Command line: ``python -m bnlib {book,run,params}``.
+
+  python -m bnlib book [--profile quick] [--only CH ...] [--force]   execute chapters, build HTML
+  python -m bnlib run CH [--profile P] [-p NAME VALUE ...] [-o OUT]  re-run one chapter
+  python -m bnlib params CH                                          list a chapter's parameters
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from pathlib import Path
+
+from . import book, config
+
+
+def _value(text: str):
+    """Like papermill's ``-p``: a Python literal if it parses (1, 0.5, [0.1, 0.5], True), else text."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _params(chapter: str) -> str:
+    mod = config.chapter_module(chapter)
+    lines = [f"{chapter}: {mod.TITLE}", f"{'name':<14}{'smoke':>12}{'quick':>12}{'paper':>12}  meaning"]
+    for name, f in config.fields(chapter).items():
+        if name == "profile":
+            continue
+        vals = [mod.PROFILES.get(p, {}).get(name, f.default) for p in config.PROFILES]
+        lines.append(f"{name:<14}" + "".join(f"{v!s:>12}" for v in vals)
+                     + f"  {f.metadata['help']}; {f.metadata['constraint'].describe()}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bnlib", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("book", help="execute the chapters and build the HTML book")
+    b.add_argument("--profile", default="quick", choices=config.PROFILES)
+    b.add_argument("--only", nargs="+", metavar="CHAPTER", help="execute only these chapters")
+    b.add_argument("--force", action="store_true", help="execute even if unchanged")
+    b.add_argument("--no-build", action="store_true", help="execute only, do not build the HTML")
+    r = sub.add_parser("run", help="execute one chapter with new parameters")
+    r.add_argument("chapter")
+    r.add_argument("--profile", default="quick", choices=config.PROFILES)
+    r.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    r.add_argument("-o", "--output", type=Path, help="executed notebook (default: _build/notebooks/CH.ipynb)")
+    r.add_argument("--force", action="store_true")
+    p = sub.add_parser("params", help="list a chapter's parameters per profile")
+    p.add_argument("chapter")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "book":
+            return book.book(profile=args.profile, only=args.only, force=args.force,
+                             build_html=not args.no_build)
+        if args.cmd == "params":
+            print(_params(args.chapter))
+            return 0
+        params = {k: _value(v) for k, v in args.parameter}
+        out = args.output or book.ROOT / "_build" / "notebooks" / f"{args.chapter}.ipynb"
+        book.execute(args.chapter, profile=args.profile, params=params, out=out, force=args.force)
+        return 0
+    except ValueError as e:  # bad chapter, profile or parameter: one clear line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

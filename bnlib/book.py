@@ -1,0 +1,111 @@
+"""Execute chapter notebooks with papermill and build the Jupyter Book.
+
+``notebooks/<chapter>.ipynb`` are the sources (outputs stripped). ``execute`` validates the
+parameters first (fail fast, before a kernel starts), then runs papermill into
+``book/chapters/<chapter>.ipynb``, which the book renders (``execute_notebooks: off``). A
+stamp beside each executed notebook records the hash of its source, parameters and bnlib's
+code; an unchanged chapter is not executed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import config, runs
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+EXECUTED = ROOT / "book" / "chapters"
+
+
+def toc_chapters(root: Path = ROOT) -> list[str]:
+    """Chapters listed in ``_toc.yml`` (entries ``book/chapters/<name>``), in book order."""
+    import yaml
+
+    names: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            f = node.get("file", "")
+            if f.startswith("book/chapters/"):
+                names.append(Path(f).stem)
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(yaml.safe_load((root / "_toc.yml").read_text()))
+    return names
+
+
+def _stamp(chapter: str, parameters: dict) -> str:
+    src = (NOTEBOOKS / f"{chapter}.ipynb").read_bytes()
+    blob = json.dumps({"params": parameters, "code": runs.code_version()}, sort_keys=True, default=str)
+    return hashlib.sha256(src + blob.encode()).hexdigest()
+
+
+def execute(chapter: str, *, profile: str = "quick", params: dict | None = None,
+            out: Path | None = None, force: bool = False, progress: bool = True) -> Path:
+    """Validate, then execute ``notebooks/<chapter>.ipynb`` with papermill into ``out``."""
+    import papermill as pm
+
+    params = dict(params or {})
+    config.resolve(chapter, profile=profile, **params)  # raises before any kernel starts
+    parameters = {"profile": profile, **params}
+    out = Path(out) if out else EXECUTED / f"{chapter}.ipynb"
+    stamp_file = out.with_name(f".{out.stem}.stamp")
+    stamp = _stamp(chapter, parameters)
+    if not force and out.exists() and stamp_file.exists() and stamp_file.read_text() == stamp:
+        print(f"[bnlib] {chapter}: unchanged since its last execution, skipped")
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stamp_file.unlink(missing_ok=True)
+    os.environ.setdefault("BNLIB_RUNS", str(ROOT / "_runs"))
+    t0 = time.perf_counter()
+    print(f"[bnlib] executing {chapter} (profile {profile}, parameters {params or 'default'})")
+    pm.execute_notebook(str(NOTEBOOKS / f"{chapter}.ipynb"), str(out), parameters=parameters,
+                        cwd=str(ROOT), progress_bar=progress, kernel_name="python3")
+    stamp_file.write_text(stamp)
+    print(f"[bnlib] {chapter}: done in {time.perf_counter() - t0:.0f} s -> {out}")
+    return out
+
+
+def build(*, strict: bool = True) -> int:
+    """``jupyter-book build . -W -n --keep-going`` with this interpreter's jupyter-book."""
+    exe = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(exe if exe.exists() else "jupyter-book"), "build", str(ROOT)]
+    cmd += ["-W", "-n", "--keep-going"] if strict else []
+    print("[bnlib]", " ".join(cmd))
+    return subprocess.call(cmd, cwd=ROOT)
+
+
+def book(*, profile: str = "quick", only: list[str] | None = None, force: bool = False,
+         build_html: bool = True) -> int:
+    """Execute every chapter of the table of contents (or ``only`` those), then build."""
+    chapters = toc_chapters()
+    for name in only or []:
+        if name not in chapters:
+            raise ValueError(f"Chapter {name!r} is not in _toc.yml; chapters: {', '.join(chapters)}")
+    failed = []
+    for name in only or chapters:
+        try:
+            execute(name, profile=profile, force=force)
+        except Exception as e:  # noqa: BLE001 - keep going, report every failure at the end
+            print(f"[bnlib] {name} FAILED: {type(e).__name__}: {str(e)[:2000]}", file=sys.stderr)
+            failed.append(name)
+    missing = [n for n in chapters if not (EXECUTED / f"{n}.ipynb").exists()]
+    if missing:
+        print(f"[bnlib] not yet executed, the book cannot be built: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    code = build() if build_html else 0
+    if failed:
+        print(f"[bnlib] chapters that failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else code

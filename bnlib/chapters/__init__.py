@@ -1,0 +1,1 @@
+"""One module per chapter: its parameters, profiles and experiment (discovered by name)."""

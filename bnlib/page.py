@@ -1,0 +1,64 @@
+"""Helpers for chapter notebooks: glue numbers into the prose, show the settings header,
+show the claims table. Thin wrappers over MyST-NB's ``glue`` (myst_nb.glue).
+
+In prose write ``{glue:text}`key``` (strings and numbers) or ``{glue:text}`key:.3f```.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown, display
+
+from . import claims as claims_
+from . import config
+
+
+class Text(str):
+    """A string glued without quotes (its repr is itself)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def glue(key: str, value: Any) -> Any:
+    """Glue ``value`` under ``key`` for ``{glue:text}`` without displaying it; return it."""
+    from myst_nb import glue as _glue
+
+    if isinstance(value, np.generic):  # numpy 2 reprs "np.float64(...)", which glue cannot format
+        value = value.item()
+    _glue(key, Text(value) if isinstance(value, str) else value, display=False)
+    return value
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_fmt(x) for x in v)
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def settings(cfg, *, chapter: str) -> None:
+    """Glue the profile and the chapter's key settings, and show them as the page header."""
+    mod = config.chapter_module(chapter)
+    glue("profile", cfg.profile)
+    rows = []
+    for k in ("seed", *mod.KEY_SETTINGS):
+        glue(f"cfg_{k}", _fmt(getattr(cfg, k)))
+        rows.append(f"| `{k}` | {_fmt(getattr(cfg, k))} | {config.fields(chapter)[k].metadata['help']} |")
+    scale = {"smoke": "a plumbing test on tiny data, not a result",
+             "quick": "CPU-sized: smaller models and fewer steps than the paper",
+             "paper": "the papers' own settings"}[cfg.profile]
+    display(Markdown(
+        f":::{{admonition}} Executed with the `{cfg.profile}` profile\n:class: note\n\n"
+        f"This page was executed with the **{cfg.profile}** profile ({scale}). Key settings:\n\n"
+        "| parameter | value | meaning |\n| --- | --- | --- |\n" + "\n".join(rows) + "\n:::\n"))
+
+
+def claims(rows: list[claims_.Claim], *, prefix: str = "claim") -> pd.DataFrame:
+    """Glue each verdict as ``<prefix>_<i>_verdict`` (1-based) and return the table."""
+    for i, c in enumerate(rows, 1):
+        glue(f"{prefix}_{i}_verdict", c.verdict)
+        glue(f"{prefix}_{i}_measured", c.measured)
+    return claims_.table(rows)

@@ -1,0 +1,38 @@
+"""Figures in one style: a seaborn theme, one colour and label per normaliser everywhere.
+
+Nothing happens on import; call ``use_style()`` once per notebook.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import seaborn as sns
+
+_PALETTE = sns.color_palette("tab10")
+NORM_COLORS = {  # the same colour for a normaliser in every chapter
+    "none": _PALETTE[0], "bn": _PALETTE[1], "noisy_bn": _PALETTE[2], "noise": _PALETTE[3],
+    "l1": _PALETTE[4], "l2": _PALETTE[5], "linf": _PALETTE[6], "ln": _PALETTE[8],
+    "gn": _PALETTE[9], "wn": _PALETTE[7],
+}
+NORM_LABELS = {
+    "none": "Standard", "bn": "Standard + BatchNorm", "noisy_bn": 'Standard + "noisy" BatchNorm',
+    "noise": "Standard + noise (no BN)", "l1": "l1 normalisation", "l2": "l2 normalisation",
+    "linf": "l-inf normalisation", "ln": "LayerNorm", "gn": "GroupNorm", "wn": "Weight norm",
+}
+
+
+def use_style() -> None:
+    """The book's plotting theme (seaborn whitegrid, readable sizes, crisp figures)."""
+    sns.set_theme(style="whitegrid", context="notebook", font_scale=0.95)
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "axes.spines.top": False,
+                         "axes.spines.right": False, "legend.frameon": False})
+
+
+def color(kind: str):
+    """The colour of normaliser ``kind`` (same in every figure)."""
+    return NORM_COLORS[kind]
+
+
+def label(kind: str) -> str:
+    """The legend label of normaliser ``kind``."""
+    return NORM_LABELS[kind]

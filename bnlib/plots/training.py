@@ -1,0 +1,64 @@
+"""Figures of the chapter "Training with and without BatchNorm" (Santurkar et al. Fig. 1a,b)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from . import color, label
+
+
+def running_mean(y: np.ndarray, window: int) -> np.ndarray:
+    """Trailing running mean (the first ``window - 1`` points average what exists so far)."""
+    c = np.cumsum(np.insert(np.asarray(y, float), 0, 0.0))
+    n = np.arange(1, len(y) + 1)
+    lo = np.maximum(n - window, 0)
+    return (c[n] - c[lo]) / (n - lo)
+
+
+def _band(ax, x_list, y_list, kind, lw=1.6):
+    """Mean line with a min..max band over seeds (curves cut at the shortest run)."""
+    n = min(len(y) for y in y_list)
+    if n == 0:
+        return
+    Y = np.stack([y[:n] for y in y_list])
+    x = x_list[0][:n]
+    ax.plot(x, Y.mean(0), color=color(kind), label=label(kind), lw=lw)
+    if len(y_list) > 1:
+        ax.fill_between(x, Y.min(0), Y.max(0), color=color(kind), alpha=0.2, lw=0)
+
+
+def curves(hist: dict, *, norms, lrs, seeds, metric: str, smooth: int = 1, ylabel: str = "",
+           logy: bool = False):
+    """One panel per learning rate; a line (band: min..max over seeds) per normaliser.
+
+    ``metric`` is ``train_loss`` / ``train_acc`` (per step, smoothed over ``smooth`` steps)
+    or ``test_loss`` / ``test_acc`` (at evaluation steps). A diverged run ends with an x.
+    """
+    fig, axes = plt.subplots(1, len(lrs), figsize=(5.2 * len(lrs), 3.6), sharey=True, squeeze=False)
+    for ax, lr in zip(axes[0], lrs):
+        for norm in norms:
+            hs = [hist[(norm, lr, s)] for s in seeds]
+            if metric.startswith("train"):
+                xs = [np.arange(1, h.steps_done + 1) for h in hs]
+                ys = [running_mean(getattr(h, metric), smooth) for h in hs]
+            else:
+                xs = [h.eval_step for h in hs]
+                ys = [getattr(h, metric) for h in hs]
+            _band(ax, xs, ys, norm)
+            for h, x, y in zip(hs, xs, ys):
+                if h.diverged and len(y):
+                    ax.plot(x[-1], y[-1], "x", color=color(norm), ms=9, mew=2)
+                    ax.annotate("diverged", (x[-1], y[-1]), textcoords="offset points",
+                                xytext=(4, 4), color=color(norm), fontsize=8)
+                elif h.diverged:
+                    ax.annotate(f"{label(norm)}: diverged at step 1", (0.02, 0.02),
+                                xycoords="axes fraction", color=color(norm), fontsize=8)
+        ax.set_xlabel("training step")
+        ax.text(0.98, 0.95, f"lr = {lr:g}", transform=ax.transAxes, ha="right", va="top")
+        if logy:
+            ax.set_yscale("log")
+    axes[0, 0].set_ylabel(ylabel or metric.replace("_", " "))
+    axes[0, -1].legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return fig
