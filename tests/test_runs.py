@@ -32,7 +32,7 @@ def test_store_layout_is_atomic_and_pickle_free(tmp_path):
     (folder,) = (tmp_path / "demo").iterdir()
     assert sorted(p.name for p in folder.iterdir()) == ["meta.json", "result.npz"]  # no temp files left
     meta = json.loads((folder / "meta.json").read_text())
-    assert meta["config"] == {"a": 1} and meta["code"] == runs.code_version()
+    assert meta["config"] == {"a": 1} and meta["code"] == runs.code_version(tuple(sorted(runs.CORE)))
     with np.load(folder / "result.npz", allow_pickle=False) as f:
         assert f["x"].tolist() == [1.0, 1.0, 1.0]
 
@@ -49,6 +49,12 @@ def test_failed_compute_leaves_no_result(tmp_path):
 def test_hash_depends_on_config_values_not_key_order():
     assert runs.config_hash({"a": 1, "b": 2}) == runs.config_hash({"b": 2, "a": 1})
     assert runs.config_hash({"a": 1}) != runs.config_hash({"a": 2})
+
+
+def test_hash_depends_on_the_named_code_only():
+    base = runs.config_hash({"a": 1})
+    assert runs.config_hash({"a": 1}, depends=("chapters/training",)) != base
+    assert runs.config_hash({"a": 1}, depends=("train",)) == base  # already a core module
 
 
 def test_chapter_rerun_with_unchanged_config_is_served_from_cache(monkeypatch):

@@ -70,7 +70,8 @@ def run_one(cfg: Params, norm: str, lr: float, seed: int, *, dataset: data.Data 
         h = train.fit(model, d, tcfg, progress=progress, desc=f"{norm} lr={lr:g} seed={seed}")
         return h.to_arrays()
 
-    return train.History.from_arrays(runs.cached("training", key, compute, force=force))
+    return train.History.from_arrays(runs.cached("training", key, compute, force=force,
+                                                 depends=(runs.module_path(__name__),)))
 
 
 def run(cfg: Params, *, force: bool = False,
