@@ -33,6 +33,12 @@ def glue(key: str, value: Any) -> Any:
     return value
 
 
+def glue_all(values: dict[str, Any]) -> None:
+    """Glue every ``key: value`` of ``values`` (see ``glue``)."""
+    for k, v in values.items():
+        glue(k, v)
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return ", ".join(_fmt(x) for x in v)

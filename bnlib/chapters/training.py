@@ -106,6 +106,19 @@ def summary(cfg: Params, hist: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def headline(cfg: Params, hist: dict) -> dict:
+    """The numbers the chapter's prose quotes (glued into it), computed from the summary."""
+    row = summary(cfg, hist).set_index(["network", "lr"])
+    lo, hi = cfg.lr, cfg.lr_large
+    loss, acc = row["final train loss"], row["final test acc"]
+    return {"loss_bn": loss["bn", lo], "loss_none": loss["none", lo],
+            "acc_bn": acc["bn", lo], "acc_none": acc["none", lo],
+            "bn_lower": "lower" if loss["bn", lo] < loss["none", lo] else "not lower",
+            "loss_bn_large": loss["bn", hi], "loss_none_large": loss["none", hi],
+            "diverged_large": ", ".join(f"{int(row['diverged runs'][n, hi])} of {cfg.num_seeds}"
+                                        f" {'BN' if n == 'bn' else 'standard'}" for n in NORMS)}
+
+
 def steps_to_reach(h: train.History, target: float, window: int) -> int | None:
     """First step at which the running-mean training loss falls to ``target`` (None if never)."""
     if len(h.train_loss) < window:
