@@ -1,0 +1,137 @@
+"""Figures of the chapter "The Hessian's pseudo-condition number" (seed 002, Figs. 1-3 and 8).
+
+``res`` is ``chapters.hessian.run``'s dict of runs keyed by (variant, seed); a line is the mean
+over seeds and the band spans min to max.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from . import color, label
+
+STYLE = {  # variant -> (norm kind for the colour, line style, legend label)
+    "none": ("none", "-", label("none")),
+    "bn": ("bn", "-", label("bn") + " after ReLU"),
+    "bn_before": ("bn", "--", label("bn") + " before ReLU"),
+}
+
+
+def _stack(res: dict, variant: str, fn) -> np.ndarray:
+    rows = [np.asarray(fn(r), float) for (v, _), r in res.items() if v == variant]
+    n = max(len(r) for r in rows)
+    return np.stack([np.pad(r, (0, n - len(r)), constant_values=np.nan) for r in rows])
+
+
+def _line(ax, x: np.ndarray, Y: np.ndarray, variant: str, **kw) -> None:
+    kind, ls, lab = STYLE[variant]
+    ax.plot(x, np.nanmean(Y, 0), ls, color=color(kind), label=lab, **kw)
+    if len(Y) > 1:
+        ax.fill_between(x, np.nanmin(Y, 0), np.nanmax(Y, 0), color=color(kind), alpha=0.2, lw=0)
+
+
+def curves(res: dict, variants, *, x: str = "epoch"):
+    """Loss (top) and accuracy (bottom) on the training and validation sets (left, right),
+    against epochs or against training wall-clock time (``x="time"``)."""
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.4), sharex=True)
+    for j, split in enumerate(("train", "val")):
+        for i, metric in enumerate(("loss", "acc")):
+            ax = axes[i, j]
+            for v in variants:
+                Y = _stack(res, v, lambda r, k=f"{split}_{metric}": r[k])
+                xs = (np.arange(Y.shape[1]) if x == "epoch"
+                      else np.nanmean(_stack(res, v, lambda r: r["time_s"]), 0)[: Y.shape[1]])
+                _line(ax, xs, Y, v, marker="o", ms=3)
+            name = "training" if split == "train" else "validation"
+            ax.set_ylabel(f"{name} {'loss (cross-entropy)' if metric == 'loss' else 'accuracy'}")
+            if metric == "loss":
+                ax.set_yscale("log")
+    for ax in axes[1]:
+        ax.set_xlabel("epoch" if x == "epoch" else "training wall-clock time (s)")
+    axes[0, 1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def top_eigenvalues(res: dict, variants, *, key: str = "ll_eigs", k: int = 10):
+    """The k largest Hessian eigenvalues against epochs, one panel per network (seed Fig. 8)."""
+    fig, axes = plt.subplots(1, len(variants), figsize=(4.2 * len(variants), 3.4), sharey=True,
+                             squeeze=False)
+    for ax, v in zip(axes[0], variants, strict=True):
+        kind, ls, lab = STYLE[v]
+        for i in range(k):
+            Y = _stack(res, v, lambda r, i=i: np.asarray(r[key])[:, i])
+            ax.plot(np.arange(Y.shape[1]), np.nanmean(Y, 0), ls, color=color(kind),
+                    alpha=1 - 0.8 * i / k, lw=1.4, marker="o", ms=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.text(0.98, 0.97, lab, transform=ax.transAxes, ha="right", va="top", fontsize=8)
+    axes[0, 0].set_ylabel(rf"top {k} eigenvalues (darkest: $\lambda_1$)")
+    fig.tight_layout()
+    return fig
+
+
+def kappas(res: dict, variants, *, k: int = 10):
+    """kappa' = lambda_1 / lambda_k against epochs: last-layer block (left), full Hessian
+    (right)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, key, name in zip(axes, ("ll_eigs", "full_top"), ("last layer W2", "all parameters"),
+                             strict=True):
+        for v in variants:
+            Y = _stack(res, v, lambda r, key=key: np.asarray(r[key])[:, 0]
+                       / np.asarray(r[key])[:, k - 1])
+            ok = ~np.all(np.isnan(Y), 0)  # epochs where this Hessian was computed
+            _line(ax, np.arange(Y.shape[1])[ok], Y[:, ok], v, marker="o", ms=3)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(rf"$\kappa' = \lambda_1 / \lambda_{{{k}}}$, {name}")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def spectrum(res: dict, variants, *, epoch: int = -1, zero_rel: float = 1e-6,
+             floor: float = 1e-12):
+    """Every eigenvalue of the last-layer Hessian at one epoch as |lambda| / lambda_1, sorted,
+    log scale, values below ``floor`` drawn at it; negative ones marked with crosses; the
+    dotted line is ``zero_rel``."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for v in variants:
+        r = next(r for (w, _), r in res.items() if w == v)  # first seed
+        lam = np.asarray(r["ll_eigs"])[epoch]
+        kind, ls, lab = STYLE[v]
+        rel = np.abs(lam) / lam[0]
+        order = np.argsort(-rel)
+        idx = np.arange(1, lam.size + 1)
+        ax.plot(idx, np.maximum(rel[order], floor), ls, color=color(kind), label=lab, lw=1.4)
+        neg = lam[order] < 0
+        ax.plot(idx[neg], np.maximum(rel[order], floor)[neg], "x", color=color(kind), ms=3)
+    ax.axhline(zero_rel, color="0.3", ls=":", lw=1)
+    ax.set_yscale("log")
+    ax.set_ylim(floor / 3, 3)
+    ax.set_xlabel(r"eigenvalue rank (by $|\lambda|$)")
+    ax.set_ylabel(r"$|\lambda| / \lambda_1$, last-layer Hessian")
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def search_grid(table: pd.DataFrame):
+    """Validation accuracy of every (lr, l2) of the search, one heatmap per network."""
+    nets = list(dict.fromkeys(table.network))
+    fig, axes = plt.subplots(1, len(nets), figsize=(4.4 * len(nets), 3.4), squeeze=False)
+    for j, (ax, v) in enumerate(zip(axes[0], nets, strict=True)):
+        grid = table[table.network == v].pivot(index="l2", columns="lr", values="val_acc")
+        im = ax.imshow(grid.values, vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto")
+        for (i, j), val in np.ndenumerate(grid.values):
+            ax.text(j, i, f"{val:.1%}", ha="center", va="center", fontsize=8,
+                    color="white" if val < 0.6 else "black")
+        ax.set_xticks(range(grid.shape[1]), [f"{c:g}" for c in grid.columns])
+        ax.set_yticks(range(grid.shape[0]), [f"{c:g}" for c in grid.index] if j == 0 else [])
+        ax.set_xlabel("Adam learning rate")
+        ax.grid(False)
+        ax.text(0.02, 1.02, STYLE[v][2], transform=ax.transAxes, fontsize=8)
+    axes[0, 0].set_ylabel("l2 weight (weight_decay)")
+    fig.colorbar(im, ax=axes[0].tolist(), label="validation accuracy")
+    return fig

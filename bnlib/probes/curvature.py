@@ -1,0 +1,224 @@
+"""Curvature probes: Hessian-vector products, exact Hessians of parameter blocks, top-k
+eigenvalues by Lanczos, and the pseudo-condition number of seed 002.
+
+Seed 002 (Reyes & Levy, Sec. 4.3) forms the exact Hessian of the cross-entropy with respect to
+the last-layer weights W2 of a 784-100-10 MLP and compares kappa' = lambda_1 / lambda_10; we
+also follow the whole-network Hessian, whose top eigenvalues we get from Hessian-vector
+products alone.
+
+* ``hvp`` and ``hessian`` are forward-over-reverse, ``jvp(grad(f))`` in ``torch.func``, on a
+  flat parameter vector; several vectors are batched with ``vmap`` (an exact Hessian is the HVP
+  of the identity). Restricting ``names`` to a block makes every HVP cheap when the block sits
+  late in the network: the primal pass before it is not batched, so it is computed once.
+* Lanczos needs one product at a time, where ``jvp(grad(f))`` would redo the forward and
+  backward pass every time (about 4x the cost on the MLP). ``hessian_topk`` differentiates
+  ``grad(f)`` once with ``vjp`` and reuses that graph: ``H v = (v^T H)^T`` since H is
+  symmetric, reverse-over-reverse as in PyHessian, so both sides of the benchmark pay the
+  same per product.
+* ``lanczos`` keeps every Lanczos vector and reorthogonalises against all of them twice
+  ("twice is enough", Parlett, *The Symmetric Eigenvalue Problem*, Sec. 6.9), which avoids the
+  spurious copies of converged Ritz values that plain Lanczos produces in finite precision
+  (Paige 1976). It stops when every wanted Ritz pair has residual ``beta_m |s_mi| <= tol *
+  |theta_i|``; for a symmetric operator that bounds the eigenvalue error by the same amount
+  (Parlett, Thm 11.4.1), so ``tol`` is a relative accuracy guarantee up to HVP round-off.
+
+Probe contract (``functional.py``): parameters and buffers are cloned, the model's mode and RNG
+are restored, and ``bn_mode`` is explicit. In ``"batch"`` mode BatchNorm layers get ``None`` for
+their running statistics, so they normalise with the batch and update nothing: an in-place
+update of a captured buffer is not allowed inside ``torch.func`` transforms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+import torch
+from torch import nn
+from torch.func import functional_call, grad, jvp, vjp, vmap
+
+from ..models import weight_layers
+from .functional import Tensors, clone_state, loss_fn, probing
+
+MAX_DENSE_PARAMS = 20_000  # a dense Hessian above this size costs > 3 GB in float64
+_BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+@dataclass(frozen=True)
+class Eigen:
+    """Top-k eigenvalues found by Lanczos, largest first, with their residual bounds."""
+
+    eigenvalues: np.ndarray  # (k,) descending
+    residuals: np.ndarray  # (k,) beta_m |s_mi|: |theta_i - lambda| <= residual for some lambda
+    num_matvecs: int  # Hessian-vector products used
+    converged: bool  # every residual <= tol * |theta_i|
+
+
+def _probe_buffers(model: nn.Module, buffers: Tensors, bn_mode: str) -> dict:
+    """In batch mode, hide BN running statistics (``None``) so nothing is updated in place."""
+    if bn_mode != "batch":
+        return buffers
+    hidden = {f"{name}.{s}" if name else s for name, m in model.named_modules()
+              if isinstance(m, _BN_TYPES) for s in _BN_STATS}
+    return {k: (None if k in hidden else v) for k, v in buffers.items()}
+
+
+def _flat_loss(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, bn_mode: str, loss: str,
+               names: Sequence[str] | None) -> tuple[Callable[[torch.Tensor], torch.Tensor],
+                                                     torch.Tensor]:
+    """``theta -> loss`` for the flat vector of the ``names`` block, and its current value.
+
+    ``theta`` concatenates the named parameters (default: all, in ``named_parameters`` order),
+    each flattened row-major. Call inside ``probing(model, bn_mode)``.
+    """
+    params, buffers = clone_state(model)
+    names = list(params) if names is None else list(names)
+    unknown = [n for n in names if n not in params]
+    if unknown or not names:
+        raise ValueError(f"Unknown parameter name(s) {unknown} (or none given); the model has: "
+                         f"{', '.join(params)}")
+    shapes = [params[n].shape for n in names]
+    sizes = [params[n].numel() for n in names]
+    theta = torch.cat([params[n].reshape(-1) for n in names])  # (P,)
+    crit, bufs = loss_fn(loss), _probe_buffers(model, buffers, bn_mode)
+
+    def f(t: torch.Tensor) -> torch.Tensor:
+        block = {n: p.view(s) for n, p, s in zip(names, t.split(sizes), shapes, strict=True)}
+        # non-BN buffers are cloned per call so a norm that updates them in place stays legal
+        b = {k: (v.clone() if v is not None and bn_mode == "batch" else v)
+             for k, v in bufs.items()}
+        return crit(functional_call(model, ({**params, **block}, b), (X,)), y)
+
+    return f, theta
+
+
+def _hvp_fn(f: Callable, theta: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    g = grad(f)
+    return lambda v: jvp(g, (theta,), (v,))[1]  # forward-over-reverse: d/de grad f(theta + e v)
+
+
+def hvp(model: nn.Module, X: torch.Tensor, y: torch.Tensor, V: torch.Tensor, *, bn_mode: str,
+        loss: str = "ce", names: Sequence[str] | None = None,
+        chunk_size: int | None = None) -> torch.Tensor:
+    """Hessian-vector product(s) ``H v`` of the loss at (X, y) for the ``names`` block.
+
+    ``V`` is (P,) or (k, P) in the flat order of ``names``; a batch of vectors goes through
+    ``vmap`` (``chunk_size`` vectors at a time to bound memory).
+    """
+    with probing(model, bn_mode):
+        f, theta = _flat_loss(model, X, y, bn_mode=bn_mode, loss=loss, names=names)
+        if V.shape[-1] != theta.numel() or V.dim() not in (1, 2):
+            raise ValueError(f"V must have shape ({theta.numel()},) or (k, {theta.numel()}); "
+                             f"got {tuple(V.shape)}")
+        one = _hvp_fn(f, theta)
+        V = V.to(theta.dtype)
+        return one(V) if V.dim() == 1 else vmap(one, chunk_size=chunk_size)(V)
+
+
+def hessian(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, bn_mode: str,
+            loss: str = "ce", names: Sequence[str] | None = None,
+            chunk_size: int = 128) -> torch.Tensor:
+    """The exact (P, P) Hessian of the loss for the ``names`` block (default: all parameters).
+
+    Built as ``vmap`` of HVPs over the identity, ``chunk_size`` columns at a time.
+    """
+    with probing(model, bn_mode):
+        f, theta = _flat_loss(model, X, y, bn_mode=bn_mode, loss=loss, names=names)
+        P = theta.numel()
+        if P > MAX_DENSE_PARAMS:
+            raise ValueError(f"A dense Hessian of {P} parameters is too large (limit "
+                             f"{MAX_DENSE_PARAMS}); pass names=[...] for a block, or use "
+                             "hessian_topk for the top eigenvalues")
+        eye = torch.eye(P, dtype=theta.dtype, device=theta.device)  # (P, P)
+        return vmap(_hvp_fn(f, theta), chunk_size=chunk_size)(eye)  # (P, P), row i = H e_i
+
+
+def last_layer_name(model: nn.Module) -> str:
+    """Parameter name of the last conv/linear layer's weight (seed 002's W2)."""
+    last = weight_layers(model)[-1]
+    return next(f"{name}.weight" for name, m in model.named_modules() if m is last)
+
+
+def last_layer_hessian(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, bn_mode: str,
+                       loss: str = "ce") -> torch.Tensor:
+    """Exact Hessian w.r.t. the last layer's weight, flattened row-major: (out*in, out*in)."""
+    return hessian(model, X, y, bn_mode=bn_mode, loss=loss, names=[last_layer_name(model)])
+
+
+def last_layer_input(model: nn.Module, X: torch.Tensor, *, bn_mode: str) -> torch.Tensor:
+    """The (N, in) input of the last conv/linear layer at X: the h in H_W2 = E[A (x) h h^T]."""
+    with probing(model, bn_mode), torch.no_grad():
+        params, buffers = clone_state(model)
+        seen: list[torch.Tensor] = []
+        hook = weight_layers(model)[-1].register_forward_pre_hook(
+            lambda _m, args: seen.append(args[0].detach().clone()))
+        try:
+            functional_call(model, (params, _probe_buffers(model, buffers, bn_mode)), (X,))
+        finally:
+            hook.remove()
+    return seen[0]
+
+
+def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: int,
+            tol: float = 1e-3, max_iter: int = 200, seed: int = 0,
+            dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> Eigen:
+    """The k largest (algebraic) eigenvalues of a symmetric n x n operator.
+
+    Lanczos with full reorthogonalisation (see the module docstring); the basis is kept in
+    ``dtype``. Starts from a seeded Gaussian vector; ``max_iter`` caps the matvecs.
+    """
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in [1, n={n}]; got {k}")
+    if tol <= 0:
+        raise ValueError(f"tol must be > 0; got {tol}")
+    gen = torch.Generator(device=device).manual_seed(seed)
+    m_max = min(max_iter, n)
+    Q = torch.zeros(m_max, n, dtype=dtype, device=device)  # (m, n) Lanczos basis
+    alpha, beta = np.zeros(m_max), np.zeros(m_max)
+    q = torch.randn(n, generator=gen, dtype=dtype, device=device)
+    Q[0] = q / q.norm()
+    theta, res, m = np.zeros(0), np.zeros(0), 0
+    for j in range(m_max):
+        w = matvec(Q[j]).to(dtype)  # (n,)
+        alpha[j] = float(Q[j] @ w)
+        for _ in range(2):  # classical Gram-Schmidt, twice
+            w = w - Q[: j + 1].T @ (Q[: j + 1] @ w)
+        beta[j] = float(w.norm())
+        m = j + 1
+        theta, S = scipy.linalg.eigh_tridiagonal(alpha[:m], beta[: m - 1])
+        theta, S = theta[::-1], S[:, ::-1]  # descending
+        res = beta[j] * np.abs(S[-1])  # residual norm of each Ritz pair
+        if (m >= k and np.all(res[:k] <= tol * np.abs(theta[:k]))) or m == m_max:
+            break
+        if beta[j] <= 1e-12 * max(np.abs(theta[0]), 1e-300):  # invariant subspace: restart
+            beta[j] = 0.0
+            w = torch.randn(n, generator=gen, dtype=dtype, device=device)
+            for _ in range(2):
+                w = w - Q[: j + 1].T @ (Q[: j + 1] @ w)
+        Q[j + 1] = w / w.norm()
+    kk = min(k, m)
+    ok = bool(m >= k and np.all(res[:k] <= tol * np.abs(theta[:k])))
+    return Eigen(eigenvalues=theta[:kk].copy(), residuals=res[:kk].copy(), num_matvecs=m,
+                 converged=ok or m == n)
+
+
+def hessian_topk(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, k: int = 10,
+                 bn_mode: str, loss: str = "ce", names: Sequence[str] | None = None,
+                 tol: float = 1e-3, max_iter: int = 200, seed: int = 0) -> Eigen:
+    """Top-k Hessian eigenvalues of the loss at (X, y) by Lanczos on HVPs (float64 basis)."""
+    with probing(model, bn_mode):
+        f, theta = _flat_loss(model, X, y, bn_mode=bn_mode, loss=loss, names=names)
+        _, vjp_fn = vjp(grad(f), theta)  # the gradient's graph, kept for every product
+        return lanczos(lambda v: vjp_fn(v.to(theta.dtype))[0], theta.numel(), k=k, tol=tol,
+                       max_iter=max_iter, seed=seed, device=theta.device)
+
+
+def pseudo_condition(eigenvalues: np.ndarray | torch.Tensor, *, k: int = 10) -> float:
+    """Seed 002's kappa' = lambda_1 / lambda_k of the eigenvalues sorted descending."""
+    lam = np.sort(np.asarray(eigenvalues, dtype=np.float64))[::-1]
+    if lam.size < k:
+        raise ValueError(f"pseudo_condition needs at least k={k} eigenvalues; got {lam.size}")
+    return float(lam[0] / lam[k - 1])

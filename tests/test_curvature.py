@@ -1,0 +1,185 @@
+"""Curvature probes against oracles that share no code with ``torch.func``.
+
+* Central finite differences of gradients from plain ``loss.backward()`` on perturbed deep copies
+  (float64, step 1e-5: truncation ~h^2 * |f'''| ~ 1e-10, round-off ~eps/h ~ 1e-11).
+* The closed form of the last-layer block: logits are linear in W2, so
+  H_W2 = mean_n (diag p_n - p_n p_n^T) (x) h_n h_n^T, h_n the last layer's input.
+* ``numpy.linalg.eigvalsh`` / ``torch.linalg.eigvalsh`` for Lanczos.
+All nets are tiny and float64; every generator is seeded.
+"""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bnlib.models import mlp
+from bnlib.probes.curvature import (
+    MAX_DENSE_PARAMS,
+    hessian,
+    hessian_topk,
+    hvp,
+    lanczos,
+    last_layer_hessian,
+    last_layer_input,
+    last_layer_name,
+    pseudo_condition,
+)
+
+H_FD = 1e-5
+# torch loads its forward-AD decompositions with torch.jit.script on the first jvp (torch 2.13)
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+
+
+def tiny(norm: str, sizes=(5, 4, 3), n: int = 12, seed: int = 0):
+    """A float64 MLP with non-trivial BN running statistics, and a batch (X, y)."""
+    torch.manual_seed(seed)
+    model = mlp(norm=norm, sizes=sizes).double()
+    X = torch.randn(n, sizes[0], dtype=torch.float64)
+    y = torch.randint(0, sizes[-1], (n,))
+    with torch.no_grad():
+        for _ in range(3):  # move the running statistics away from (0, 1)
+            model(X + torch.randn_like(X))
+    model.eval()  # the probes must not care which mode the model is left in
+    return model, X, y
+
+
+def flat_grad(model: nn.Module, X, y, theta: torch.Tensor, train: bool) -> torch.Tensor:
+    """Gradient of the mean cross-entropy at ``theta`` by ordinary backprop on a copy."""
+    m = copy.deepcopy(model).train(train)
+    nn.utils.vector_to_parameters(theta, m.parameters())
+    nn.functional.cross_entropy(m(X), y).backward()
+    return torch.cat([p.grad.reshape(-1) for p in m.parameters()])
+
+
+def fd_hessian(model, X, y, train: bool) -> torch.Tensor:
+    theta = nn.utils.parameters_to_vector(model.parameters()).detach()
+    cols = []
+    for i in range(theta.numel()):
+        e = torch.zeros_like(theta)
+        e[i] = H_FD
+        cols.append((flat_grad(model, X, y, theta + e, train)
+                     - flat_grad(model, X, y, theta - e, train)) / (2 * H_FD))
+    return torch.stack(cols)
+
+
+@pytest.mark.parametrize("norm,bn_mode", [("none", "running"), ("bn", "batch"), ("bn", "running")])
+def test_exact_hessian_and_hvp_match_finite_differences(norm, bn_mode):
+    model, X, y = tiny(norm)
+    H = hessian(model, X, y, bn_mode=bn_mode)
+    H_fd = fd_hessian(model, X, y, train=bn_mode == "batch")
+    scale = H_fd.abs().max()
+    assert torch.allclose(H, H.T, atol=1e-12 * scale)  # symmetric up to round-off
+    assert (H - H_fd).abs().max() <= 1e-7 * scale  # FD error budget above, with margin
+    g = torch.Generator().manual_seed(1)
+    V = torch.randn(4, H.shape[0], generator=g, dtype=torch.float64)
+    HV = hvp(model, X, y, V, bn_mode=bn_mode)  # vmap path, (4, P)
+    assert torch.allclose(HV, V @ H.T, rtol=0, atol=1e-12 * scale * V.abs().sum(1).max())
+    Hv = hvp(model, X, y, V[0], bn_mode=bn_mode)  # single-vector path, (P,)
+    assert torch.allclose(Hv, HV[0], rtol=0, atol=1e-13 * scale)
+
+
+def test_bn_mode_changes_the_hessian():
+    """Batch statistics and running statistics give different functions, hence Hessians."""
+    model, X, y = tiny("bn")
+    Hb = hessian(model, X, y, bn_mode="batch")
+    Hr = hessian(model, X, y, bn_mode="running")
+    assert (Hb - Hr).abs().max() > 1e-3 * Hb.abs().max()
+
+
+@pytest.mark.parametrize("norm,bn_mode", [("none", "running"), ("bn", "batch")])
+def test_last_layer_block_matches_full_hessian_and_closed_form(norm, bn_mode):
+    model, X, y = tiny(norm, sizes=(6, 5, 4))
+    name = last_layer_name(model)
+    params = dict(model.named_parameters())
+    start = sum(p.numel() for p in list(params.values())[: list(params).index(name)])
+    W2 = params[name]
+    B = last_layer_hessian(model, X, y, bn_mode=bn_mode)  # (K*m, K*m)
+    H = hessian(model, X, y, bn_mode=bn_mode)
+    sl = slice(start, start + W2.numel())
+    assert torch.allclose(B, H[sl, sl], rtol=0, atol=1e-13 * B.abs().max())
+    # closed form from the last layer's input h (taken with plain module calls on a copy)
+    m = copy.deepcopy(model).train(bn_mode == "batch")
+    with torch.no_grad():
+        h = m[:-1](X)  # (N, m)
+        p = m[-1](h).softmax(1)  # (N, K)
+    assert torch.equal(last_layer_input(model, X, bn_mode=bn_mode), h)
+    A = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]  # (N, K, K)
+    B_cf = torch.einsum("nab,ni,nj->aibj", A, h, h).reshape(B.shape) / X.shape[0]
+    assert torch.allclose(B, B_cf, rtol=0, atol=1e-12 * B_cf.abs().max())
+
+
+def test_lanczos_on_matrices_with_known_spectra():
+    """Wishart plus a planted cluster of near-equal top eigenvalues, against eigvalsh."""
+    g = torch.Generator().manual_seed(0)
+    n = 300
+    G = torch.randn(n, 2 * n, generator=g, dtype=torch.float64)
+    U, _ = torch.linalg.qr(torch.randn(n, 5, generator=g, dtype=torch.float64))
+    A = G @ G.T / (2 * n) + U @ torch.diag(torch.tensor([9.0, 8.999, 8.5, 7, 6.0])
+                                           .double()) @ U.T  # (n, n)
+    ref = np.sort(np.linalg.eigvalsh(A.numpy()))[::-1]
+    out = lanczos(lambda v: A @ v, n, k=8, tol=1e-10, max_iter=n)
+    assert out.converged
+    # residual <= tol |theta| bounds the error (module docstring); 1e-6 is the acceptance bar
+    np.testing.assert_allclose(out.eigenvalues, ref[:8], rtol=1e-6)
+    assert out.num_matvecs < n  # it converged before exhausting the space
+
+
+def test_lanczos_restarts_on_an_invariant_subspace():
+    """A start vector inside a 2-d eigenspace: Lanczos must restart to find the rest."""
+    A = torch.diag(torch.arange(1.0, 11.0, dtype=torch.float64))  # eigenvalues 1..10
+    out = lanczos(lambda v: A @ v, 10, k=10, tol=1e-12, max_iter=10)
+    np.testing.assert_allclose(out.eigenvalues, np.arange(10.0, 0, -1), rtol=1e-10)
+
+
+@pytest.mark.parametrize("norm,bn_mode", [("none", "running"), ("bn", "batch")])
+def test_hessian_topk_equals_dense_eigvalsh(norm, bn_mode):
+    model, X, y = tiny(norm, sizes=(8, 16, 4), n=32)  # P = 212 (+32 with BN)
+    ref = torch.linalg.eigvalsh(hessian(model, X, y, bn_mode=bn_mode)).flip(0).numpy()
+    top = hessian_topk(model, X, y, k=6, bn_mode=bn_mode, tol=1e-10, max_iter=244)
+    assert top.converged
+    np.testing.assert_allclose(top.eigenvalues, ref[:6], rtol=1e-6)
+
+
+def test_probes_leave_the_model_bit_identical():
+    model, X, y = tiny("bn")
+    model.train()
+    before = copy.deepcopy(model.state_dict())
+    rng = torch.get_rng_state()
+    P = sum(p.numel() for p in model.parameters())
+    for bn_mode in ("batch", "running"):
+        hvp(model, X, y, torch.ones(3, P, dtype=torch.float64), bn_mode=bn_mode)
+        hessian(model, X, y, bn_mode=bn_mode)
+        last_layer_hessian(model, X, y, bn_mode=bn_mode)
+        hessian_topk(model, X, y, k=2, bn_mode=bn_mode)
+        last_layer_input(model, X, bn_mode=bn_mode)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # params and BN buffers
+    assert int(after["3.num_batches_tracked"]) == int(before["3.num_batches_tracked"])
+    assert model.training and all(m.training for m in model.modules())
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_pseudo_condition():
+    lam = np.array([0.5, 4.0, 1.0, 2.0])  # unsorted on purpose
+    assert pseudo_condition(lam, k=3) == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="at least k=10"):
+        pseudo_condition(lam)
+
+
+def test_errors_name_the_problem():
+    model, X, y = tiny("none")
+    with pytest.raises(ValueError, match=r"Unknown parameter name\(s\) \['9.weight'\]"):
+        hessian(model, X, y, bn_mode="batch", names=["9.weight"])
+    with pytest.raises(ValueError, match=r"V must have shape \(39,\)"):
+        hvp(model, X, y, torch.ones(5, dtype=torch.float64), bn_mode="batch")
+    with pytest.raises(ValueError, match="bn_mode must be one of"):
+        hvp(model, X, y, torch.ones(39, dtype=torch.float64), bn_mode="eval")
+    with pytest.raises(ValueError, match="k must be in"):
+        lanczos(lambda v: v, 5, k=6)
+    big = mlp(sizes=(200, 100, 10))  # 21,110 parameters > MAX_DENSE_PARAMS
+    assert sum(p.numel() for p in big.parameters()) > MAX_DENSE_PARAMS
+    with pytest.raises(ValueError, match="too large"):
+        hessian(big, torch.zeros(2, 200), torch.zeros(2, dtype=torch.long), bn_mode="batch")
