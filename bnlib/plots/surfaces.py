@@ -1,0 +1,136 @@
+"""Figures of the chapter "Filter-normalised loss surfaces" (seed 000; Li et al. 2018).
+
+Every function takes the chapter's results ``res[(arch, norm)]`` (see
+``bnlib.chapters.surfaces.run``). The with/without-BN pair of an architecture always shares
+its axis or colour limits, so the two can be compared at a glance.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib import colors, ticker
+
+from ..chapters.surfaces import ARCH_NAMES as ARCH_LABELS
+from . import color, label
+
+
+def _values(loss: np.ndarray, log: bool) -> np.ndarray:
+    return np.log10(loss) if log else loss
+
+
+def _zlabel(log: bool) -> str:
+    return "log10 training loss" if log else "training loss (cross-entropy)"
+
+
+def probe_curves(res: dict, *, archs, norms, key: str, ylabel: str, logy: bool = True):
+    """One panel per architecture: a probe quantity against the training step, per norm.
+
+    ``key="range"`` draws the band from the smallest to the largest loss seen along the
+    gradient step (seed 000's "loss variation"); any other key is a line of that probe array.
+    """
+    fig, axes = plt.subplots(1, len(archs), figsize=(5.2 * len(archs), 3.6), squeeze=False,
+                             layout="constrained")
+    for ax, arch in zip(axes[0], archs):
+        for norm in norms:
+            r = res[arch, norm]
+            step = r["probe/landscape/step"]
+            if key == "range":
+                lo, hi = r["probe/landscape/loss_min"], r["probe/landscape/loss_max"]
+                ax.fill_between(step, lo, hi, color=color(norm), alpha=0.35, lw=0,
+                                label=label(norm))
+            else:
+                ax.plot(step, r[f"probe/landscape/{key}"], color=color(norm), label=label(norm))
+        ax.set_xlabel("training step")
+        ax.text(0.98, 0.95, ARCH_LABELS[arch], transform=ax.transAxes, ha="right", va="top")
+        if logy:
+            ax.set_yscale("log")
+    axes[0, 0].set_ylabel(ylabel)
+    _legend(fig, axes[0, 0])
+    return fig
+
+
+def lines(res: dict, *, archs, norms, kind: str, log: bool = True):
+    """1D curves, one panel per architecture: ``kind="interp"`` (initial to final weights)
+    or ``"slices"`` (the two random directions, solid and dashed)."""
+    fig, axes = plt.subplots(1, len(archs), figsize=(5.2 * len(archs), 3.6), squeeze=False,
+                             layout="constrained")
+    for ax, arch in zip(axes[0], archs):
+        for norm in norms:
+            r = res[arch, norm]
+            if kind == "interp":
+                ax.plot(r["alphas"], r["interp"], color=color(norm), label=label(norm))
+            else:
+                ax.plot(r["line"], r["slice1"], color=color(norm), label=label(norm))
+                ax.plot(r["line"], r["slice2"], color=color(norm), ls="--")
+        if kind == "interp":
+            for a in (0, 1):
+                ax.axvline(a, color="0.6", lw=0.8, zorder=0)
+            ax.set_xlabel("alpha (0: initial weights, 1: trained weights)")
+        else:
+            ax.set_xlabel("step along the direction (filter-norm units)")
+        ax.text(0.98, 0.95, ARCH_LABELS[arch], transform=ax.transAxes, ha="right", va="top")
+        if log:
+            ax.set_yscale("log")
+    axes[0, 0].set_ylabel("training loss (cross-entropy)")
+    _legend(fig, axes[0, 0])
+    return fig
+
+
+def _legend(fig, ax) -> None:
+    """One legend for the whole figure, above the panels."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncol=len(labels), fontsize=8)
+
+
+def _limits(res: dict, arch: str, norms, log: bool) -> tuple[float, float]:
+    z = np.concatenate([_values(res[arch, n]["loss2d"], log).ravel() for n in norms])
+    return float(np.nanmin(z)), float(np.nanmax(z))
+
+
+def contours(res: dict, *, archs, norms, log: bool = False, levels: int = 20):
+    """2D contour maps: rows are architectures, columns norms; one colour scale per row."""
+    fig, axes = plt.subplots(len(archs), len(norms), figsize=(4.0 * len(norms), 3.5 * len(archs)),
+                             squeeze=False, sharex=True, sharey=True, layout="constrained")
+    for row, arch in zip(axes, archs):
+        vmin, vmax = _limits(res, arch, norms, log)
+        lv = np.linspace(vmin, vmax, levels)
+        for ax, norm in zip(row, norms):
+            r = res[arch, norm]
+            g = r["grid"]
+            cs = ax.contourf(g, g, _values(r["loss2d"], log).T, levels=lv, cmap="viridis",
+                             norm=colors.Normalize(vmin, vmax), extend="neither")
+            ax.contour(g, g, _values(r["loss2d"], log).T, levels=lv, colors="k", linewidths=0.3)
+            ax.plot(0, 0, "w+", ms=8)
+            ax.set_aspect("equal")
+            ax.text(0.02, 0.98, f"{ARCH_LABELS[arch]}, {label(norm)}", transform=ax.transAxes,
+                    va="top", fontsize=8, color="w")
+        fig.colorbar(cs, ax=list(row), label=_zlabel(log), ticks=ticker.MaxNLocator(6),
+                     format="%.3g")
+    for ax in axes[-1]:
+        ax.set_xlabel("direction 1 (filter-norm units)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("direction 2")
+    return fig
+
+
+def surfaces3d(res: dict, *, archs, norms, log: bool = False):
+    """3D surface plots laid out like ``contours``, with a shared z range per row."""
+    fig = plt.figure(figsize=(4.4 * len(norms), 3.8 * len(archs)))
+    for i, arch in enumerate(archs):
+        vmin, vmax = _limits(res, arch, norms, log)
+        for j, norm in enumerate(norms):
+            r = res[arch, norm]
+            A, B = np.meshgrid(r["grid"], r["grid"], indexing="ij")
+            ax = fig.add_subplot(len(archs), len(norms), i * len(norms) + j + 1, projection="3d")
+            ax.plot_surface(A, B, _values(r["loss2d"], log), cmap="viridis", vmin=vmin, vmax=vmax,
+                            linewidth=0, antialiased=True)
+            ax.set_zlim(vmin, vmax)
+            ax.set_xlabel("direction 1", fontsize=8)
+            ax.set_ylabel("direction 2", fontsize=8)
+            ax.set_zlabel(_zlabel(log), fontsize=8)
+            ax.text2D(0.02, 0.95, f"{ARCH_LABELS[arch]}, {label(norm)}", transform=ax.transAxes,
+                      fontsize=8)
+            ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig

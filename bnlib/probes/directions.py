@@ -1,0 +1,58 @@
+"""Random directions in parameter space, normalised as in Li et al. (2018, Sec. 4).
+
+A raw Gaussian direction ``d`` has the same size in every layer, while the weights do not,
+and BN makes a network invariant to the scale of a filter's weights; so Li et al. rescale
+every *filter* of ``d`` to the norm of the matching filter of the weights:
+``d_i <- d_i / ||d_i|| * ||w_i||``. A filter is a slice along dim 0 (an output channel of a
+conv weight, a row of a linear weight). Other normalisations: ``"layer"`` (the whole tensor at
+once) and ``"none"`` (the raw Gaussian).
+
+Parameters with at most one dimension (biases, BN's gamma and beta) get a zero direction
+by default, Li et al.'s ``--xignore biasbn``; the reference code recognises them by
+``dim() <= 1`` and so do we (tomgoldstein/loss-landscape: net_plotter.py,
+``normalize_directions_for_weights``). With ``ignore_bias_bn=False`` their direction is a
+copy of the parameter itself, as in that code (a per-entry filter norm would only fix the
+sign), whatever ``norm`` is.
+"""
+
+from __future__ import annotations
+
+import torch
+
+Tensors = dict[str, torch.Tensor]
+NORMS = ("filter", "layer", "none")
+
+
+def normalize_direction(direction: Tensors, params: Tensors, *, norm: str = "filter",
+                        ignore_bias_bn: bool = True) -> Tensors:
+    """A new direction: ``direction`` rescaled to the norms of ``params`` (see module doc)."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}; got {norm!r}")
+    out = {}
+    for name, w in params.items():
+        d = direction[name].detach()
+        if w.dim() <= 1:
+            out[name] = torch.zeros_like(w) if ignore_bias_bn else w.detach().clone()
+        elif norm == "filter":
+            d2, w2 = d.flatten(1), w.detach().flatten(1)  # (filters, fan_in)
+            scale = w2.norm(dim=1) / d2.norm(dim=1).clamp_min(torch.finfo(d.dtype).tiny)
+            out[name] = (d2 * scale[:, None]).reshape(d.shape)
+        elif norm == "layer":
+            out[name] = d * (w.detach().norm() / d.norm().clamp_min(torch.finfo(d.dtype).tiny))
+        else:
+            out[name] = d.clone()
+    return out
+
+
+def random_direction(params: Tensors, *, seed: int, norm: str = "filter",
+                     ignore_bias_bn: bool = True) -> Tensors:
+    """A Gaussian direction shaped like ``params``, drawn from ``seed`` and normalised.
+
+    Draws are made on the CPU in the order of ``params`` so a seed gives the same direction
+    on every device.
+    """
+    g = torch.Generator().manual_seed(seed)
+    raw = {k: torch.randn(v.shape, generator=g, dtype=v.dtype).to(v.device)
+           for k, v in params.items()}
+    return normalize_direction(raw, params, norm=norm, ignore_bias_bn=ignore_bias_bn)
+

@@ -1,0 +1,289 @@
+"""Loss surfaces along filter-normalised random directions (Li et al. 2018, Sec. 4).
+
+A surface is the loss at ``theta + a * d1 (+ b * d2)`` for every point of a grid of
+coefficients, with ``theta`` the trained parameters and ``d1, d2`` random directions built by
+``directions.random_direction``. The same engine gives 1D interpolation between two parameter
+sets (Goodfellow et al. 2015; Li et al. Sec. 3), 1D slices, 2D surfaces and a sharpness number.
+
+Speed (``benchmarks/bench_surface.py``): the reference code (tomgoldstein/loss-landscape:
+plot_surface.py ``crunch``) moves the weights in place and streams a DataLoader with
+per-image transforms for every grid point. Here the data subset stays on the device as
+tensors in channels-last layout; the first layer, being linear in its weights, is evaluated
+once per surface at the centre and along each direction and combined per point; and
+``points_per_call`` grid points can share one ``torch.func.vmap``-ed ``functional_call``
+(on this project's CPU one point per call was fastest, so that is the default). Every point
+is evaluated with ``functional_call`` on cloned tensors: the model is never mutated.
+
+BN: ``bn_mode="running"`` (eval mode, Li et al.'s choice) uses the model's running statistics;
+``"batch"`` normalises every chunk of ``batch_size`` samples with its own statistics. In
+``"batch"`` mode every grid point gets its own clone of the buffers, so the in-place
+running-statistics update that makes ``vmap`` over train-mode BN fail (pytorch/pytorch:
+docs/source/func.batch_norm.md) lands in a batched tensor and is legal.
+
+Resuming: with ``path=...`` the partial grid (values and a ``done`` mask) is written
+atomically (temp file + ``os.replace``) after every group of points, and a later call with
+the same inputs continues from it. Groups are fixed slices of the flattened grid, so a
+resumed surface evaluates exactly the same groups as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from .directions import Tensors, random_direction
+from .functional import check_bn_mode, clone_state, probing
+
+BASIS_BYTES = 2**30  # memory allowed for the cached first-layer outputs (reuse_first_layer)
+
+
+@dataclass(frozen=True)
+class Surface:
+    """Loss and accuracy on a grid: ``loss[i]`` (1D) or ``loss[i, j]`` (2D, at xs[i], ys[j])."""
+
+    xs: np.ndarray           # (nx,) coefficients along the first direction
+    ys: np.ndarray | None    # (ny,) along the second direction; None for a 1D slice
+    loss: np.ndarray         # (nx,) or (nx, ny) mean cross-entropy over the data subset
+    acc: np.ndarray          # same shape, accuracy in [0, 1]
+
+
+def _first_layer(model: nn.Module) -> int | None:
+    """Index of a Sequential's first conv/linear layer if only stateless reshapes precede it."""
+    if not isinstance(model, nn.Sequential):
+        return None
+    for i, m in enumerate(model):
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            return i
+        if not isinstance(m, (nn.Flatten, nn.Identity)):
+            return None
+    return None
+
+
+def _stack_points(center: Tensors, directions: Sequence[Tensors], coef: torch.Tensor,
+                  names: Sequence[str]) -> Tensors:
+    """Parameters of G grid points, ``center + sum_k coef[:, k + 1] * directions[k]``."""
+    out = {}
+    for name in names:
+        c = center[name]
+        p = c.unsqueeze(0).expand(len(coef), *c.shape).clone()          # (G, *shape)
+        for k, d in enumerate(directions):
+            p += coef[:, k + 1].view(-1, *([1] * c.dim())) * d[name].unsqueeze(0)
+        out[name] = p
+    return out
+
+
+def _fast_layout(x: torch.Tensor) -> torch.Tensor:
+    """Channels-last for image batches: oneDNN's conv and max-pool run several times faster
+    on it on CPU (measured in ``benchmarks/bench_surface.py``); values are unchanged."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+def _first_layer_basis(model: nn.Module, first: int, center: Tensors,
+                       directions: Sequence[Tensors], X: torch.Tensor) -> list[torch.Tensor]:
+    """The first layer's output at the centre and along each direction: 1 + K of (n, ...).
+
+    The layer is linear in its (weight, bias), so its output at any grid point is the
+    combination ``basis[0] + sum_k a_k basis[k + 1]``: computed once per surface, not per point.
+    """
+    lead = model[: first + 1]
+    names = [k for k in center if k.startswith(f"{first}.")]
+    return [_fast_layout(functional_call(lead, {k: t[k] for k in names}, (X,)))
+            for t in (center, *directions)]
+
+
+def _evaluate_group(body: nn.Module, params: Tensors, buffers: Tensors,
+                    chunks: Sequence[tuple[torch.Tensor, torch.Tensor]], coef: torch.Tensor, *,
+                    bn_mode: str, basis: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy and accuracy of each of the G stacked parameter sets, shape (G,).
+
+    ``chunks`` are (input, labels); with ``basis`` an input is a first-layer basis to combine
+    with ``coef`` (G, 1 + K), otherwise the data itself.
+    """
+    G = len(coef)
+    # batch mode updates running statistics in place: give every point its own copy
+    buffers = {k: v.unsqueeze(0).expand(G, *v.shape).clone() for k, v in buffers.items()}
+    batched = bn_mode == "batch"
+    if G == 1:  # no vmap: plain functional_call is faster for a single point
+        params = {k: v[0] for k, v in params.items()}
+        buffers = {k: v[0] for k, v in buffers.items()}
+        call = lambda p, b, x: functional_call(body, (p, b), (x,)).unsqueeze(0)  # noqa: E731
+    else:
+        call = vmap(lambda p, b, x: functional_call(body, (p, b), (x,)),
+                    in_dims=(0, 0 if batched else None, 0 if basis else None))
+        buffers = buffers if batched else {k: v[0] for k, v in buffers.items()}
+    n = sum(len(yc) for _, yc in chunks)
+    loss_sum = torch.zeros(G, dtype=torch.float64, device=coef.device)
+    correct = torch.zeros(G, dtype=torch.float64, device=coef.device)
+    for inp, yc in chunks:
+        if not basis:
+            x = inp
+        elif G == 1:  # elementwise, so the channels-last layout survives
+            x = inp[0].clone()
+            for k in range(1, len(inp)):
+                x.add_(inp[k], alpha=float(coef[0, k]))
+        else:
+            x = torch.tensordot(coef.to(inp[0].dtype), torch.stack(inp), dims=1)  # (G, n, ...)
+        out = call(params, buffers, x)                                   # (G, n, classes)
+        yy = yc.expand(G, -1)                                            # (G, n)
+        ce = nn.functional.cross_entropy(out.flatten(0, 1), yy.flatten(), reduction="none")
+        loss_sum += ce.view(G, -1).double().sum(1)
+        correct += (out.argmax(-1) == yy).double().sum(1)
+    return loss_sum / n, correct / n
+
+
+def _fingerprint(*arrays: torch.Tensor | np.ndarray | str) -> str:
+    """Hash of every input a grid depends on, so a resume never mixes two computations."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        if isinstance(a, str):
+            h.update(a.encode())
+        else:
+            t = torch.as_tensor(a).detach().cpu().contiguous()
+            h.update(str((t.dtype, tuple(t.shape))).encode())
+            h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _save(path: str, **arrays: np.ndarray) -> None:
+    tmp = f"{path}.tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)  # atomic on POSIX: a reader sees the old or the new grid, never half
+
+
+def _progress(path: str | None, key: str, P: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Loss, accuracy and the ``done`` mask of P points: empty, or read from ``path``."""
+    if path is None or not os.path.exists(path):
+        return np.full(P, np.nan), np.full(P, np.nan), np.zeros(P, dtype=bool)
+    with np.load(path) as old:
+        if str(old["key"]) != key:
+            raise ValueError(f"{path} holds a grid computed from other inputs (model, directions, "
+                             "data, grid or options); delete it or pass another path")
+        return old["loss"].copy(), old["acc"].copy(), old["done"].copy()
+
+
+def evaluate_grid(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
+                  directions: Sequence[Tensors], coords: np.ndarray, center: Tensors | None = None,
+                  bn_mode: str = "running", batch_size: int = 250, points_per_call: int = 1,
+                  reuse_first_layer: bool = True,
+                  path: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Loss and accuracy at ``center + sum_k coords[p, k] * directions[k]`` for every row p.
+
+    ``center`` (default: the model's parameters) may replace some or all of them; a direction
+    may omit parameters (they do not move). ``points_per_call`` grid points share one vmapped
+    forward pass (1 is fastest on CPU, measured; more pays where one point leaves the device
+    idle). ``reuse_first_layer`` keeps the first layer's outputs for the whole subset,
+    (1 + K) of them, in memory (skipped beyond ``BASIS_BYTES``). With ``path``, progress is
+    saved there and resumed from it.
+    Returns two float64 arrays of shape (P,).
+    """
+    check_bn_mode(bn_mode)
+    coords = np.asarray(coords, dtype=np.float64)
+    coords = coords[:, None] if coords.ndim == 1 else coords                  # (P, K)
+    if coords.shape[1] != len(directions):
+        raise ValueError(f"coords has {coords.shape[1]} columns but {len(directions)} directions "
+                         "were given; pass one coefficient per direction")
+    if points_per_call < 1 or batch_size < 1:
+        raise ValueError(f"points_per_call and batch_size must be >= 1; got {points_per_call}, "
+                         f"{batch_size}")
+    params, buffers = clone_state(model)
+    center = {k: v.detach().clone() for k, v in {**params, **(center or {})}.items()}
+    unknown = sorted({k for d in directions for k in d if k not in center})
+    if unknown:
+        raise ValueError(f"direction has entries {unknown} that are not parameters of the model")
+    dirs = [{k: d[k].detach().to(v) if k in d else torch.zeros_like(v) for k, v in center.items()}
+            for d in directions]
+    path = None if path is None else os.fspath(path)
+    key = "" if path is None else _fingerprint(
+        *center.values(), *buffers.values(), *[t for d in dirs for t in d.values()], X, y,
+        coords, f"{bn_mode}/{batch_size}/{points_per_call}/{reuse_first_layer}")
+    loss, acc, done = _progress(path, key, len(coords))
+    first = _first_layer(model) if reuse_first_layer else None
+    if first is not None:
+        with torch.no_grad():  # the size of the basis, from one image
+            per_image = model[: first + 1](X[:1]).numel()  # stateless layers: no side effect
+        if (1 + len(dirs)) * len(X) * per_image * X.element_size() > BASIS_BYTES:
+            first = None
+    body = model if first is None else model[first + 1:]
+    names = [k for k, _ in body.named_parameters()]
+    dtype = next(iter(center.values())).dtype
+    chunks: list | None = None  # built on first use, so a finished grid costs nothing
+    with torch.no_grad(), probing(model, bn_mode):
+        for start in range(0, len(coords), points_per_call):
+            sl = slice(start, start + points_per_call)
+            if done[sl].all():
+                continue
+            if chunks is None:
+                chunks = [(_fast_layout(Xc) if first is None else
+                           _first_layer_basis(model, first, center, dirs, Xc), yc)
+                          for Xc, yc in zip(X.split(batch_size), y.split(batch_size))]
+            c = torch.as_tensor(coords[sl], device=X.device, dtype=dtype)
+            coef = torch.cat([torch.ones_like(c[:, :1]), c], dim=1)     # (G, 1 + K)
+            lo, ac = _evaluate_group(body, _stack_points(center, dirs, coef, names), buffers,
+                                     chunks, coef, bn_mode=bn_mode, basis=first is not None)
+            loss[sl], acc[sl], done[sl] = lo.cpu().numpy(), ac.cpu().numpy(), True
+            if path is not None:
+                _save(path, loss=loss, acc=acc, done=done, key=np.array(key))
+    return loss, acc
+
+
+def surface_2d(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
+               directions: tuple[Tensors, Tensors], xs: np.ndarray, ys: np.ndarray,
+               **options) -> Surface:
+    """The loss on the grid ``xs x ys`` of the plane spanned by two directions at the model.
+
+    ``options`` go to ``evaluate_grid`` (``bn_mode``, ``batch_size``, ``points_per_call``,
+    ``path``, ``center``).
+    """
+    xs, ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+    a, b = np.meshgrid(xs, ys, indexing="ij")                       # (nx, ny) each
+    coords = np.stack([a.ravel(), b.ravel()], axis=1)               # (nx * ny, 2)
+    loss, acc = evaluate_grid(model, X, y, directions=directions, coords=coords, **options)
+    return Surface(xs, ys, loss.reshape(a.shape), acc.reshape(a.shape))
+
+
+def slice_1d(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, direction: Tensors,
+             xs: np.ndarray, **options) -> Surface:
+    """The loss along one direction, ``theta + x * direction`` for x in ``xs``."""
+    xs = np.asarray(xs, dtype=np.float64)
+    loss, acc = evaluate_grid(model, X, y, directions=[direction], coords=xs[:, None], **options)
+    return Surface(xs, None, loss, acc)
+
+
+def interpolate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, start: Tensors,
+                end: Tensors, alphas: np.ndarray, **options) -> Surface:
+    """Linear interpolation ``(1 - alpha) * start + alpha * end`` (Goodfellow et al. 2015).
+
+    The buffers (BN running statistics) stay the model's at every alpha; with
+    ``bn_mode="running"`` they belong to whichever parameters the model holds, so for an
+    init-to-final path ``bn_mode="batch"`` is the fairer choice.
+    """
+    direction = {k: end[k].detach() - start[k].detach() for k in start}
+    return slice_1d(model, X, y, direction=direction, xs=alphas, center=start, **options)
+
+
+def sharpness(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, radius: float,
+              num_directions: int = 8, seed: int = 0, norm: str = "filter",
+              ignore_bias_bn: bool = True, **options) -> dict[str, float]:
+    """Mean loss rise at distance ``radius`` along ``num_directions`` normalised random
+    directions, both signs: ``mean_{k, +-} L(theta +- radius * d_k) - L(theta)``.
+
+    A flat minimum has a small rise (Keskar et al. 2017; Li et al. 2018 Sec. 5). Direction k
+    is drawn from ``seed + k``. Returns the centre loss, the mean rise and its standard
+    deviation over the 2K points.
+    """
+    params, _ = clone_state(model)
+    centre, _ = evaluate_grid(model, X, y, directions=[], coords=np.zeros((1, 0)), **options)
+    rise = []
+    for k in range(num_directions):
+        d = random_direction(params, seed=seed + k, norm=norm, ignore_bias_bn=ignore_bias_bn)
+        loss, _ = evaluate_grid(model, X, y, directions=[d], coords=[[radius], [-radius]],
+                                **options)
+        rise += list(loss - centre[0])
+    return {"loss": float(centre[0]), "rise": float(np.mean(rise)), "rise_std": float(np.std(rise))}

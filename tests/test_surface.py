@@ -1,0 +1,274 @@
+"""Filter-normalised directions and the surface engine against independent oracles.
+
+* Direction norms: a per-filter Python loop over ``torch.linalg.vector_norm`` of each slice.
+* Grid points: a deep copy of the model whose weights are moved in place by hand
+  (``p.add_(a * d1 + b * d2)``) and evaluated by its own ``forward`` in eval or train mode,
+  chunk by chunk; float64, so the two agree to ~1e-12 (rtol 1e-9 leaves room for summation
+  order and the first-layer basis combination).
+* Resuming: an uninterrupted surface, compared for exact equality.
+All nets are tiny and float64; every generator is seeded.
+"""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bnlib.models import lenet, mlp
+from bnlib.probes.directions import normalize_direction, random_direction
+from bnlib.probes.surface import evaluate_grid, interpolate, sharpness, slice_1d, surface_2d
+
+RTOL = 1e-9  # float64 forward passes that differ only in summation order
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on the shared 2-core machine, 2 OpenMP threads spin and run tiny
+    float64 convs ~40x slower (measured). Restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def net(kind: str = "lenet", norm: str = "bn", n: int = 24, seed: int = 0):
+    """A float64 net with non-trivial biases and BN running statistics, and a batch (X, y)."""
+    torch.manual_seed(seed)
+    model = (lenet(norm=norm) if kind == "lenet" else mlp(norm=norm, sizes=(12, 7, 5))).double()
+    X = torch.randn(n, 3, 32, 32, dtype=torch.float64) if kind == "lenet" else \
+        torch.randn(n, 12, dtype=torch.float64)
+    y = torch.randint(0, 10 if kind == "lenet" else 5, (n,))
+    with torch.no_grad():
+        for p in model.parameters():  # biases and BN's beta away from zero, gamma away from one
+            p.add_(0.1 * torch.randn_like(p))
+        for _ in range(3):            # running statistics away from (0, 1)
+            model.train()(X + torch.randn_like(X))
+    model.eval()  # the engine must not care which mode the model is left in
+    return model, X, y
+
+
+def params_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+def hand_moved_loss(model, X, y, moves, *, train: bool, batch_size: int) -> float:
+    """Mean cross-entropy of a copy whose weights were moved in place by ``sum_k a_k d_k``."""
+    m = copy.deepcopy(model).train(train)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            for a, d in moves:
+                p.add_(a * d[name])
+        total = sum(nn.functional.cross_entropy(m(Xc), yc, reduction="sum").item()
+                    for Xc, yc in zip(X.split(batch_size), y.split(batch_size)))
+    return total / len(X)
+
+
+# ---------------------------------------------------------------- directions
+
+@pytest.mark.parametrize("kind,filters", [("lenet", 6 + 16 + 120 + 84 + 10), ("mlp", 7 + 5)])
+def test_each_filter_has_the_norm_of_its_weight_filter(kind, filters):
+    model, _, _ = net(kind)
+    params = params_of(model)
+    d = random_direction(params, seed=3)
+    checked = 0
+    for name, w in params.items():
+        if w.dim() <= 1:
+            continue
+        for i in range(w.shape[0]):  # filter i: output channel of a conv, row of a linear
+            dn = torch.linalg.vector_norm(d[name][i]).item()
+            wn = torch.linalg.vector_norm(w[i]).item()
+            assert dn == pytest.approx(wn, rel=1e-12), (name, i)
+            checked += 1
+    assert checked == filters  # every conv output channel and linear row was checked
+
+
+def test_bias_and_bn_parameters_get_zero_direction_by_default():
+    model, _, _ = net("lenet")
+    params = params_of(model)
+    d = random_direction(params, seed=3)
+    one_dim = [k for k, v in params.items() if v.dim() <= 1]
+    assert any(".bias" in k for k in one_dim) and len(one_dim) >= 10  # conv/linear biases + BN
+    for k in one_dim:
+        assert torch.count_nonzero(d[k]) == 0, k
+    # with the option off the direction is the parameter itself (Li et al.'s code)
+    d_all = random_direction(params, seed=3, ignore_bias_bn=False)
+    for k in one_dim:
+        assert torch.equal(d_all[k], params[k]), k
+    assert all(torch.equal(d_all[k], d[k]) for k in params if k not in one_dim)
+
+
+def test_layer_and_none_normalisations():
+    model, _, _ = net("mlp")
+    params = params_of(model)
+    raw = {k: torch.randn(v.shape, generator=torch.Generator().manual_seed(7), dtype=v.dtype)
+           for k, v in params.items()}
+    layer = normalize_direction(raw, params, norm="layer", ignore_bias_bn=False)
+    none = normalize_direction(raw, params, norm="none", ignore_bias_bn=False)
+    for k, w in params.items():
+        if w.dim() <= 1:  # copied from the parameter whatever the normalisation
+            assert torch.equal(layer[k], w) and torch.equal(none[k], w)
+            continue
+        assert layer[k].norm().item() == pytest.approx(w.norm().item(), rel=1e-12)
+        torch.testing.assert_close(layer[k] / layer[k].norm(), raw[k] / raw[k].norm())
+        assert torch.equal(none[k], raw[k])
+    with pytest.raises(ValueError, match="norm must be one of"):
+        normalize_direction(raw, params, norm="weight")
+
+
+def test_same_seed_same_direction_and_different_seeds_differ():
+    params = params_of(net("mlp")[0])
+    a, b, c = (random_direction(params, seed=s) for s in (1, 1, 2))
+    assert all(torch.equal(a[k], b[k]) for k in params)
+    assert not torch.equal(a["1.weight"], c["1.weight"])
+
+
+# ---------------------------------------------------------------- the engine
+
+@pytest.mark.parametrize("kind", ["lenet", "mlp"])
+@pytest.mark.parametrize("bn_mode", ["running", "batch"])
+@pytest.mark.parametrize("points_per_call,reuse", [(1, True), (4, True), (3, False)])
+def test_grid_point_equals_model_moved_by_hand(kind, bn_mode, points_per_call, reuse):
+    model, X, y = net(kind)
+    params = params_of(model)
+    # d2 also moves biases and BN parameters, so the first-layer basis must carry the bias
+    d1 = random_direction(params, seed=1)
+    d2 = random_direction(params, seed=2, ignore_bias_bn=False)
+    xs, ys = np.array([-0.5, 0.0, 0.25]), np.array([-0.2, 0.4])
+    s = surface_2d(model, X, y, directions=(d1, d2), xs=xs, ys=ys, bn_mode=bn_mode,
+                   batch_size=10, points_per_call=points_per_call, reuse_first_layer=reuse)
+    assert s.loss.shape == (3, 2) and s.acc.shape == (3, 2)
+    for i, a in enumerate(xs):
+        for j, b in enumerate(ys):
+            want = hand_moved_loss(model, X, y, [(a, d1), (b, d2)], train=bn_mode == "batch",
+                                   batch_size=10)
+            assert s.loss[i, j] == pytest.approx(want, rel=RTOL), (a, b)
+    assert len(np.unique(s.loss)) == 6  # the directions do move the loss
+
+
+def test_engine_leaves_the_model_untouched():
+    model, X, y = net("lenet")
+    model.train()
+    before = copy.deepcopy(model.state_dict())
+    rng = torch.get_rng_state()
+    params = params_of(model)
+    slice_1d(model, X, y, direction=random_direction(params, seed=1), xs=np.linspace(-1, 1, 5),
+             bn_mode="batch", points_per_call=2)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # incl. running stats
+    assert model.training and all(m.training for m in model.modules())
+    assert torch.equal(rng, torch.get_rng_state())
+
+
+def test_interpolation_endpoints_are_the_two_parameter_sets():
+    start_model, X, y = net("mlp", seed=0)
+    end_model, _, _ = net("mlp", seed=1)
+    start, end = params_of(start_model), params_of(end_model)
+    s = interpolate(end_model, X, y, start=start, end=end, alphas=[0.0, 0.5, 1.0], bn_mode="batch")
+    for alpha, got in zip([0.0, 0.5, 1.0], s.loss):
+        m = copy.deepcopy(end_model)
+        with torch.no_grad():
+            for k, p in m.named_parameters():
+                p.copy_((1 - alpha) * start[k] + alpha * end[k])
+        want = nn.functional.cross_entropy(m.train()(X), y).item()
+        assert got == pytest.approx(want, rel=RTOL)
+
+
+def test_sharpness_is_the_mean_rise_along_both_signs():
+    model, X, y = net("mlp")
+    params = params_of(model)
+    r = 0.3
+    got = sharpness(model, X, y, radius=r, num_directions=2, seed=5)
+    centre = hand_moved_loss(model, X, y, [], train=False, batch_size=len(X))
+    rises = [hand_moved_loss(model, X, y, [(s * r, random_direction(params, seed=5 + k))],
+                             train=False, batch_size=len(X)) - centre
+             for k in range(2) for s in (1, -1)]
+    assert got["loss"] == pytest.approx(centre, rel=RTOL)
+    assert got["rise"] == pytest.approx(np.mean(rises), rel=1e-7)  # a difference of ~1 numbers
+    assert got["rise_std"] == pytest.approx(np.std(rises), rel=1e-6)
+    assert sharpness(model, X, y, radius=0.0, num_directions=1)["rise"] == 0.0
+
+
+def test_bad_arguments_are_named():
+    model, X, y = net("mlp")
+    d = random_direction(params_of(model), seed=1)
+    with pytest.raises(ValueError, match="coords has 2 columns but 1 directions"):
+        evaluate_grid(model, X, y, directions=[d], coords=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"not parameters of the model"):
+        evaluate_grid(model, X, y, directions=[{"nope.weight": torch.zeros(1)}], coords=[0.0])
+    with pytest.raises(ValueError, match="bn_mode"):
+        evaluate_grid(model, X, y, directions=[d], coords=[0.0], bn_mode="train")
+
+
+# ---------------------------------------------------------------- resuming
+
+class Interrupt(Exception):
+    pass
+
+
+def count_forwards(model: nn.Module, stop_after: int | None = None) -> list[int]:
+    """Count forward passes of the last layer; raise ``Interrupt`` after ``stop_after``."""
+    calls = [0]
+
+    def hook(module, inputs):
+        calls[0] += 1
+        if stop_after is not None and calls[0] > stop_after:
+            raise Interrupt
+    handle = model[-1].register_forward_pre_hook(hook)
+    calls.append(handle)
+    return calls
+
+
+def test_interrupted_and_resumed_surface_equals_uninterrupted(tmp_path):
+    model, X, y = net("lenet")
+    params = params_of(model)
+    dirs = (random_direction(params, seed=1), random_direction(params, seed=2))
+    grid = dict(directions=dirs, xs=np.linspace(-1, 1, 3), ys=np.linspace(-1, 1, 3),
+                batch_size=8, points_per_call=2)  # 3 chunks per point, groups of 2 points
+    full = surface_2d(model, X, y, **grid)
+
+    path = tmp_path / "surface.npz"
+    calls = count_forwards(model, stop_after=7)  # groups 1-2 finish (6 calls), group 3 dies
+    with pytest.raises(Interrupt):
+        surface_2d(model, X, y, path=path, **grid)
+    calls[1].remove()
+    with np.load(path) as partial:
+        assert partial["done"].tolist() == [True] * 4 + [False] * 5
+        assert not (tmp_path / "surface.npz.tmp.npz").exists()
+
+    calls = count_forwards(model)
+    resumed = surface_2d(model, X, y, path=path, **grid)
+    calls[1].remove()
+    assert calls[0] == 3 * 3  # only the 3 unfinished groups (points 5-9) ran, 3 chunks each
+    assert np.array_equal(resumed.loss, full.loss) and np.array_equal(resumed.acc, full.acc)
+
+    calls = count_forwards(model)
+    again = surface_2d(model, X, y, path=path, **grid)  # complete: nothing is recomputed
+    calls[1].remove()
+    assert calls[0] == 0 and np.array_equal(again.loss, full.loss)
+
+
+def test_resume_refuses_a_file_from_other_inputs(tmp_path):
+    model, X, y = net("mlp")
+    d = random_direction(params_of(model), seed=1)
+    path = tmp_path / "line.npz"
+    slice_1d(model, X, y, direction=d, xs=np.linspace(-1, 1, 4), path=path)
+    with pytest.raises(ValueError, match="other inputs"):
+        slice_1d(model, X, y, direction=d, xs=np.linspace(-1, 1, 5), path=path)
+
+
+def test_first_layer_reuse_is_skipped_when_it_would_not_fit(monkeypatch):
+    from bnlib.probes import surface
+
+    model, X, y = net("mlp")
+    grid = dict(direction=random_direction(params_of(model), seed=1), xs=[-0.7, 0.3, 0.9])
+    plain = slice_1d(model, X, y, reuse_first_layer=False, **grid).loss
+    calls = []
+    basis = surface._first_layer_basis
+    monkeypatch.setattr(surface, "_first_layer_basis", lambda *a: calls.append(1) or basis(*a))
+    np.testing.assert_allclose(slice_1d(model, X, y, **grid).loss, plain, rtol=RTOL)
+    assert calls  # the basis was used
+    calls.clear()
+    monkeypatch.setattr(surface, "BASIS_BYTES", 0)
+    assert np.array_equal(slice_1d(model, X, y, **grid).loss, plain) and not calls  # fell back
