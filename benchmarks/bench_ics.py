@@ -1,0 +1,116 @@
+"""Cost of one all-layer ICS measurement (Definition 2.1) relative to one training step.
+
+Side by side, same machine, one run: a plain SGD training step; ``probes.ics`` batched
+(``method="vmap"``, one vmap over layers); ``probes.ics`` as a loop that shares the updated
+prefix (``method="loop"``); and the explicit per-layer loop (deep-copy model and optimiser,
+take the step, then for each layer copy the stepped layers before it into a fresh copy and
+backprop). Models: the quick-profile VGG (VGG-11 at 1/4 width with BN, batch 128,
+CIFAR-shaped random tensors: timing does not depend on the pixel values) and the 25-layer
+deep linear network with BN, full batch of 1000.
+
+Run: ``.venv/bin/python benchmarks/bench_ics.py [--repeats 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from bnlib.models import deep_linear, vgg, weight_layers
+from bnlib.probes.functional import loss_fn
+from bnlib.probes.ics import ics, layer_of_params
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, X, y, loss: str) -> None:
+    model.train()
+    opt.zero_grad()
+    loss_fn(loss)(model(X), y).backward()
+    opt.step()
+
+
+def explicit_ics(model: nn.Module, opt: torch.optim.Optimizer, X, y, loss: str) -> list[float]:
+    """The naive reference: one deep copy and one backward pass per layer."""
+    crit, owner = loss_fn(loss), layer_of_params(model)
+
+    def weight_grads(m: nn.Module) -> list[torch.Tensor]:
+        m.train()
+        m.zero_grad()
+        crit(m(X), y).backward()
+        return [w.weight.grad for w in weight_layers(m)]
+
+    G = weight_grads(copy.deepcopy(model))
+    stepped, stepped_opt = copy.deepcopy((model, opt))
+    train_step(stepped, stepped_opt, X, y, loss)
+    new = dict(stepped.named_parameters())
+    l2 = []
+    for i in range(1, len(G) + 1):
+        m = copy.deepcopy(model)
+        with torch.no_grad():
+            for n, p in m.named_parameters():
+                if owner[n] < i:
+                    p.copy_(new[n])
+        l2.append((G[i - 1] - weight_grads(m)[i - 1]).norm().item())
+    return l2
+
+
+def timed(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time in seconds over ``repeats`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench(name: str, model: nn.Module, X, y, loss: str, lr: float, repeats: int) -> None:
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    k = len(weight_layers(model))
+    trainee, trainee_opt = copy.deepcopy((model, opt))  # steps on a twin: the model stays put
+    step = timed(lambda: train_step(trainee, trainee_opt, X, y, loss), repeats)
+    rows = {
+        "batched (vmap)": timed(lambda: ics(model, X, y, optimizer=opt, loss=loss,
+                                            bn_mode="batch", method="vmap"), repeats),
+        "prefix loop": timed(lambda: ics(model, X, y, optimizer=opt, loss=loss,
+                                         bn_mode="batch", method="loop"), repeats),
+        "explicit copy loop": timed(lambda: explicit_ics(model, opt, X, y, loss), repeats),
+    }
+    print(f"\n{name}: {k} layers, batch {X.shape[0]}, {torch.get_num_threads()} threads, "
+          f"median of {repeats}")
+    print(f"  {'training step':<20s} {step * 1e3:9.1f} ms   1.00 x step")
+    for label, t in rows.items():
+        print(f"  {label:<20s} {t * 1e3:9.1f} ms  {t / step:5.2f} x step")
+    ref = np.array(explicit_ics(model, opt, X, y, loss))
+    got = ics(model, X, y, optimizer=opt, loss=loss, bn_mode="batch")["l2"]
+    print(f"  max |l2 probe - l2 explicit| / max l2 = {np.abs(got - ref).max() / ref.max():.1e}")
+    explicit = rows["explicit copy loop"]
+    print(f"  explicit loop / batched (vmap) = {explicit / rows['batched (vmap)']:.2f}   "
+          f"explicit loop / prefix loop = {explicit / rows['prefix loop']:.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    X = torch.randn(128, 3, 32, 32, generator=g)  # CIFAR-shaped batch (N, C, H, W)
+    y = torch.randint(0, 10, (128,), generator=g)
+    bench("VGG-11 width 1/4, BN", vgg(11, width=0.25, norm="bn"), X, y, "ce", 0.1,
+          args.repeats)
+    X = torch.randn(1000, 10, generator=g)  # DLN: x ~ N(0, I), targets A x
+    y = X @ torch.randn(10, 10, generator=g).T
+    bench("DLN 25 x (10x10), BN, full batch", deep_linear(depth=25, width=10, norm="bn"), X, y,
+          "mse_sum", 1e-6, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

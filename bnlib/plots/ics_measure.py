@@ -1,0 +1,91 @@
+"""Figures of the chapter "Does BatchNorm reduce internal covariate shift?" (Santurkar et al.
+2018, Fig. 3): training loss beside the ICS of chosen layers, and ICS heat maps."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.lines import Line2D
+
+from . import color, label
+from .training import running_mean
+
+LAYER_STYLES = ("-", "--", ":", "-.")
+
+
+def _band(ax, x: np.ndarray, ys: list[np.ndarray], kind: str, ls: str = "-") -> None:
+    """Mean over seeds with a min..max band (runs cut at the shortest)."""
+    n = min(len(y) for y in ys)
+    if n == 0:
+        return
+    Y = np.stack([y[:n] for y in ys])  # (seeds, n)
+    ax.plot(x[:n], Y.mean(0), color=color(kind), ls=ls, lw=1.5)
+    if len(ys) > 1:
+        ax.fill_between(x[:n], Y.min(0), Y.max(0), color=color(kind), alpha=0.2, lw=0)
+
+
+def curves(hist: dict, *, net: str, norms, lrs, seeds, layers: list[int], smooth: int = 1,
+           loss_label: str = "training loss", log_loss: bool = False):
+    """Columns: learning rates. Rows: training loss, ||G - G'||_2 and cos(G, G') of ``layers``
+    (line style per layer, colour per normaliser) against the training step."""
+    fig, axes = plt.subplots(3, len(lrs), figsize=(5.0 * len(lrs), 8.4), sharex="col",
+                             squeeze=False)
+    for col, lr in enumerate(lrs):
+        ax_loss, ax_l2, ax_cos = axes[:, col]
+        for norm in norms:
+            hs = [hist[(net, norm, lr, s)] for s in seeds]
+            ys = [running_mean(h.train_loss, smooth) for h in hs]
+            _band(ax_loss, np.arange(1, max(map(len, ys)) + 1), ys, norm)
+            ps = [h.probes["ics"] for h in hs if "ics" in h.probes]
+            if not ps:
+                continue
+            for layer, ls in zip(layers, LAYER_STYLES):
+                _band(ax_l2, ps[0]["step"], [p["l2"][:, layer - 1] for p in ps], norm, ls)
+                _band(ax_cos, ps[0]["step"], [p["cos"][:, layer - 1] for p in ps], norm, ls)
+        ax_loss.text(0.98, 0.95, f"lr = {lr:g}", transform=ax_loss.transAxes, ha="right",
+                     va="top")
+        ax_loss.set_yscale("log" if log_loss else "linear")
+        ax_l2.set_yscale("log")
+        ax_cos.set_ylim(-1.05, 1.05)
+        ax_cos.set_xlabel("training step")
+    axes[0, 0].set_ylabel(loss_label)
+    axes[1, 0].set_ylabel("ICS: ||G - G'||_2 (gradient units)")
+    axes[2, 0].set_ylabel("ICS: cos(G, G')")
+    handles = [Line2D([], [], color=color(n), label=label(n)) for n in norms]
+    handles += [Line2D([], [], color="0.3", ls=ls, label=f"layer {i}")
+                for i, ls in zip(layers, LAYER_STYLES)]
+    axes[0, -1].legend(handles=handles, loc="upper right", bbox_to_anchor=(1.0, 0.85),
+                       fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def heatmap(hist: dict, *, panels: list[tuple[str, tuple]], seed: int, metric: str = "cos"):
+    """One panel per ``(title, (net, norm, lr))``: ``metric`` over layers (y) and training
+    steps (x) for run ``seed``. ``cos`` on [-1, 1]; ``rel_l2`` = ||G - G'|| / ||G||, on one
+    log colour scale shared by the panels."""
+    Zs = []
+    for _, key in panels:
+        p = hist[(*key, seed)].probes["ics"]
+        Z = p["cos"] if metric == "cos" else p["l2"] / p["g_norm"]  # (records, layers)
+        Zs.append((p["step"], np.where(np.isfinite(Z) & ((Z > 0) | (metric == "cos")), Z, np.nan)))
+    if metric == "cos":
+        opts = dict(cmap="RdBu", vmin=-1, vmax=1)
+    else:
+        vals = np.concatenate([Z[np.isfinite(Z)] for _, Z in Zs])
+        lo, hi = (vals.min(), vals.max()) if vals.size else (1e-6, 1.0)
+        opts = dict(cmap="viridis", norm=LogNorm(lo, hi))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + 1, 3.4),
+                             squeeze=False, layout="constrained")
+    for ax, (title, _), (steps, Z) in zip(axes[0], panels, Zs):
+        dx = steps[1] - steps[0] if len(steps) > 1 else 1
+        extent = (steps[0] - dx / 2, steps[-1] + dx / 2, Z.shape[1] + 0.5, 0.5)
+        im = ax.imshow(Z.T, aspect="auto", extent=extent, interpolation="nearest", **opts)
+        ax.text(0.0, 1.02, title, transform=ax.transAxes, fontsize=9, va="bottom")
+        ax.set_xlabel("training step")
+        ax.grid(False)
+    axes[0, 0].set_ylabel("layer")
+    fig.colorbar(im, ax=axes[0].tolist(),
+                 label="cos(G, G')" if metric == "cos" else "||G - G'|| / ||G||")
+    return fig

@@ -1,0 +1,241 @@
+"""Internal covariate shift measured by gradients (Santurkar et al. 2018, Sec. 2.2, Def. 2.1).
+
+At step t, on the step's batch (x_t, y_t), layer i's ICS compares two gradients w.r.t. its
+weight W_i: ``G_i`` at theta_t, and ``G'_i`` after the layers before it (1..i-1) have taken
+the update the optimiser applies at this step, layers i..k staying at theta_t. We report
+``||G_i - G'_i||_2`` and ``cos(G_i, G'_i)`` for every layer.
+
+How: one gradient at theta_t gives G (every layer's); a throwaway optimiser, built from a
+deep copy of the real one's state over cloned parameters, turns it into theta_{t+1}, so any
+``torch.optim`` optimiser (momentum, Adam, weight decay, a scheduler's current lr) gives the
+update it would really apply. Layer i's G' needs a mixed parameter set (updated where the
+parameter belongs to a layer before i). ``method="vmap"`` evaluates all those sets in one
+``torch.func.vmap``; ``method="loop"`` runs one forward pass with the updated parameters and
+then, per layer, only the layers from i on (the shared prefix saves about half the work).
+BN buffers are cloned per evaluation, and the model's RNG (noise layers) is rewound before
+every evaluation so G and every G' see the draws the real step will see.
+
+Choices: "layer i" is the i-th conv/linear layer (``models.weight_layers``) and W_i its
+weight; a parameter belongs to the last weight layer registered before it (a BN after
+conv i-1 belongs to layer i-1, the bias of layer i to layer i), which is forward order for
+the ``nn.Sequential`` models of this book. Differences are at the model's precision: in
+float32 an ICS below about 1e-6 |G| is round-off (run in float64 to resolve less).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from ..models import weight_layers
+from .functional import Tensors, clone_state, loss_fn, probing
+
+
+def layer_of_params(model: nn.Module) -> dict[str, int]:
+    """Parameter name -> the 1-based weight layer it belongs to (0: before the first)."""
+    layer, owner = 0, {}
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            layer += 1
+        for pname, _ in m.named_parameters(recurse=False):
+            owner[f"{name}.{pname}" if name else pname] = layer
+    return owner
+
+
+def weight_names(model: nn.Module) -> list[str]:
+    """Names of the weights W_1..W_k, in layer order."""
+    ids = {id(m.weight): i for i, m in enumerate(weight_layers(model))}
+    names = sorted((ids[id(p)], n) for n, p in model.named_parameters() if id(p) in ids)
+    return [n for _, n in names]
+
+
+def optimizer_update(model: nn.Module, optimizer: torch.optim.Optimizer, params: Tensors,
+                     grads: Tensors) -> Tensors:
+    """theta_{t+1}: ``params`` after the step ``optimizer`` would take with gradient ``grads``.
+
+    Works on clones with a fresh optimiser of the same class loaded with a deep copy of the
+    real one's state; the real optimiser, its state and the model are not touched.
+    """
+    name_of = {id(p): n for n, p in model.named_parameters()}
+    new = {n: v.detach().clone() for n, v in params.items()}
+    groups = []
+    for g in optimizer.param_groups:
+        missing = [p.shape for p in g["params"] if id(p) not in name_of]
+        if missing:
+            raise ValueError(f"The optimizer holds tensors that are not parameters of the model "
+                             f"(shapes {missing}); build it over model.parameters().")
+        groups.append({**g, "params": [new[name_of[id(p)]] for p in g["params"]]})
+    shadow = type(optimizer)(groups, **optimizer.defaults)
+    shadow.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # deep: no shared buffers
+    for n, v in new.items():
+        v.grad = grads.get(n)
+    with torch.no_grad():
+        shadow.step()
+    return {n: v.detach() for n, v in new.items()}
+
+
+def _rng_rewinder(model: nn.Module) -> Callable[[], None]:
+    """A function that puts the global RNG and the model's own generators back as they are now.
+
+    A module whose ``generator`` is still None (noise layers create theirs on first use) gets
+    None back, so every evaluation re-creates it from its seed, as the real step would.
+    """
+    cpu = torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    gens = [(m, m.generator, m.generator.get_state() if m.generator is not None else None)
+            for m in model.modules()
+            if isinstance(getattr(m, "generator", 0), (torch.Generator, type(None)))]
+
+    def rewind() -> None:
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+        for m, g, state in gens:
+            m.generator = g
+            if g is not None:
+                g.set_state(state)
+    return rewind
+
+
+METHODS = ("auto", "vmap", "loop")
+_GLOBAL_RNG_LAYERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+                      nn.FeatureAlphaDropout)
+
+
+def ics(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, optimizer: torch.optim.Optimizer,
+        loss: str | Callable = "ce", bn_mode: str = "batch", layers: Sequence[int] | None = None,
+        method: str = "auto", chunk_size: int | None = None) -> dict[str, np.ndarray]:
+    """ICS of Definition 2.1 at the current step, on the batch (X, y), for ``layers`` (1-based;
+    default all). Returns arrays aligned with ``layer``: ``l2`` = ||G - G'||_2, ``cos`` =
+    cos(G, G') (nan if a gradient is 0), ``g_norm`` = ||G||, ``g_prime_norm`` = ||G'||.
+
+    ``method="vmap"``: all G' in one ``vmap`` over layers (``chunk_size`` lanes at a time).
+    ``"loop"`` (``nn.Sequential`` only): one forward pass with the updated parameters gives
+    every layer's input, then each G' needs only the layers from i on; on a CPU it is about 3
+    times faster than vmap for the VGG and on a par for the DLN (benchmarks/bench_ics.py).
+    ``"auto"`` takes vmap on CUDA (one kernel per layer for all lanes), else loop if it applies.
+    Call it before the step's update: model, optimizer and RNG are left as they were.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    wnames = weight_names(model)
+    layers = list(range(1, len(wnames) + 1)) if layers is None else [int(i) for i in layers]
+    bad = [i for i in layers if not 1 <= i <= len(wnames)]
+    if bad:
+        raise ValueError(f"layers must be in 1..{len(wnames)} for this model; got {bad}")
+    owner, crit = layer_of_params(model), loss_fn(loss) if isinstance(loss, str) else loss
+    with probing(model, bn_mode):
+        rewind = _rng_rewinder(model)
+        old, buffers = clone_state(model)
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+
+        def f(p: Tensors, fixed: Tensors, bufs: Tensors) -> torch.Tensor:
+            return crit(functional_call(model, ({**fixed, **p}, bufs), (X,)), y)
+
+        rewind()
+        G = grad(f)({n: old[n] for n in trainable}, old, _clone(buffers))  # at theta_t
+        new = optimizer_update(model, optimizer, old, G)
+        moved = [owner[n] for n in old if not torch.equal(old[n], new[n])]
+        lanes = [i for i in layers if moved and min(moved) < i]  # others: G' = G exactly
+        Gp = {i: G[wnames[i - 1]] for i in layers if i not in lanes}
+        if method == "auto":
+            method = "vmap" if X.is_cuda or _loop_unsupported(model) else "loop"
+        if lanes and method == "vmap":
+            Gp |= _lanes_vmap(f, lanes, wnames, owner, old, new, buffers, rewind, chunk_size)
+        elif lanes:
+            Gp |= _lanes_loop(model, crit, X, y, lanes, wnames, old, new, buffers, rewind)
+        rewind()  # also drops generators the probe created
+    return _compare([G[wnames[i - 1]] for i in layers], [Gp[i] for i in layers], layers)
+
+
+def _loop_unsupported(model: nn.Module) -> str:
+    """Why ``method="loop"`` cannot split ``model`` into prefix and suffix ("" if it can)."""
+    children = {id(m) for m in model.children()}
+    if not isinstance(model, nn.Sequential) or any(id(m) not in children
+                                                   for m in weight_layers(model)):
+        return "needs an nn.Sequential whose conv/linear layers are direct children"
+    if any(isinstance(m, _GLOBAL_RNG_LAYERS) for m in model.modules()):
+        return "cannot replay global-RNG layers (dropout) in a suffix"
+    return ""
+
+
+def _lanes_vmap(f: Callable, lanes: list[int], wnames: list[str], owner: dict[str, int],
+                old: Tensors, new: Tensors, buffers: Tensors, rewind: Callable[[], None],
+                chunk_size: int | None) -> dict[int, torch.Tensor]:
+    """G'_i for every i in ``lanes`` from one vmap; lane i sees ``new`` for layers < i."""
+    def at(n: str, i: int) -> torch.Tensor:
+        return new[n] if owner[n] < i else old[n]
+
+    lo, hi = min(lanes), max(lanes)
+    ws = {wnames[i - 1]: torch.stack([at(wnames[i - 1], j) for j in lanes])
+          for i in lanes}  # W_i in every lane: (lanes, *W_i.shape)
+    varies = {n: lo <= owner[n] < hi for n in old}  # else the same in every lane
+    rest = {n: torch.stack([at(n, j) for j in lanes]) if v else at(n, hi)
+            for n, v in varies.items()}
+    bufs = {n: torch.stack([b.clone() for _ in lanes]) for n, b in buffers.items()}
+    dims = (0, {n: 0 if v else None for n, v in varies.items()}, 0)
+    rewind()
+    out = vmap(grad(f), in_dims=dims, randomness="same", chunk_size=chunk_size)(ws, rest, bufs)
+    return {i: out[wnames[i - 1]][k] for k, i in enumerate(lanes)}
+
+
+def _lanes_loop(model: nn.Module, crit: Callable, X: torch.Tensor, y: torch.Tensor,
+                lanes: list[int], wnames: list[str], old: Tensors, new: Tensors,
+                buffers: Tensors, rewind: Callable[[], None]) -> dict[int, torch.Tensor]:
+    """G'_i lane by lane on an ``nn.Sequential``: the updated prefix is computed once.
+
+    Lane i restarts each module's own generator (``rewind``) so its suffix draws what a full
+    pass would; layers drawing from the global RNG (dropout) would not, so they are refused.
+    """
+    why = _loop_unsupported(model)
+    if why:
+        raise ValueError(f"method='loop' {why}; use method='vmap'")
+    children = list(model.named_children())
+    index = {id(m): j for j, (_, m) in enumerate(children)}
+    start = [index[id(m)] for m in weight_layers(model)]  # child index of layer i, 0-based
+
+    def run(j: int, h: torch.Tensor, params: Tensors, bufs: Tensors) -> torch.Tensor:
+        pre = f"{children[j][0]}."
+        sub = ({k.removeprefix(pre): v for k, v in params.items() if k.startswith(pre)},
+               {k.removeprefix(pre): v for k, v in bufs.items() if k.startswith(pre)})
+        return functional_call(children[j][1], sub, (h,))
+
+    inputs, bufs = [X], _clone(buffers)  # inputs[j]: input of child j, children < j updated
+    rewind()
+    with torch.no_grad():
+        for j in range(max(start[i - 1] for i in lanes)):
+            inputs.append(run(j, inputs[j], new, bufs))
+
+    def suffix(wi: torch.Tensor, w: str, c: int, bufs: Tensors) -> torch.Tensor:
+        p, h = {**old, w: wi}, inputs[c]  # children >= c at theta_t, W_i = wi
+        for j in range(c, len(children)):
+            h = run(j, h, p, bufs)
+        return crit(h, y)
+
+    out = {}
+    for i in lanes:
+        rewind()
+        out[i] = grad(suffix)(old[wnames[i - 1]], wnames[i - 1], start[i - 1], _clone(buffers))
+    return out
+
+
+def _clone(t: Tensors) -> Tensors:
+    return {k: v.clone() for k, v in t.items()}
+
+
+def _compare(G: list[torch.Tensor], Gp: list[torch.Tensor],
+             layers: list[int]) -> dict[str, np.ndarray]:
+    """l2 difference, cosine and norms of each (G_i, G'_i) pair, in float64."""
+    rows = []
+    for g, gp in zip(G, Gp, strict=True):
+        u, v = g.detach().double().flatten(), gp.detach().double().flatten()
+        rows.append([(u - v).norm().item(), (u @ v / (u.norm() * v.norm())).item(),
+                     u.norm().item(), v.norm().item()])
+    l2, cos, g_norm, g_prime_norm = np.array(rows, dtype=np.float64).reshape(-1, 4).T
+    return {"layer": np.asarray(layers), "l2": l2, "cos": cos, "g_norm": g_norm,
+            "g_prime_norm": g_prime_norm}
