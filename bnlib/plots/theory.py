@@ -1,0 +1,128 @@
+"""Figures of the theory chapter: how each term of Theorems 4.1 and 4.2 contributes, where the
+printed forms fail, and what BN's epsilon changes."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from . import color
+
+LAYERS = {"conv": "conv BN layer", "fc": "classifier BN layer (after a linear layer)"}
+
+
+def _probe(net: dict, layer: str, key: str) -> np.ndarray:
+    return np.asarray(net[f"probe/theory/{layer}/{key}"], float)
+
+
+def thm41_terms(net: dict):
+    """Per layer: the share of ||g||^2 (sums over units) removed by the mean term and by the
+    correlation term (log scale), and the factor (gamma/sigma)^2 (median and quartiles)."""
+    fig, axes = plt.subplots(2, 2, figsize=(9, 5.2), sharex=True)
+    step = np.asarray(net["probe/theory/step"])
+    for col, (layer, title) in enumerate(LAYERS.items()):
+        norm = _probe(net, layer, "thm_4_1/terms/norm").sum(1)
+        ax = axes[0, col]
+        for term, c, ls, lab in (("mean", "0.35", "-", "mean term ⟨1,g⟩²/m"),
+                                 ("corr", color("bn"), "--", "correlation term ⟨g,ŷ⟩²/m")):
+            share = _probe(net, layer, f"thm_4_1/terms/{term}").sum(1) / norm
+            ax.plot(step, np.maximum(share, 1e-12), color=c, ls=ls, marker="o", ms=3, label=lab)
+        ax.set_yscale("log")
+        ax.set_ylabel("share of ‖g‖² removed")
+        ax.set_title(title, fontsize="medium")
+        scale = _probe(net, layer, "thm_4_1/terms/scale")
+        q1, med, q3 = np.percentile(scale, [25, 50, 75], axis=1)
+        ax = axes[1, col]
+        ax.fill_between(step, q1, q3, color=color("bn"), alpha=0.25, lw=0)
+        ax.plot(step, med, color=color("bn"))
+        ax.axhline(1, color="0.3", lw=0.8, ls=":")
+        ax.set_yscale("log")
+        ax.set_ylabel("(γ/σ)² per unit")
+        ax.set_xlabel("SGD step")
+    axes[0, 0].legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def thm42_terms(net: dict):
+    """Per layer: the curvature along the gradient and (gamma/sigma)^2 v^T H v (top, symlog),
+    the BN correction relative to the latter (middle), the share of units with <g, yhat> > 0."""
+    fig, axes = plt.subplots(3, 2, figsize=(9, 7), sharex=True)
+    step = np.asarray(net["probe/theory/step"])
+    for col, (layer, title) in enumerate(LAYERS.items()):
+        lhs = _probe(net, layer, "thm_4_2/exact/lhs")
+        hess = _probe(net, layer, "thm_4_2/terms/hess")
+        ax = axes[0, col]
+        ax.plot(step, lhs, color=color("bn"), lw=2, label="vᵀ(∂²L̂/∂y²)v (measured)")
+        ax.plot(step, hess, color=color("none"), ls="--", label="(γ/σ)² vᵀHv")
+        lin = float(max(np.abs(np.concatenate([lhs, hess])).min(), 1e-30))
+        ax.set_yscale("symlog", linthresh=lin)
+        ax.set_ylabel("quadratic form")
+        ax.set_title(title, fontsize="medium")
+        corr = -_probe(net, layer, "thm_4_2/terms/correction")
+        axes[1, col].plot(step, corr / np.abs(hess), color="0.35", marker="o", ms=3)
+        axes[1, col].axhline(0, color="0.3", lw=0.8, ls=":")
+        axes[1, col].set_ylabel("correction / |(γ/σ)² vᵀHv|")
+        axes[1, col].ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+        inner = _probe(net, layer, "thm_4_2/terms/inner")
+        axes[2, col].plot(step, (inner > 0).mean(1), color=color("bn"), marker="o", ms=3)
+        axes[2, col].set_ylim(-0.05, 1.05)
+        axes[2, col].set_ylabel("share of units, ⟨g,ŷ⟩ > 0")
+        axes[2, col].set_xlabel("SGD step")
+    axes[0, 0].legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def thm41_scatter(inst: dict):
+    """Random instances: both sides of Theorem 4.1 divided by (gamma/sigma)^2 ||g||^2; points
+    below the diagonal break the statement."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    ref = inst["thm_4_1/terms/scale"] * inst["thm_4_1/terms/norm"]
+    x = inst["thm_4_1/corrected/lhs"] / ref
+    for form, c, lab in (("seed003", "0.45", "seed 003 (1/√m)"),
+                         ("corrected", color("bn"), "corrected (1/m)")):
+        ax.scatter(x, inst[f"thm_4_1/{form}/rhs"] / ref, s=4, color=c, alpha=0.5, lw=0, label=lab)
+    ax.plot([0, 1], [0, 1], color="0.2", lw=0.8)
+    ax.set_xlabel("left side ‖∂L̂/∂y‖² / ((γ/σ)²‖g‖²)")
+    ax.set_ylabel("right side / ((γ/σ)²‖g‖²)")
+    ax.legend(fontsize="small", markerscale=3)
+    fig.tight_layout()
+    return fig
+
+
+def failure_rates(table):
+    """Share of random instances and of probed VGG units where each form fails."""
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    labels = [f"{r.statement}: {r.form}" for r in table.itertuples()]
+    y = np.arange(len(table))
+    ax.barh(y - 0.2, table["random instances failing"], height=0.4, color="0.55",
+            label="random instances")
+    ax.barh(y + 0.2, table["VGG: failing"].fillna(0), height=0.4, color=color("bn"),
+            label="VGG units x probe steps")
+    ax.set_yticks(y, labels, fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share where the form fails")
+    ax.legend(fontsize="small", loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def eps_effect(inst_eps: dict):
+    """How far the eps-free forms are off when BN divides by sqrt(var + eps): relative gap
+    against delta = eps / sigma^2."""
+    fig, ax = plt.subplots(figsize=(5.2, 4))
+    d = inst_eps["delta"]
+    for key, c, lab in (("thm_4_1/corrected", color("bn"), "Thm 4.1 (1/m form)"),
+                        ("thm_4_2/seed000", "0.45", "Thm 4.2 (seed 000 form)")):
+        r = np.abs(inst_eps[f"{key}/rhs"] - inst_eps[f"{key}/lhs"]) / inst_eps[f"{key}/mag"]
+        ax.scatter(d, np.maximum(r, 1e-18), s=4, color=c, alpha=0.5, lw=0, label=lab)
+    ax.plot([d.min(), 1], [d.min(), 1], color="0.2", lw=0.8, ls=":", label="gap = δ")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("δ = ε / σ²")
+    ax.set_ylabel("|rhs − lhs| / magnitude")
+    ax.legend(fontsize="small", markerscale=3)
+    fig.tight_layout()
+    return fig
