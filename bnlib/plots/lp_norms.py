@@ -1,0 +1,90 @@
+"""Figures of the chapter on lp normalisation (Santurkar et al. 2018, Sec. 3.3, Figs. 12-14)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from . import color, label
+from .training import curves as _curves
+
+_LANDSCAPE = (("loss range", "loss range along the gradient"),
+              ("grad_diff_max", "max gradient change (l2)"),
+              ("beta_eff", "effective beta-smoothness"))
+
+
+def training_curves(res: dict, arch: str, *, norms, seeds, lr: float, metric: str,
+                    smooth: int = 1, ylabel: str = "", logy: bool = False):
+    """Training or test curves of every normaliser on ``arch`` (the training chapter's figure)."""
+    hist = {(n, lr, s): res[(arch, n, s)][0] for n in norms for s in seeds}
+    return _curves(hist, norms=norms, lrs=[lr], seeds=seeds, metric=metric, smooth=smooth,
+                   ylabel=ylabel, logy=logy)
+
+
+def landscape(res: dict, arch: str, *, norms, seeds):
+    """Loss range, largest gradient change and effective beta-smoothness along the gradient
+    against the training step, one line per normaliser (mean over seeds), log scale."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for norm in norms:
+        probes = [res[(arch, norm, s)][0].probes.get("landscape") for s in seeds]
+        if not all(p and len(p["step"]) for p in probes):
+            continue
+        n = min(len(p["step"]) for p in probes)
+        for ax, (key, _) in zip(axes, _LANDSCAPE):
+            ys = [(p["loss_max"] - p["loss_min"]) if key == "loss range" else p[key] for p in probes]
+            ax.plot(probes[0]["step"][:n], np.mean([y[:n] for y in ys], axis=0), marker="o", ms=3,
+                    color=color(norm), label=label(norm))
+    for ax, (_, name) in zip(axes, _LANDSCAPE):
+        ax.set_xlabel("training step")
+        ax.set_ylabel(name)
+        ax.set_yscale("log")
+    axes[-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def histograms(res: dict, *, norms, layers, seed: int, bins: int = 60):
+    """Histogram of each layer's activations (rows) per normaliser (columns) at the end of
+    training, with a Gaussian of the same mean and variance (dashed) and the excess kurtosis."""
+    fig, axes = plt.subplots(len(layers), len(norms), figsize=(1.9 * len(norms), 1.9 * len(layers)),
+                             squeeze=False)
+    for r, layer in enumerate(layers):
+        for c, norm in enumerate(norms):
+            ax, extras = axes[r, c], res[("vgg", norm, seed)][1]
+            a = extras.get(f"layer{layer}/sample")
+            if a is None:
+                ax.text(0.5, 0.5, "diverged", transform=ax.transAxes, ha="center")
+                continue
+            ax.hist(a, bins=bins, density=True, color=color(norm), alpha=0.8)
+            x = np.linspace(a.min(), a.max(), 200)
+            m, s = a.mean(), a.std()
+            ax.plot(x, np.exp(-0.5 * ((x - m) / s) ** 2) / (s * np.sqrt(2 * np.pi)), "k--", lw=0.8)
+            ax.text(0.97, 0.95, f"k = {float(extras[f'layer{layer}/kurtosis']):.1f}",
+                    transform=ax.transAxes, ha="right", va="top", fontsize=8)
+            ax.set_yticks([])
+            ax.tick_params(labelsize=7)
+            if r == 0:
+                ax.set_title(label(norm), fontsize=8)  # column header, not a figure title
+            if c == 0:
+                ax.set_ylabel(f"layer {layer}\ndensity", fontsize=8)
+            if r == len(layers) - 1:
+                ax.set_xlabel("activation", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def shift_vs_loss(table, *, norms):
+    """Final training loss against the step-to-step shift of the activations' mean and
+    variance (two panels), one point per normaliser."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
+    for ax, col, name in zip(axes, ("mean shift", "var shift"),
+                             ("mean shift (spreads per record)", "variance shift (|d log var| per record)")):
+        for norm in norms:
+            ax.scatter(table.loc[norm, col], table.loc[norm, "final train loss"], s=40,
+                       color=color(norm), label=label(norm))
+        ax.set_xlabel(name)
+        ax.set_xscale("log")
+    axes[0].set_ylabel("final training loss (cross-entropy)")
+    axes[1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig

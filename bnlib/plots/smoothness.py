@@ -1,0 +1,112 @@
+"""Figures of the chapter "The smoothing effect" (Santurkar et al. 2018, Figs. 4, 10, 11).
+
+Every function takes line-search probe results as ``{norm: probe}``, where ``probe`` is one
+entry of ``History.probes`` (arrays over probed steps: ``step`` (K,), ``loss_min`` (K,),
+``grad_diff`` (K, S), ...), so other chapters can plot other normalisers the same way.
+"""
+
+from __future__ import annotations
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from . import color, label
+
+PANELS = (  # (lower key, upper key or None, y label) of the three panels of Fig. 4
+    ("loss_min", "loss_max", None),
+    ("grad_diff_min", "grad_diff_max", "gradient change ‖∇L(θ′) − ∇L(θ)‖₂"),
+    ("beta_eff", None, "effective β-smoothness"),
+)
+
+
+def landscape_panels(probes: dict[str, dict], *, log_loss: bool = False,
+                     loss_label: str = "loss along the line", step_label: str = "training step"):
+    """Fig. 4: loss range, gradient-change range (bands: min..max over the line) and
+    effective beta-smoothness, against the training step, one colour per normaliser."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    for ax, (lo, hi, ylabel) in zip(axes, PANELS):
+        for norm, p in probes.items():
+            if hi is None:
+                ax.plot(p["step"], p[lo], "o-", ms=3, color=color(norm), label=label(norm))
+            else:
+                ax.fill_between(p["step"], p[lo], p[hi], color=color(norm), alpha=0.3, lw=0)
+                ax.plot(p["step"], p[lo], color=color(norm), lw=1, label=label(norm))
+                ax.plot(p["step"], p[hi], color=color(norm), lw=1)
+        ax.set_xlabel(step_label)
+        ax.set_ylabel(loss_label if lo == "loss_min" else ylabel)
+        if lo != "loss_min" or log_loss:
+            ax.set_yscale("log")
+    for ax, tag in zip(axes, "abc"):
+        ax.text(0.02, 0.97, f"({tag})", transform=ax.transAxes, va="top", fontweight="bold")
+    axes[-1].legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def lr_robustness(probes: dict[str, dict], *, lr: float, cmap: str = "viridis"):
+    """Fig. 11: gradient change against the step size s * lr, one line per probed training
+    step coloured by that step; one panel per normaliser, shared axes."""
+    fig, axes = plt.subplots(1, len(probes), figsize=(5 * len(probes) + 1, 3.6), sharey=True,
+                             squeeze=False, layout="constrained")
+    last = max(int(p["step"].max()) for p in probes.values())
+    norm_c = mpl.colors.Normalize(0, max(last, 1))
+    for ax, (norm, p) in zip(axes[0], probes.items()):
+        for t, mults, diff in zip(p["step"], p["multipliers"], p["grad_diff"]):
+            ax.plot(mults * lr, diff, "o-", ms=2.5, lw=1.2, color=plt.get_cmap(cmap)(norm_c(t)))
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(p["multipliers"][0] * lr, [f"{v:.2g}" for v in p["multipliers"][0] * lr])
+        ax.xaxis.set_minor_formatter(mpl.ticker.NullFormatter())
+        ax.set_xlabel("step size s × lr (distance in units of ‖g‖)")
+        ax.text(0.02, 0.97, label(norm), transform=ax.transAxes, va="top", color=color(norm),
+                bbox=dict(facecolor="white", edgecolor="none", alpha=0.8))
+    axes[0, 0].set_ylabel("gradient change ‖∇L(θ′) − ∇L(θ)‖₂")
+    fig.colorbar(mpl.cm.ScalarMappable(norm_c, cmap), ax=axes[0].tolist(), label="training step")
+    return fig
+
+
+def ratio_curves(ratios: dict[str, pd.DataFrame], metrics: dict[str, str]):
+    """Standard / BN factor of each metric over training (log scale; above 1: BN smoother),
+    one panel per entry of ``ratios`` ({panel label: ``chapters.smoothness.ratios`` frame})."""
+    fig, axes = plt.subplots(1, len(ratios), figsize=(5.2 * len(ratios), 3.4), sharey=True,
+                             squeeze=False)
+    for ax, (direction, df) in zip(axes[0], ratios.items()):
+        for i, (key, name) in enumerate(metrics.items()):
+            ax.plot(df["step"], df[key], "o-", ms=3, color=plt.get_cmap("Dark2")(i), label=name)
+        ax.axhline(1, color="0.4", lw=1, ls="--")
+        ax.set_yscale("log")
+        ax.set_xlabel("training step")
+        ax.text(0.02, 0.97, direction, transform=ax.transAxes, va="top",
+                bbox=dict(facecolor="white", edgecolor="none", alpha=0.8))
+    axes[0, 0].set_ylabel("standard / BN (×)")
+    axes[0, -1].legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def lr_sweep(table: pd.DataFrame, *, trained_below: float, networks: dict[str, str]):
+    """Final over initial training loss against the learning rate, one line per normaliser,
+    one panel per network; a cross at the top marks a diverged run."""
+    fig, axes = plt.subplots(1, len(networks), figsize=(5.2 * len(networks), 3.4),
+                             squeeze=False)
+    for ax, (arch, title) in zip(axes[0], networks.items()):
+        sub = table[table["network"] == arch]
+        rels = (sub["final loss"] / sub["initial loss"]).to_numpy()
+        top = max(1.0, float(np.max(rels[np.isfinite(rels)], initial=1.0)))  # crosses go here
+        for norm, g in sub.groupby("norm", sort=False):
+            g = g.sort_values("lr")
+            rel = (g["final loss"] / g["initial loss"]).to_numpy()
+            ok = np.isfinite(rel)
+            ax.plot(g["lr"][ok], rel[ok], "o-", color=color(norm), label=label(norm))
+            ax.plot(g["lr"][~ok], np.full((~ok).sum(), top), "x", ms=9, mew=2, color=color(norm))
+        ax.axhline(trained_below, color="0.4", lw=1, ls="--")
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.text(0.02, 0.97, title, transform=ax.transAxes, va="top",
+                bbox=dict(facecolor="white", edgecolor="none", alpha=0.8))
+    axes[0, 0].set_ylabel("final / initial training loss")
+    axes[0, -1].legend(loc="lower right", bbox_to_anchor=(1, 1), ncol=2, fontsize=8)
+    fig.tight_layout()
+    return fig
