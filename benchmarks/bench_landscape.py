@@ -8,7 +8,7 @@ multipliers (``vectorize=True``). Models: VGG-11 at 1/4 width with BN on a CIFAR
 of 128 (the chapter's quick setting), and the 25-layer deep linear network with BN on 1000
 points (full batch). Inputs are random: the cost does not depend on the pixel values.
 
-    .venv/bin/python benchmarks/bench_landscape.py [--repeats 3] [--multipliers 8]
+    .venv/bin/python benchmarks/bench_landscape.py [--repeats 3] [--multipliers 8] [--threads 1]
 """
 
 from __future__ import annotations
@@ -94,7 +94,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--multipliers", type=int, default=8, help="grid size S")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="intra-op CPU threads (default: torch's; 1 is steadier when shared)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU"
           + (" + CUDA present (timings are CPU)" if torch.cuda.is_available() else ""))
     g = torch.Generator().manual_seed(0)

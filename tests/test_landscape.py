@@ -268,3 +268,10 @@ def test_as_probe_measures_the_batch_before_the_update():
     np.testing.assert_allclose(h.probes["grad"]["beta_eff"][0], ref["beta_eff"], rtol=1e-5)
     with pytest.raises(ValueError, match="Unknown direction 'sideways'"):
         landscape.as_probe("x", 1, lr=0.1, multipliers=[1.0], direction="sideways")
+
+
+def test_vmap_is_used_where_it_pays():
+    """Loop for conv nets on the CPU (grouped convolutions are slower there), vmap otherwise."""
+    X = torch.zeros(2, 3, 32, 32)
+    assert not landscape.vmap_pays(models.vgg(11, width=1 / 16), X)
+    assert landscape.vmap_pays(models.deep_linear(depth=3, width=4, norm="bn"), X)

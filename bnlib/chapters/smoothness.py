@@ -50,7 +50,7 @@ class Params(ChapterParams):
                             "largest VGG step multiplier s (paper: 4)")
     num_mults: int = param(6, Interval(int, 2, 100), "multipliers per line, log-spaced (choice)")
     direction_kind: str = param("unit", OneOf(landscape.DIRECTION_KINDS),
-                                "random direction: unit or filter-normalised, to |g| (choice)")
+                                "random direction: unit or filter-normalised (choice)")
     dln_depth: int = param(25, Interval(int, 2, 200), "DLN layers (paper: 25)")
     dln_width: int = param(10, Interval(int, 1, 1000), "DLN width (paper: 10)")
     dln_points: int = param(1000, Interval(int, 2, 1_000_000),
@@ -59,15 +59,15 @@ class Params(ChapterParams):
                           "DLN loss summed or averaged over the points (choice)")
     dln_lr: float = param(1e-6, Interval(float, high=1, **_POS),
                           "DLN gradient-descent learning rate (paper: 1e-6)")
-    dln_steps: int = param(2000, Interval(int, 1, 1_000_000),
-                           "DLN steps (paper: 10,000; quick 2000, choice)")
+    dln_steps: int = param(1500, Interval(int, 1, 1_000_000),
+                           "DLN steps (paper: 10,000; quick 1500, choice)")
     dln_probe_every: int = param(100, Interval(int, 1, 1_000_000),
                                  "DLN steps between probes (choice)")
     dln_mult_min: float = param(0.01, Interval(float, high=1000, **_POS),
                                 "smallest DLN step multiplier (paper: 1/100)")
     dln_mult_max: float = param(30.0, Interval(float, high=1000, **_POS),
                                 "largest DLN step multiplier (paper: 30)")
-    sweep_lrs: tuple = param((0.02, 0.1, 0.5, 2.0), ListOf(Interval(float, high=100, **_POS), 2),
+    sweep_lrs: tuple = param((0.1, 0.5, 2.0), ListOf(Interval(float, high=100, **_POS), 2),
                              "VGG learning rates of the sweep (choice)")
     sweep_steps: int = param(40, Interval(int, 1, 1_000_000), "VGG steps per sweep run (choice)")
     dln_sweep_lrs: tuple = param((1e-7, 1e-6, 1e-5, 1e-4),

@@ -86,7 +86,7 @@ def unit_traces(hist: dict, *, norms, layers, lr: float, seed: int, num_units: i
                 kw = dict(color=color(norm), lw=0.9, alpha=0.85, zorder=len(norms) - z,
                           label=label(norm) if r == 0 and u_idx == 0 else None)
                 axes[r, 0].plot(rec["step"], rec[f"layer{i}.mean"][:, u], **kw)
-                axes[r, 1].plot(rec["step"], rec[f"layer{i}.var"][:, u], **kw)
+                axes[r, 1].plot(rec["step"], rec[f"layer{i}.var"][:, u], **{**kw, "label": None})
         axes[r, 0].set_ylabel(f"layer {i}: unit mean")
         axes[r, 1].set_ylabel(f"layer {i}: unit variance")
         axes[r, 1].set_yscale("log")

@@ -55,7 +55,7 @@ def histograms(res: dict, *, norms, layers, seed: int, bins: int = 60):
             if a is None:
                 ax.text(0.5, 0.5, "diverged", transform=ax.transAxes, ha="center")
                 continue
-            ax.hist(a, bins=bins, density=True, color=color(norm), alpha=0.8)
+            ax.hist(a, bins=bins, density=True, color=color(norm), alpha=0.8, histtype="stepfilled")
             x = np.linspace(a.min(), a.max(), 200)
             m, s = a.mean(), a.std()
             ax.plot(x, np.exp(-0.5 * ((x - m) / s) ** 2) / (s * np.sqrt(2 * np.pi)), "k--", lw=0.8)

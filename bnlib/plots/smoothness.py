@@ -39,7 +39,7 @@ def landscape_panels(probes: dict[str, dict], *, log_loss: bool = False,
         if lo != "loss_min" or log_loss:
             ax.set_yscale("log")
     for ax, tag in zip(axes, "abc"):
-        ax.text(0.02, 0.97, f"({tag})", transform=ax.transAxes, va="top", fontweight="bold")
+        ax.text(0.0, 1.02, f"({tag})", transform=ax.transAxes, va="bottom", fontweight="bold")
     axes[-1].legend(loc="best", fontsize=8)
     fig.tight_layout()
     return fig
@@ -103,9 +103,7 @@ def lr_sweep(table: pd.DataFrame, *, trained_below: float, networks: dict[str, s
             ax.plot(g["lr"][~ok], np.full((~ok).sum(), top), "x", ms=9, mew=2, color=color(norm))
         ax.axhline(trained_below, color="0.4", lw=1, ls="--")
         ax.set_xscale("log")
-        ax.set_xlabel("learning rate")
-        ax.text(0.02, 0.97, title, transform=ax.transAxes, va="top",
-                bbox=dict(facecolor="white", edgecolor="none", alpha=0.8))
+        ax.set_xlabel(f"learning rate, {title}")
     axes[0, 0].set_ylabel("final / initial training loss")
     axes[0, -1].legend(loc="lower right", bbox_to_anchor=(1, 1), ncol=2, fontsize=8)
     fig.tight_layout()

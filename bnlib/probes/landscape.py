@@ -11,9 +11,10 @@ one from ``random_direction``). From these it reports the three quantities of Fi
 
 Evaluation uses the model's own batch statistics on the same batch (``bn_mode="batch"``), on
 cloned parameters and buffers, so the model is left exactly as it was (see ``functional``).
-The multipliers are evaluated together with ``torch.func.vmap`` (buffers stacked along the
-multiplier axis, so the BN running-statistics update lands in a batched clone); a model that
-draws random numbers in its forward pass (noise layers) needs ``vectorize=False``.
+The multipliers are evaluated together with ``torch.func.vmap`` where that pays (buffers
+stacked along the multiplier axis, so the BN running-statistics update lands in a batched
+clone), else one after another; a model that draws random numbers in its forward pass
+(noise layers) needs ``vectorize=False``.
 Norms are over all parameters concatenated.
 """
 
@@ -48,10 +49,19 @@ def _check_direction(direction: Tensors, params: Tensors) -> Tensors:
     return {k: direction[k].detach().to(p) for k, p in params.items()}
 
 
+def vmap_pays(model: nn.Module, X: torch.Tensor) -> bool:
+    """Whether vmapping over multipliers beats a loop. Under vmap a stack of conv weights
+    becomes one grouped convolution, which CPU kernels run slower than separate convolutions
+    (benchmarks/bench_landscape.py: VGG-11, vmap at 0.6-0.8x the loop's speed on 2 cores);
+    for linear layers it pays (deep linear network: 1.3-4x). Off the CPU we assume it pays."""
+    has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+    return X.device.type != "cpu" or not has_conv
+
+
 def line_search(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str | Callable,
                 lr: float, multipliers: Sequence[float], bn_mode: str = "batch",
                 direction: Tensors | None = None, match_grad_norm: bool = False,
-                vectorize: bool = True, chunk_size: int | None = None) -> dict:
+                vectorize: bool | None = None, chunk_size: int | None = None) -> dict:
     """Loss and gradient at ``theta - s * lr * d`` for every s in ``multipliers``.
 
     ``d`` is the gradient g on (X, y), or ``direction`` (a dict like the parameters), rescaled
@@ -59,7 +69,8 @@ def line_search(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str
     ``loss``, ``grad_diff``, ``grad_norm``, ``distance`` and floats ``loss0``, ``grad_norm0``,
     ``loss_min``, ``loss_max``, ``grad_diff_min``, ``grad_diff_max``, ``beta_eff`` (max of
     grad_diff / distance) and ``lipschitz`` (largest gradient norm seen on the line, theta
-    included). ``chunk_size`` bounds how many multipliers vmap evaluates at once (memory).
+    included). ``vectorize=None`` picks vmap where it pays (see ``vmap_pays``);
+    ``chunk_size`` bounds how many multipliers vmap evaluates at once (memory).
     """
     check_bn_mode(bn_mode)
     mults = np.asarray(multipliers, dtype=float)
@@ -69,6 +80,7 @@ def line_search(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str
     if not lr > 0:
         raise ValueError(f"lr must be > 0; got {lr}")
     loss = loss_fn(loss) if isinstance(loss, str) else loss
+    vectorize = vmap_pays(model, X) if vectorize is None else vectorize
 
     with probing(model, bn_mode):
         params, buffers = clone_state(model)
@@ -142,8 +154,8 @@ def random_direction(model: nn.Module, *, generator: torch.Generator, kind: str 
 
 def as_probe(name: str, every: int, *, lr: float | None, multipliers: Sequence[float],
              bn_mode: str = "batch", direction: str = "gradient", seed: int = 0,
-             match_grad_norm: bool = True, ignore_bias_bn: bool = True, vectorize: bool = True,
-             chunk_size: int | None = None) -> Probe:
+             match_grad_norm: bool = True, ignore_bias_bn: bool = True,
+             vectorize: bool | None = None, chunk_size: int | None = None) -> Probe:
     """A ``train.Probe`` running ``line_search`` on the step's batch every ``every`` steps.
 
     ``lr=None`` uses the run's learning rate. ``direction`` is ``"gradient"`` or a
