@@ -32,6 +32,7 @@ NORMS = ("none", "bn", "l1", "l2", "linf", "ln", "gn")  # plotting order
 LP = ("l1", "l2", "linf")
 LANDSCAPE = ("loss range", "grad-diff max", "beta_eff")  # the three panels of the paper's Fig. 4
 ARCHS = ("vgg", "dln")
+DEPENDS = (runs.module_path(__name__), "probes/landscape", "probes/activations")  # cached runs' code
 _POS = dict(low_open=True)
 
 
@@ -50,7 +51,7 @@ class Params(ChapterParams):
     lp_norm_of: str = param("raw", OneOf(("raw", "centered")),
                             "lp norm of the raw or the centred input (paper: 'before shifting the mean')")
     lp_center: bool = param(True, OneOf((True, False)), "lp layers subtract the batch mean (paper: yes)")
-    lp_eps: float = param(1e-5, Interval(float, 0, 1), "added to the average |x|^p (choice: BN's 1e-5)")
+    lp_eps: float = param(1e-5, Interval(float, 0, 1), "added to mean(abs(x)^p) (choice: BN's 1e-5)")
     lp_affine: bool = param(True, OneOf((True, False)),
                             "learnable gamma, beta after lp layers (choice: as BN)")
     lp_momentum: float = param(0.1, Interval(float, 0, 1, **_POS),
@@ -192,7 +193,8 @@ def run_one(cfg: Params, arch: str, norm: str, seed: int, *,
                                                          d.y_test[:cfg.eval_size], bn_mode="batch")[1]
         return out
 
-    res = runs.cached("lp_norms", _run_key(cfg, arch, norm, seed, tcfg), compute, force=force)
+    res = runs.cached("lp_norms", _run_key(cfg, arch, norm, seed, tcfg), compute, depends=DEPENDS,
+                      force=force)
     extras = {k.removeprefix("shape/"): v for k, v in res.items()
               if k.startswith("shape/") or k == "test_acc_batch_stats"}
     return train.History.from_arrays(res), extras
