@@ -109,9 +109,10 @@ class LpNorm(nn.Module):
             mean = x.mean(dim=dims) if self.center else x.new_zeros(x.shape[1])
             y = x - mean.view(c)
             scale = self._scale(y if self.norm_of == "centered" else x, dims)
-            with torch.no_grad():
-                self.running_mean.lerp_(mean.detach(), self.momentum)
-                self.running_scale.lerp_(scale.detach(), self.momentum)
+            with torch.no_grad():  # mul_/add_, not lerp_: lerp_ has no vmap batching rule
+                m = self.momentum
+                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                self.running_scale.mul_(1 - m).add_(scale.detach(), alpha=m)
         else:
             y, scale = x - self.running_mean.view(c), self.running_scale
         out = y / scale.view(c)
@@ -133,7 +134,7 @@ def make_norm(kind: str, channels: int, *, spatial: bool = True, seed: int = 0,
 
     ``spatial`` picks 2d (conv, (N, C, H, W)) or 1d (linear, (N, C)) inputs; ``seed`` seeds the
     noise of ``noisy_bn``/``noise``; ``noise`` and ``lp`` pass options to ActivationNoise and
-    LpNorm; ``groups`` is the GroupNorm group count (reduced until it divides ``channels``).
+    LpNorm; ``groups`` is the GroupNorm group count (gcd(groups, channels) is used).
     """
     if kind not in NORM_KINDS:
         raise ValueError(f"Unknown norm kind {kind!r}; known: {', '.join(NORM_KINDS)}")

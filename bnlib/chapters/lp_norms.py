@@ -44,9 +44,9 @@ class Params(ChapterParams):
                          "VGG channel multiplier (paper 1; quick 1/8, choice)")
     lr: float = param(0.1, Interval(float, 0, 10, **_POS), "VGG SGD learning rate (paper: 0.1)")
     batch_size: int = param(128, Interval(int, 2, 50_000), "VGG examples per SGD step (paper: 128)")
-    num_steps: int = param(150, Interval(int, 1, 1_000_000), "VGG SGD steps (paper: 15,000; quick: choice)")
+    num_steps: int = param(200, Interval(int, 1, 1_000_000), "VGG SGD steps (paper: 15,000; quick: choice)")
     eval_every: int = param(50, Interval(int, 1, 1_000_000), "VGG steps between test evaluations (choice)")
-    eval_size: int = param(1000, Interval(int, 1, 10_000), "test images per evaluation (choice)")
+    eval_size: int = param(2000, Interval(int, 1, 10_000), "test images per evaluation (choice)")
     train_size: int = param(50_000, Interval(int, 1, 50_000), "VGG training images (paper: all 50,000)")
     lp_norm_of: str = param("raw", OneOf(("raw", "centered")),
                             "lp norm of the raw or the centred input (paper: 'before shifting the mean')")
@@ -57,12 +57,12 @@ class Params(ChapterParams):
     lp_momentum: float = param(0.1, Interval(float, 0, 1, **_POS),
                                "running-average momentum of the eval statistics (choice: BN's 0.1)")
     gn_groups: int = param(8, Interval(int, 1, 512), "GroupNorm groups, reduced to divide C (choice)")
-    probe_every: int = param(30, Interval(int, 1, 1_000_000), "VGG steps between landscape probes (choice)")
+    probe_every: int = param(25, Interval(int, 1, 1_000_000), "VGG steps between landscape probes (choice)")
     multipliers: tuple = param((0.5, 1.0, 2.0, 4.0), ListOf(Interval(float, 0, 1e3, **_POS)),
                                "VGG steps along the gradient, in units of lr (paper: [1/2, 4])")
     act_layers: tuple = param((3, 7), ListOf(Interval(int, 1, 20)),
                               "VGG layers whose activations are recorded (choice)")
-    act_every: int = param(15, Interval(int, 1, 1_000_000), "steps between activation records (choice)")
+    act_every: int = param(10, Interval(int, 1, 1_000_000), "steps between activation records (choice)")
     probe_size: int = param(256, Interval(int, 2, 10_000), "fixed images for activation records (choice)")
     hist_samples: int = param(4096, Interval(int, 16, 1_000_000), "activations kept per histogram (choice)")
     dln_depth: int = param(25, Interval(int, 2, 200), "DLN layers (paper: 25)")
@@ -71,7 +71,7 @@ class Params(ChapterParams):
     dln_lr: float = param(1e-6, Interval(float, 0, 1, **_POS), "DLN gradient-descent step (paper: 1e-6)")
     dln_loss: str = param("mse_sum", OneOf(("mse_sum", "mse")),
                           "DLN loss summed or averaged over points (choice)")
-    dln_steps: int = param(400, Interval(int, 1, 1_000_000), "DLN steps (paper: 10,000; quick: choice)")
+    dln_steps: int = param(500, Interval(int, 1, 1_000_000), "DLN steps (paper: 10,000; quick: choice)")
     dln_probe_every: int = param(50, Interval(int, 1, 1_000_000),
                                  "DLN steps between landscape probes (choice)")
     dln_multipliers: tuple = param((0.01, 0.1, 1.0, 10.0, 30.0), ListOf(Interval(float, 0, 1e4, **_POS)),
