@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from bnlib.models import deep_linear, vgg, weight_layers
-from bnlib.probes.functional import loss_fn
+from bnlib.functional import loss_fn
 from bnlib.probes.ics import ics, layer_of_params
 
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from bnlib import models
 from bnlib.probes import landscape
-from bnlib.probes.functional import loss_fn
+from bnlib.functional import loss_fn
 
 
 def timed(fn, repeats: int) -> float:

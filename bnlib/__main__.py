@@ -12,7 +12,7 @@ import ast
 import sys
 from pathlib import Path
 
-from . import book, config
+from . import book, chapters, config
 
 
 def _value(text: str):
@@ -24,9 +24,9 @@ def _value(text: str):
 
 
 def _params(chapter: str) -> str:
-    mod = config.chapter_module(chapter)
+    mod = chapters.module(chapter)
     lines = [f"{chapter}: {mod.TITLE}", f"{'name':<14}{'smoke':>12}{'quick':>12}{'paper':>12}  meaning"]
-    for name, f in config.fields(chapter).items():
+    for name, f in config.fields(mod.Params).items():
         if name == "profile":
             continue
         vals = [mod.PROFILES.get(p, {}).get(name, f.default) for p in config.PROFILES]

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import config, runs
+from . import chapters, runs
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -58,7 +58,7 @@ def execute(chapter: str, *, profile: str = "quick", params: dict | None = None,
     import papermill as pm
 
     params = dict(params or {})
-    config.resolve(chapter, profile=profile, **params)  # raises before any kernel starts
+    chapters.resolve(chapter, profile, **params)  # raises before any kernel starts
     parameters = {"profile": profile, **params}
     out = Path(out) if out else EXECUTED / f"{chapter}.ipynb"
     stamp_file = out.with_name(f".{out.stem}.stamp")

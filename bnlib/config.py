@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
-import pkgutil
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,26 +97,19 @@ class ChapterParams:
     seed: int = param(0, Interval(int, 0, 2**31 - 1), "random seed (choice)")
 
 
-def chapter_module(chapter: str):
-    """The module ``bnlib.chapters.<chapter>``; unknown names list the known ones."""
-    known = chapters()
-    if chapter not in known:
-        hint = difflib.get_close_matches(chapter, known, n=1)
-        raise ValueError(f"Unknown chapter {chapter!r}"
-                         + (f"; did you mean {hint[0]!r}?" if hint else "")
-                         + f" Known: {', '.join(known)}")
-    return importlib.import_module(f"bnlib.chapters.{chapter}")
+def chapter_of(params_cls: type) -> str:
+    """The chapter a ``Params`` class belongs to: the last part of its module's name."""
+    return params_cls.__module__.rsplit(".", 1)[-1]
 
 
-def chapters() -> list[str]:
-    """Names of every chapter module, sorted."""
-    from . import chapters as pkg
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
+def spec_module(params_cls: type):
+    """The module that defines ``params_cls`` (its ``PROFILES`` and ``KEY_SETTINGS``)."""
+    return sys.modules[params_cls.__module__]
 
 
-def fields(chapter: str) -> dict[str, dataclasses.Field]:
+def fields(params_cls: type) -> dict[str, dataclasses.Field]:
     """The chapter's parameters by name."""
-    return {f.name: f for f in dataclasses.fields(chapter_module(chapter).Params)}
+    return {f.name: f for f in dataclasses.fields(params_cls)}
 
 
 def _example(f: dataclasses.Field) -> str:
@@ -135,9 +127,9 @@ def check_value(chapter: str, f: dataclasses.Field, value: Any) -> Any:
             f"got {value!r}. Example: {_example(f)}") from None
 
 
-def check_names(chapter: str, names) -> None:
+def check_names(params_cls: type, names) -> None:
     """Raise on the first unknown parameter name, suggesting the closest known one."""
-    known = fields(chapter)
+    known, chapter = fields(params_cls), chapter_of(params_cls)
     for name in names:
         if name not in known:
             hint = difflib.get_close_matches(name, known, n=1)
@@ -147,19 +139,47 @@ def check_names(chapter: str, names) -> None:
                 + f" Known: {', '.join(sorted(known))}")
 
 
-def resolve(chapter: str, profile: str = "quick", **overrides: Any):
+def resolve(params_cls: type, profile: str = "quick", **overrides: Any):
     """The chapter's validated ``Params`` for ``profile`` with ``overrides`` applied.
 
     An override of ``None`` means "the profile's value" (so a notebook's parameters cell
     can list every name). Unknown names, wrong types and out-of-range values raise.
     """
-    mod = chapter_module(chapter)
-    known = fields(chapter)
+    chapter, known = chapter_of(params_cls), fields(params_cls)
     check_value(chapter, known["profile"], profile)
-    check_names(chapter, overrides)
-    values = {**mod.PROFILES.get(profile, {}), **{k: v for k, v in overrides.items() if v is not None}}
+    check_names(params_cls, overrides)
+    profiles = getattr(spec_module(params_cls), "PROFILES", {})
+    values = {**profiles.get(profile, {}), **{k: v for k, v in overrides.items() if v is not None}}
     values["profile"] = profile
-    return mod.Params(**{k: check_value(chapter, known[k], v) for k, v in values.items()})
+    return params_cls(**{k: check_value(chapter, known[k], v) for k, v in values.items()})
+
+
+_NOT_PARAMETERS = {"In", "Out", "exit", "quit", "get_ipython"}
+_LITERALS = (bool, int, float, str, list, tuple, dict, type(None))
+
+
+def resolve_cell(params_cls: type, namespace: dict[str, Any]):
+    """``resolve`` from a notebook's globals: the parameters cell plus papermill's injected one.
+
+    Papermill only logs a parameter the notebook does not define; here any literal in the
+    namespace that is no parameter (a typo such as ``-p lr_rate 0.1``) raises, with a hint.
+    """
+    known = fields(params_cls)
+    stray = sorted(k for k, v in namespace.items() if k not in known and not k.startswith("_")
+                   and k not in _NOT_PARAMETERS and isinstance(v, _LITERALS))
+    check_names(params_cls, stray)
+    values = {k: namespace[k] for k in known if k in namespace and k != "profile"}
+    return resolve(params_cls, namespace.get("profile", "quick"), **values)
+
+
+def params_cell(params_cls: type) -> str:
+    """The source of a notebook's parameters cell, generated from ``params_cls``: every
+    parameter set to None ("the profile's value"), with its help text as a comment."""
+    lines = ['profile = "quick"  # smoke | quick | paper']
+    for name, f in fields(params_cls).items():
+        if name != "profile":
+            lines.append(f"{name} = None  # {f.metadata['help']}")
+    return "\n".join(lines)
 
 
 def as_dict(cfg) -> dict[str, Any]:

@@ -47,12 +47,12 @@ def _fmt(v: Any) -> str:
 
 def settings(cfg, *, chapter: str) -> None:
     """Glue the profile and the chapter's key settings, and show them as the page header."""
-    mod = config.chapter_module(chapter)
+    mod, known = config.spec_module(type(cfg)), config.fields(type(cfg))
     glue("profile", cfg.profile)
     rows = []
     for k in ("seed", *mod.KEY_SETTINGS):
         glue(f"cfg_{k}", _fmt(getattr(cfg, k)))
-        rows.append(f"| `{k}` | {_fmt(getattr(cfg, k))} | {config.fields(chapter)[k].metadata['help']} |")
+        rows.append(f"| `{k}` | {_fmt(getattr(cfg, k))} | {known[k].metadata['help']} |")
     scale = {"smoke": "a plumbing test on tiny data, not a result",
              "quick": "CPU-sized: smaller models and fewer steps than the paper",
              "paper": "the papers' own settings"}[cfg.profile]

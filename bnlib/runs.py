@@ -28,7 +28,7 @@ from . import __version__
 Result = dict[str, Any]
 
 
-CORE = ("data", "models", "norms", "train", "runs", "probes/functional")  # every run depends on these
+CORE = ("data", "models", "norms", "train", "runs", "functional")  # every run depends on these
 
 
 @lru_cache(maxsize=64)

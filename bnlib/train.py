@@ -1,7 +1,7 @@
 """One training loop for every chapter: SGD or Adam, a step budget, probes, divergence.
 
 ``fit`` owns the mode: ``model.train()`` before every step; evaluation and probes go through
-``probes.functional.probing``, which sets the mode they need and restores it. Batches are
+``functional.probing``, which sets the mode they need and restores it. Batches are
 drawn as in airbench: one device ``randperm`` per epoch (its own seeded generator, so
 probes that use the global RNG cannot change the batch order), ``X[idx]`` per step, the
 last partial batch dropped so every BN batch has the same size. A NaN or inf loss stops the
@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import Data
-from .probes.functional import loss_fn, probing
+from .functional import loss_fn, probing
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -35,7 +35,7 @@ class TrainConfig:
     weight_decay: float = 0.0      # l2 penalty coefficient (torch's weight_decay)
     batch_size: int | None = 128   # examples per step; None = full batch (gradient descent)
     num_steps: int = 1000          # optimiser steps
-    loss: str = "ce"               # "ce", "mse" or "mse_sum" (see probes.functional.loss_fn)
+    loss: str = "ce"               # "ce", "mse" or "mse_sum" (see functional.loss_fn)
     eval_every: int = 100          # steps between test-set evaluations
     eval_size: int | None = None   # test examples per evaluation; None = all
     seed: int = 0                  # seeds the batch order

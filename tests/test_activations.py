@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from bnlib import chapters
 from bnlib.claims import VERDICTS
 from bnlib.models import vgg
 from bnlib.probes.activations import (
@@ -170,10 +171,9 @@ def test_chapter_smoke_on_mnist_matches_the_noise_prediction():
     shifts must be near it. Tolerance 35%: with 8-64 units and 3 step pairs per layer the
     average of |mu' - mu| / sd has a relative sampling sd of about 10-15%.
     """
-    from bnlib import config
     from bnlib.chapters import ics_noise as ch
 
-    cfg = config.resolve("ics_noise", profile="smoke", dataset="mnist-mini", num_steps=4)
+    cfg = chapters.resolve("ics_noise", profile="smoke", dataset="mnist-mini", num_steps=4)
     hist = ch.run(cfg, progress=False)
     layers = ch.recorded_layers(cfg)
     assert layers == [1, 2, 6, 7, 8]  # 3, 11, 2, 9, 13 of 13 convs at 8 convs

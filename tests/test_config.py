@@ -2,23 +2,23 @@
 
 import pytest
 
-from bnlib import config
+from bnlib import chapters, config
 
 
 def test_quick_defaults_and_profile_overrides():
-    quick = config.resolve("training")
-    paper = config.resolve("training", profile="paper")
+    quick = chapters.resolve("training")
+    paper = chapters.resolve("training", profile="paper")
     assert (quick.profile, quick.depth, quick.width, quick.num_steps) == ("quick", 11, 0.25, 250)
     assert (paper.depth, paper.width, paper.num_steps) == (16, 1.0, 15_000)
 
 
 def test_none_means_profile_value_and_overrides_win():
-    cfg = config.resolve("training", profile="paper", lr=None, num_steps=7)
+    cfg = chapters.resolve("training", profile="paper", lr=None, num_steps=7)
     assert cfg.lr == 0.1 and cfg.num_steps == 7 and cfg.depth == 16
 
 
 def test_int_is_coerced_to_float_where_a_float_is_meant():
-    cfg = config.resolve("training", lr=1)  # papermill turns "-p lr 1" into the int 1
+    cfg = chapters.resolve("training", lr=1)  # papermill turns "-p lr 1" into the int 1
     assert cfg.lr == 1.0 and isinstance(cfg.lr, float)
 
 
@@ -34,24 +34,24 @@ def test_int_is_coerced_to_float_where_a_float_is_meant():
 ])
 def test_bad_values_name_parameter_value_and_allowed_range(name, value, match):
     with pytest.raises(ValueError, match=match):
-        config.resolve("training", **{name: value})
+        chapters.resolve("training", **{name: value})
 
 
 def test_error_shows_an_example_override():
     with pytest.raises(ValueError, match=r"Example: -p lr 0.1"):
-        config.resolve("training", lr=-1)
+        chapters.resolve("training", lr=-1)
 
 
 def test_unknown_parameter_suggests_the_closest_name():
     with pytest.raises(ValueError, match=r"Unknown parameter 'num_step' .*did you mean 'num_steps'\?.*Known:"):
-        config.resolve("training", num_step=3)
+        chapters.resolve("training", num_step=3)
 
 
 def test_unknown_profile_and_chapter():
     with pytest.raises(ValueError, match=r"'profile'.*one of 'smoke', 'quick', 'paper'; got 'fast'"):
-        config.resolve("training", profile="fast")
+        chapters.resolve("training", profile="fast")
     with pytest.raises(ValueError, match=r"Unknown chapter 'trainig'; did you mean 'training'\?"):
-        config.resolve("trainig")
+        chapters.resolve("trainig")
 
 
 def test_list_constraint():
@@ -63,7 +63,7 @@ def test_list_constraint():
 
 
 def test_every_chapter_profile_resolves():
-    for chapter in config.chapters():
+    for chapter in chapters.names():
         for profile in config.PROFILES:
             cfg = config.resolve(chapter, profile=profile)
             assert cfg.profile == profile

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bnlib import models
-from bnlib.probes.functional import clone_state, functional_loss, loss_fn, mode, probing
+from bnlib.functional import clone_state, functional_loss, loss_fn, mode, probing
 
 
 def snapshot(model):

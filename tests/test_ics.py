@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from bnlib import chapters
 from bnlib.models import deep_linear, lenet
 from bnlib.norms import make_norm
 from bnlib.probes.ics import ics, layer_of_params, optimizer_update
@@ -229,13 +230,12 @@ def test_method_errors():
 
 
 def test_chapter_smoke_runs_end_to_end(tmp_path, monkeypatch):
-    from bnlib import config
     from bnlib.chapters import ics_measure as ch
     from bnlib.claims import VERDICTS
 
     monkeypatch.setenv("BNLIB_DATA", os.environ.get("BNLIB_DATA", "../shared/data"))
     monkeypatch.setenv("BNLIB_RUNS", str(tmp_path))
-    cfg = config.resolve("ics_measure", profile="smoke", vgg_steps=2, vgg_ics_every=1,
+    cfg = chapters.resolve("ics_measure", profile="smoke", vgg_steps=2, vgg_ics_every=1,
                          dln_steps=4, dln_ics_every=2, dln_depth=4, dln_layers=[2, 3],
                          train_size=256, eval_size=64, device="cpu")
     hist = ch.run(cfg, progress=False)
@@ -244,6 +244,6 @@ def test_chapter_smoke_runs_end_to_end(tmp_path, monkeypatch):
     assert p["cos"].shape == (2, 4) and np.array_equal(p["step"], [0, 2])
     assert [c.verdict in VERDICTS for c in ch.claims(cfg, hist)] == [True] * 4
     assert ch.shown_layers(cfg, "vgg") == [3, 6]  # paper layers 5, 10 of 13 convs -> of 8
-    bad = config.resolve("ics_measure", profile="smoke", dln_depth=4)
+    bad = chapters.resolve("ics_measure", profile="smoke", dln_depth=4)
     with pytest.raises(ValueError, match="'dln_layers'.*4-layer DLN; got \\[9, 17\\]"):
         ch.run(bad, progress=False)

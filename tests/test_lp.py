@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from bnlib import chapters
 from bnlib.norms import LpNorm, make_norm
 
 P_VALUES = {"l1": 1.0, "l2": 2.0, "linf": math.inf}
@@ -324,11 +325,10 @@ def test_activation_shape_matches_an_explicit_forward_and_leaves_the_model_alone
 
 
 def test_chapter_parameters_are_validated():
-    from bnlib import config
 
-    cfg = config.resolve("lp_norms", profile="smoke")
+    cfg = chapters.resolve("lp_norms", profile="smoke")
     assert cfg.lp_norm_of == "raw" and cfg.lp_center and cfg.lp_affine
     with pytest.raises(ValueError, match=r"'lp_norm_of' of chapter 'lp_norms' must be one of"):
-        config.resolve("lp_norms", lp_norm_of="after")
+        chapters.resolve("lp_norms", lp_norm_of="after")
     with pytest.raises(ValueError, match=r"'lp_momentum' of chapter 'lp_norms' must be a float in \(0, 1\]"):
-        config.resolve("lp_norms", lp_momentum=0)
+        chapters.resolve("lp_norms", lp_momentum=0)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from bnlib import config, runs, train
+from bnlib import chapters, runs, train
 from bnlib.chapters import training
 
 
@@ -58,7 +58,7 @@ def test_hash_depends_on_the_named_code_only():
 
 
 def test_chapter_rerun_with_unchanged_config_is_served_from_cache(monkeypatch):
-    cfg = config.resolve("training", profile="smoke")
+    cfg = chapters.resolve("training", profile="smoke")
     first = training.run_one(cfg, "bn", cfg.lr, cfg.seed, progress=False)
 
     def no_training(*a, **k):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bnlib import data, models, train
-from bnlib.probes.functional import clone_state, functional_loss, probing
+from bnlib.functional import clone_state, functional_loss, probing
 
 
 def tiny_data():

@@ -20,9 +20,9 @@ from torch import nn
 from .. import data, device, models, runs, train
 from ..claims import Claim, verdict
 from ..config import ChapterParams, Interval, ListOf, OneOf, as_dict, param
+from ..functional import probing
 from ..norms import ActivationNoise
 from ..probes.activations import activation_stats, distribution_shift
-from ..probes.functional import probing
 
 TITLE = "Does BatchNorm work by controlling covariate shift?"
 NORMS = ("none", "bn", "noisy_bn", "noise")

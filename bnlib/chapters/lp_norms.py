@@ -24,8 +24,8 @@ from scipy import stats
 from .. import data, device, models, runs, train
 from ..claims import Claim, verdict
 from ..config import ChapterParams, Interval, ListOf, OneOf, as_dict, param
+from ..functional import clone_state, probing
 from ..probes import activations, landscape
-from ..probes.functional import clone_state, probing
 
 TITLE = "Is BatchNorm the only way to smooth the landscape? lp normalisation"
 NORMS = ("none", "bn", "l1", "l2", "linf", "ln", "gn")  # plotting order

@@ -21,7 +21,7 @@ from torch.func import functional_call
 from .. import data, device, models, runs, theory, train
 from ..claims import Claim, verdict
 from ..config import ChapterParams, Interval, OneOf, as_dict, param
-from ..probes.functional import clone_state, loss_fn, preserved_rng, probing
+from ..functional import clone_state, loss_fn, preserved_rng, probing
 
 TITLE = "The theory, derived and checked"
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)

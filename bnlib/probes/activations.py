@@ -28,8 +28,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from ..functional import clone_state, probing
 from ..models import weight_layers
-from .functional import clone_state, probing
 
 # TensorBoard's compressed-histogram percentiles: Phi(k) for k = -inf, -1.5, -1, -0.5, 0, ...
 BAND_PERCENTILES = (0.0, 6.68, 15.87, 30.85, 50.0, 69.15, 84.13, 93.32, 100.0)

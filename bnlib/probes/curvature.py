@@ -39,8 +39,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
+from ..functional import Tensors, clone_state, loss_fn, probing
 from ..models import weight_layers
-from .functional import Tensors, clone_state, loss_fn, probing
 
 MAX_DENSE_PARAMS = 20_000  # a dense Hessian above this size costs > 3 GB in float64
 _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)

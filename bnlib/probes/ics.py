@@ -32,8 +32,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from ..functional import Tensors, clone_state, loss_fn, probing
 from ..models import weight_layers
-from .functional import Tensors, clone_state, loss_fn, probing
 
 
 def layer_of_params(model: nn.Module) -> dict[str, int]:

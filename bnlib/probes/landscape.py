@@ -27,8 +27,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
+from ..functional import Tensors, check_bn_mode, clone_state, loss_fn, probing
 from ..train import Probe, StepContext
-from .functional import Tensors, check_bn_mode, clone_state, loss_fn, probing
 
 DIRECTION_KINDS = ("unit", "filter")
 

@@ -38,8 +38,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from ..functional import check_bn_mode, clone_state, probing
 from .directions import Tensors, random_direction
-from .functional import check_bn_mode, clone_state, probing
 
 BASIS_BYTES = 2**30  # memory allowed for the cached first-layer outputs (reuse_first_layer)
 

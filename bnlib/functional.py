@@ -104,3 +104,27 @@ def functional_loss(model: nn.Module, loss: Callable, X: torch.Tensor, y: torch.
     def f(params: Tensors) -> torch.Tensor:
         return loss(functional_call(model, (params, buffers), (X,)), y)
     return f
+
+
+@contextlib.contextmanager
+def capture(modules: dict[str, nn.Module], *, inputs: bool = False,
+            outputs: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+    """Record the detached input (``"<name>.in"``) and/or output (``"<name>.out"``) of each
+    named module during the forward passes inside the block; the hooks are always removed.
+
+    The one hook-capture routine of bnlib: probes that need activations use it.
+    """
+    rec: dict[str, torch.Tensor] = {}
+    handles = []
+    for name, m in modules.items():
+        if inputs:
+            handles.append(m.register_forward_pre_hook(
+                lambda _m, i, name=name: rec.__setitem__(f"{name}.in", i[0].detach())))
+        if outputs:
+            handles.append(m.register_forward_hook(
+                lambda _m, _i, o, name=name: rec.__setitem__(f"{name}.out", o.detach())))
+    try:
+        yield rec
+    finally:
+        for h in handles:
+            h.remove()
