@@ -52,13 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--force", action="store_true")
     p = sub.add_parser("params", help="list a chapter's parameters per profile")
     p.add_argument("chapter")
+    p.add_argument("--cell", action="store_true", help="print the notebook's parameters cell instead")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "book":
             return book.book(profile=args.profile, only=args.only, force=args.force,
                              build_html=not args.no_build)
         if args.cmd == "params":
-            print(_params(args.chapter))
+            mod = chapters.module(args.chapter)
+            print(config.params_cell(mod.Params) if args.cell else _params(args.chapter))
             return 0
         params = {k: _value(v) for k, v in args.parameter}
         out = args.output or book.ROOT / "_build" / "notebooks" / f"{args.chapter}.ipynb"

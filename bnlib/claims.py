@@ -7,7 +7,10 @@ did not finish.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -23,6 +26,26 @@ class Claim:
     criterion: str   # the test applied to the measurement
     measured: str    # the measured value(s), formatted
     verdict: str     # one of VERDICTS
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """A row of a chapter's claims table: the claim, its source, the criterion in words and
+    ``decide(**inputs) -> (measured, verdict)``, a pure function of plain numbers, so each
+    criterion is unit-tested on synthetic inputs. ``criterion`` may hold ``{name}`` fields,
+    filled from the scalar inputs (thresholds, learning rates)."""
+
+    claim: str
+    source: str
+    criterion: str
+    decide: Callable[..., tuple[str, str]]
+
+    def __call__(self, **inputs: Any) -> Claim:
+        """Decide on ``inputs``: those ``decide`` takes go to it, the scalars fill the text."""
+        takes = inspect.signature(self.decide).parameters
+        measured, v = self.decide(**{k: x for k, x in inputs.items() if k in takes})
+        scalars = {k: x for k, x in inputs.items() if isinstance(x, (int, float, str))}
+        return Claim(self.claim, self.source, self.criterion.format(**scalars), measured, v)
 
 
 def verdict(ok: bool, *, partly: bool = False, diverged: bool = False) -> str:

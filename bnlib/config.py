@@ -127,12 +127,19 @@ def check_value(chapter: str, f: dataclasses.Field, value: Any) -> Any:
             f"got {value!r}. Example: {_example(f)}") from None
 
 
+def suggest(name: str, known) -> list[str]:
+    """The known name the user most likely meant: one that is a whole word of ``name``
+    (``lr_rate`` -> ``lr``), else the closest spelling (``num_step`` -> ``num_steps``)."""
+    words = [k for k in known if k in name.split("_")]
+    return sorted(words, key=len)[-1:] or difflib.get_close_matches(name, known, n=1)
+
+
 def check_names(params_cls: type, names) -> None:
     """Raise on the first unknown parameter name, suggesting the closest known one."""
     known, chapter = fields(params_cls), chapter_of(params_cls)
     for name in names:
         if name not in known:
-            hint = difflib.get_close_matches(name, known, n=1)
+            hint = suggest(name, known)
             raise ValueError(
                 f"Unknown parameter {name!r} for chapter {chapter!r}"
                 + (f"; did you mean {hint[0]!r}?" if hint else "")

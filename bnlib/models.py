@@ -9,9 +9,15 @@ forward order: ``weight_layers(model)[i - 1]`` is layer i.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
 from torch import nn
 
 from .norms import make_norm
+
+ARCHS = ("vgg", "lenet", "mlp", "dln")
 
 VGG_CONFIGS = {  # output channels per conv, "M" = 2x2 max-pool (Simonyan & Zisserman 2015)
     11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -37,9 +43,21 @@ def weight_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
+def norm_slots(model: nn.Module) -> list[nn.Module]:
+    """The normaliser after each hidden weight layer, in forward order (an Identity in the
+    standard network): where activations are recorded before (its input) and after (its output)."""
+    return [m for m in model.modules() if getattr(m, "is_norm_slot", False)]
+
+
+def _slot(norm: str, channels: int, *, spatial: bool, seed: int, **norm_kw) -> nn.Module:
+    n = make_norm(norm, channels, spatial=spatial, seed=seed, **norm_kw)
+    n.is_norm_slot = True
+    return n
+
+
 def _block(layer: nn.Module, norm: str, channels: int, *, spatial: bool, seed: int,
            norm_after_relu: bool = False, **norm_kw) -> list[nn.Module]:
-    n = make_norm(norm, channels, spatial=spatial, seed=seed, **norm_kw)
+    n = _slot(norm, channels, spatial=spatial, seed=seed, **norm_kw)
     return [layer, nn.ReLU(), n] if norm_after_relu else [layer, n, nn.ReLU()]
 
 
@@ -101,12 +119,78 @@ def deep_linear(*, depth: int = 25, width: int = 10, norm: str = "none",
                 norm_output: bool = False, seed: int = 0, **norm_kw) -> nn.Sequential:
     """Santurkar et al.'s deep linear network: ``depth`` bias-free ``width`` x ``width`` layers.
 
-    With a norm, it follows every linear layer except the last (``norm_output=True`` adds one
-    after the last too, our choice as a parameter). No non-linearity anywhere.
+    The norm follows every linear layer except the last (``norm_output=True`` adds one after
+    the last too, our choice as a parameter); for ``"none"`` it is an Identity, the recording
+    site. No non-linearity anywhere.
     """
     layers: list[nn.Module] = []
     for i in range(depth):
         layers.append(nn.Linear(width, width, bias=False))
-        if norm != "none" and (i < depth - 1 or norm_output):
-            layers.append(make_norm(norm, width, spatial=False, seed=seed + i, **norm_kw))
+        if i < depth - 1 or norm_output:
+            layers.append(_slot(norm, width, spatial=False, seed=seed + i, **norm_kw))
     return glorot_init(nn.Sequential(*layers))
+
+
+def _frozen(v: Any) -> Any:
+    """Dicts become sorted tuples of pairs, lists tuples: hashable, JSON-stable spec values."""
+    if isinstance(v, dict):
+        return tuple(sorted((k, _frozen(x)) for k, x in v.items()))
+    return tuple(_frozen(x) for x in v) if isinstance(v, list) else v
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What network to build: architecture, normaliser and the builder's options.
+
+    ``None`` means "the builder's default". ``noise`` and ``lp`` are options of the
+    normaliser (pairs or a dict; see ``norms.make_norm``). ``build(spec, seed)`` makes it.
+    """
+
+    arch: str                              # "vgg", "lenet", "mlp" or "dln"
+    norm: str = "none"                     # one of norms.NORM_KINDS
+    depth: int | None = None               # VGG depth (11, 13, 16, 19) or DLN layers
+    width: float | None = None             # VGG channel multiplier, or DLN layer width
+    in_channels: int | None = None         # image channels (VGG, LeNet)
+    image_size: int | None = None          # LeNet input size
+    sizes: tuple | None = None             # MLP layer sizes
+    norm_after_relu: bool | None = None    # MLP: norm after the ReLU (seed 002)
+    norm_output: bool | None = None        # DLN: a norm after the last layer too
+    noise: tuple | None = None             # Algorithm 1 options (n_mu, n_sigma, r_mu, r_sigma)
+    lp: tuple | None = None                # LpNorm options (center, norm_of, eps, ...)
+    groups: int | None = None              # GroupNorm groups
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"Unknown architecture {self.arch!r}; known: {', '.join(ARCHS)}")
+        for k in ("noise", "lp", "sizes"):
+            object.__setattr__(self, k, _frozen(getattr(self, k)))
+
+    def with_(self, **changes: Any) -> ModelSpec:
+        """A copy with ``changes`` applied (e.g. ``spec.with_(norm="bn")``)."""
+        return ModelSpec(**{**asdict(self), **changes})
+
+    def label(self) -> str:
+        """Short human label, e.g. ``"vgg11/0.125 bn"``."""
+        size = "/".join(f"{v:g}" for v in (self.depth, self.width) if v is not None)
+        return f"{self.arch}{size} {self.norm}"
+
+
+_BUILDERS = {"vgg": lambda **kw: vgg(**kw), "lenet": lambda **kw: lenet(**kw),
+             "mlp": lambda **kw: mlp(**kw), "dln": lambda **kw: deep_linear(**kw)}
+
+
+def build(spec: ModelSpec, seed: int) -> nn.Sequential:
+    """The network ``spec`` with its initial weights and noise streams drawn from ``seed``.
+
+    The initialisation uses a forked global RNG seeded with ``seed``, so it never depends on
+    (or changes) the caller's random state.
+    """
+    kw = {k: v for k, v in asdict(spec).items() if v is not None and k != "arch"}
+    for k in ("noise", "lp"):
+        if k in kw:
+            kw[k] = dict(kw[k])
+    if spec.arch == "dln" and "width" in kw:
+        kw["width"] = int(kw["width"])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _BUILDERS[spec.arch](seed=seed, **kw)

@@ -45,7 +45,7 @@ def _fmt(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def settings(cfg, *, chapter: str) -> None:
+def settings(cfg, *, chapter: str | None = None) -> None:
     """Glue the profile and the chapter's key settings, and show them as the page header."""
     mod, known = config.spec_module(type(cfg)), config.fields(type(cfg))
     glue("profile", cfg.profile)

@@ -1,21 +1,43 @@
-"""Run artifacts, cached by a hash of the resolved config and the code version.
+"""The run store: every trajectory trained once, checkpointed, and probed from its checkpoints.
 
-A result is a flat dict of arrays and JSON scalars, stored as ``result.npz`` (arrays, loaded
-with ``allow_pickle=False``) and ``meta.json`` (scalars, the config, the versions) in
-``<root>/<name>/<hash>/``. Both are written to temporary files and moved into place with
-``os.replace``; ``meta.json`` goes last, so a run with a meta file is complete. The code
-version is a hash of the source the run depends on (the core modules plus those the caller
-names), so editing that code invalidates old results.
-Root: argument, else ``$BNLIB_RUNS``, else ``./_runs``. Never pickles.
+A *trajectory* is (data spec, model spec, train config, seed). Its key is a hash of those
+specs and of the source of the modules that implement them (``TRAJECTORY_CODE``), so a
+setting that training reads is in the key by construction and nobody writes a key by hand.
+Whichever chapter asks first trains it; every later request, from any chapter or process,
+loads it. A *probe* (a frozen dataclass with ``measure(ctx) -> dict``) runs on the stored
+checkpoint of each step it is asked for; its results are cached under (trajectory, probe
+spec, steps, probe code). A step without a checkpoint is reached by replaying the
+trajectory from the nearest earlier one (deterministic, so bit-identical); the new
+checkpoints are kept.
+
+Layout under ``<root>`` (argument, else ``$BNLIB_RUNS``, else ``./_runs``)::
+
+    traj/<key>/spec.json      specs, code version, step count
+    traj/<key>/history.npz    the finished trajectory's records (its manifest marks it done)
+    traj/<key>/resume.npz     the last resume point while training (deleted when done)
+    traj/<key>/ckpt/<step>.npz  checkpoints that probes read
+    traj/<key>/used.json      which chapter trained it and which ones used it
+    probe/<key>/<probe key>.npz  probe results
+
+Every file is written to a temporary name and moved into place (``os.replace``), with its
+sha256 beside it; a file whose checksum does not match is reported in one line, removed and
+recomputed, never loaded. A lock per trajectory (``fcntl.flock``) makes a second process
+wait for the first instead of training the same trajectory again. Arrays only, no pickles.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import itertools
 import json
 import os
+import sys
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,49 +45,82 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, checkpoint, data, models, train
+from .data import DataSpec
+from .models import ModelSpec
+from .train import History, TrainConfig
 
-Result = dict[str, Any]
-
-
-CORE = ("data", "models", "norms", "train", "runs", "functional")  # every run depends on these
+TRAJECTORY_CODE = ("data", "models", "norms", "train", "checkpoint", "functional")
+Arrays = dict[str, np.ndarray]
 
 
 @lru_cache(maxsize=64)
 def code_version(modules: tuple[str, ...] | None = None) -> str:
     """sha256 (12 hex digits) of bnlib's source: the given module paths (relative to the
-    package, without ``.py``), or every .py file of the package when ``modules`` is None."""
+    package, without ``.py``; a folder means every module in it), or the whole package."""
     h = hashlib.sha256(__version__.encode())
     pkg = Path(__file__).parent
-    files = sorted(pkg.rglob("*.py")) if modules is None else sorted(pkg / f"{m}.py" for m in modules)
+    if modules is None:
+        files = sorted(pkg.rglob("*.py"))
+    else:
+        files = sorted({f for m in modules for f in ([pkg / f"{m}.py"] if (pkg / f"{m}.py").exists()
+                                                      else sorted((pkg / m).glob("*.py")))})
     for p in files:
         h.update(str(p.relative_to(pkg)).encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:12]
 
 
-def module_path(module_name: str) -> str:
-    """``"bnlib.chapters.training"`` -> ``"chapters/training"`` (for ``depends``)."""
-    return module_name.removeprefix("bnlib.").replace(".", "/")
-
-
 def runs_root(root: str | os.PathLike | None = None) -> Path:
     return Path(root or os.environ.get("BNLIB_RUNS") or "_runs")
 
 
-def _modules(depends: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(sorted({*CORE, *depends}))
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def config_hash(config: dict, depends: tuple[str, ...] = ()) -> str:
-    """Stable hash of a JSON-serialisable config, the code it depends on and torch's version."""
-    code = code_version(_modules(depends))
-    blob = json.dumps({"config": config, "code": code, "torch": torch.__version__},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+@dataclass(frozen=True)
+class Trajectory:
+    """One training run: what data, which network, how it is optimised, and the seed that fixes
+    the initial weights, the batch order and the noise draws."""
+
+    data: DataSpec
+    model: ModelSpec
+    train: TrainConfig
+    seed: int = 0
+
+    def specs(self) -> dict:
+        return {"data": asdict(self.data), "model": asdict(self.model), "train": asdict(self.train),
+                "seed": self.seed}
+
+    def key(self) -> str:
+        return _hash({**self.specs(), "code": code_version(TRAJECTORY_CODE), "torch": torch.__version__})
+
+    def label(self) -> str:
+        t = self.train
+        return f"{self.model.label()} {t.optimizer} lr={t.lr:g} steps={t.num_steps} seed={self.seed}"
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+def probe_key(traj: Trajectory, probe: Any, steps: tuple[int, ...]) -> str:
+    """Key of a probe's results: the trajectory, the probe's spec and steps, and its code."""
+    mod = type(probe).__module__.removeprefix("bnlib.").replace(".", "/")
+    code = code_version((*TRAJECTORY_CODE, "probes", "theory", mod))
+    return _hash({"traj": traj.key(), "probe": type(probe).__qualname__, "spec": asdict(probe),
+                  "steps": list(steps), "code": code})
+
+
+# ---------------------------------------------------------------- files with checksums
+
+def _sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic(path: Path, write: Callable[[str], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -76,42 +131,245 @@ def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
             os.remove(tmp)
 
 
-def save(path: Path, result: Result, config: dict, code: str = "") -> None:
-    """Write ``result`` (arrays -> npz, the rest -> JSON) atomically into the folder ``path``."""
-    path.mkdir(parents=True, exist_ok=True)
-    arrays = {k: np.asarray(v) for k, v in result.items() if isinstance(v, (np.ndarray, torch.Tensor))}
-    scalars = {k: v for k, v in result.items() if k not in arrays}
-    meta = {"config": config, "scalars": scalars, "code": code, "torch": torch.__version__}
-
-    def write_npz(tmp: str) -> None:
+def write_arrays(path: Path, arrays: Arrays) -> None:
+    """Write ``arrays`` as an npz atomically, then its sha256 beside it (``<path>.sha256``)."""
+    def npz(tmp: str) -> None:
         with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-
-    def write_json(tmp: str) -> None:
-        Path(tmp).write_text(json.dumps(meta, indent=1, sort_keys=True, default=float))
-
-    _atomic_write(path / "result.npz", write_npz)
-    _atomic_write(path / "meta.json", write_json)
+            np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+    _atomic(path, npz)
+    digest = _sha(path)
+    _atomic(Path(f"{path}.sha256"), lambda tmp: Path(tmp).write_text(digest))
 
 
-def load(path: Path) -> Result:
-    meta = json.loads((path / "meta.json").read_text())
-    with np.load(path / "result.npz", allow_pickle=False) as f:
-        arrays = {k: f[k] for k in f.files}
-    return {**arrays, **meta["scalars"]}
+def read_arrays(path: Path) -> Arrays | None:
+    """The arrays at ``path``, or None if absent; a truncated or corrupt file (its checksum
+    does not match, or it does not parse) is reported in one line and removed."""
+    sha = Path(f"{path}.sha256")
+    if not path.exists() or not sha.exists():
+        return None
+    try:
+        if _sha(path) != sha.read_text().strip():
+            raise ValueError("checksum mismatch")
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except Exception as e:  # noqa: BLE001 - any failure to read means "recompute"
+        print(f"[bnlib] store: {path} is damaged ({type(e).__name__}: {e}); removed, recomputing",
+              file=sys.stderr)
+        path.unlink(missing_ok=True)
+        sha.unlink(missing_ok=True)
+        return None
 
 
-def cached(name: str, config: dict, compute: Callable[[], Result], *, depends: tuple[str, ...] = (),
-           force: bool = False, root: str | os.PathLike | None = None) -> Result:
-    """``compute()``'s result for ``config``, from the store if present (unless ``force``).
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (created if needed), held for the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
-    The key hashes ``config``, the source of the core modules (``CORE``) and of ``depends``
-    (module paths such as ``"chapters/training"``, see ``module_path``), and torch's version:
-    editing code a result depends on invalidates it, editing an unrelated chapter does not.
-    """
-    path = runs_root(root) / name / config_hash(config, depends)
-    if not force and (path / "meta.json").exists():
-        return load(path)
-    result = compute()
-    save(path, result, config, code_version(_modules(depends)))
-    return load(path)
+
+# ---------------------------------------------------------------- the store
+
+class Store:
+    """Trajectories and probe results under ``root``, on ``device``, asked for by ``chapter``."""
+
+    def __init__(self, root: str | os.PathLike | None = None, *, chapter: str = "",
+                 device: str | torch.device = "cpu", resume_every: int = 200, progress: bool = True):
+        self.root, self.chapter, self.device = runs_root(root), chapter, torch.device(device)
+        self.resume_every, self.progress = resume_every, progress
+        self.trained: list[str] = []  # keys this Store trained (the rest it loaded)
+
+    def path(self, traj: Trajectory) -> Path:
+        return self.root / "traj" / traj.key()
+
+    # -- training
+
+    def history(self, traj: Trajectory, *, checkpoints: tuple[int, ...] = ()) -> History:
+        """The finished trajectory's History: loaded, or trained now (at most once per store),
+        saving checkpoints at ``checkpoints`` (plus the first and last step) for probes."""
+        done = self._finished(traj)
+        if done is None:
+            with _locked(self.path(traj) / ".lock"):
+                done = self._finished(traj) or self._train(traj, checkpoints)
+        self._mark_used(traj)
+        return done
+
+    def _finished(self, traj: Trajectory) -> History | None:
+        arrays = read_arrays(self.path(traj) / "history.npz")
+        return None if arrays is None else History.from_arrays(arrays)
+
+    def _trainer(self, traj: Trajectory) -> train.Trainer:
+        d = data.get(traj.data, self.device)
+        model = models.build(traj.model, traj.seed).to(device=self.device, dtype=d.X_train.dtype)
+        return train.Trainer(model, d, traj.train, seed=traj.seed)
+
+    def _train(self, traj: Trajectory, checkpoints: tuple[int, ...]) -> History:
+        p = self.path(traj)
+        p.mkdir(parents=True, exist_ok=True)
+        _atomic(p / "spec.json", lambda tmp: Path(tmp).write_text(json.dumps(
+            {**traj.specs(), "label": traj.label(), "code": code_version(TRAJECTORY_CODE)}, indent=1)))
+        tr = self._trainer(traj)
+        resume = read_arrays(p / "resume.npz")
+        if resume is not None:
+            tr.load_state(resume)
+            print(f"[bnlib] {traj.label()}: resuming at step {tr.step}", file=sys.stderr)
+        wanted = {0, traj.train.num_steps, *checkpoints}
+
+        def on_step(t: train.Trainer) -> None:
+            if t.step in wanted:
+                write_arrays(self._ckpt(traj, t.step), t.state())
+            if t.step % self.resume_every == 0 and t.step < traj.train.num_steps:
+                write_arrays(p / "resume.npz", t.state())
+
+        if tr.step == 0 and 0 in wanted:
+            write_arrays(self._ckpt(traj, 0), tr.state())
+        tr.run(traj.train.num_steps, on_step=on_step, progress=self.progress, desc=traj.label())
+        if tr.diverged:  # the last state reached is the last probe-able one
+            write_arrays(self._ckpt(traj, tr.step), tr.state())
+        hist = tr.history()
+        write_arrays(p / "history.npz", hist.to_arrays())
+        for f in (p / "resume.npz", p / "resume.npz.sha256"):
+            f.unlink(missing_ok=True)
+        self.trained.append(traj.key())
+        self._mark_used(traj, trained=True)
+        return hist
+
+    def _ckpt(self, traj: Trajectory, step: int) -> Path:
+        return self.path(traj) / "ckpt" / f"{step:08d}.npz"
+
+    def _mark_used(self, traj: Trajectory, *, trained: bool = False) -> None:
+        f = self.path(traj) / "used.json"
+        with _locked(self.path(traj) / ".used.lock"):
+            used = json.loads(f.read_text()) if f.exists() else {"trained_by": [], "used_by": []}
+            field = "trained_by" if trained else "used_by"
+            if self.chapter and self.chapter not in used[field]:
+                used[field].append(self.chapter)
+                _atomic(f, lambda tmp: Path(tmp).write_text(json.dumps(used)))
+
+    # -- checkpoints and probes
+
+    def checkpoint_steps(self, traj: Trajectory) -> list[int]:
+        return sorted(int(f.stem) for f in (self.path(traj) / "ckpt").glob("*.npz"))
+
+    def states(self, traj: Trajectory, steps: tuple[int, ...]) -> Iterator[train.Trainer]:
+        """A trainer at each of ``steps`` (ascending), from its checkpoint or replayed from the
+        nearest earlier one; replayed steps are saved as checkpoints for next time."""
+        hist = self.history(traj, checkpoints=tuple(steps))
+        last = hist.steps_done
+        bad = [s for s in steps if not 0 <= s <= last]
+        if bad:
+            raise ValueError(f"Cannot probe {traj.label()} at steps {bad}: it has steps 0..{last}")
+        tr: train.Trainer | None = None
+        for s in sorted(steps):
+            arrays = read_arrays(self._ckpt(traj, s))
+            if arrays is not None:
+                tr = self._trainer(traj)
+                tr.load_state(arrays)
+            else:
+                with _locked(self.path(traj) / ".lock"):
+                    tr = self._replay(traj, tr, s)
+            yield tr
+
+    def _replay(self, traj: Trajectory, tr: train.Trainer | None, step: int) -> train.Trainer:
+        have = [c for c in self.checkpoint_steps(traj) if c <= step]
+        if tr is None or tr.step > step or (have and have[-1] > tr.step):
+            tr = self._trainer(traj)
+            arrays = read_arrays(self._ckpt(traj, have[-1])) if have else None
+            if arrays is not None:
+                tr.load_state(arrays)
+        tr.run(step, progress=False)
+        write_arrays(self._ckpt(traj, step), tr.state())
+        return tr
+
+    def probe(self, traj: Trajectory, probe: Any, steps: tuple[int, ...] | list[int]) -> Arrays:
+        """``probe.measure(ctx)`` at each of ``steps`` of ``traj``: ``{"step": (K,), key: (K, ...)}``,
+        cached; a changed probe parameter re-probes from the checkpoints, never retrains."""
+        steps = tuple(sorted({int(s) for s in steps}))
+        path = self.root / "probe" / traj.key() / f"{probe_key(traj, probe, steps)}.npz"
+        cached = read_arrays(path)
+        if cached is not None:
+            self._mark_used(traj)
+            return cached
+        rows = [probe.measure(tr.context()) for tr in self.states(traj, steps)]
+        out = {"step": np.array(steps)}
+        if rows:
+            out.update({k: np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]})
+        write_arrays(path, out)
+        return out
+
+    def model_at(self, traj: Trajectory, step: int | None = None) -> torch.nn.Module:
+        """The network of ``traj`` at ``step`` (default: the end of training)."""
+        step = self.history(traj).steps_done if step is None else step
+        return next(self.states(traj, (step,))).model
+
+    # -- sweeps
+
+    def sweep(self, data_spec: DataSpec, model: ModelSpec, cfg: TrainConfig, *, seeds: list[int] | tuple,
+              checkpoints: tuple[int, ...] = (), **vary: list) -> Runs:
+        """Every combination of the ``vary`` values (fields of any of the three specs, e.g.
+        ``norm=["none", "bn"], lr=[0.1, 0.5]``) and ``seeds``, trained or loaded now.
+
+        Returns ``Runs`` keyed by tuples of the varied values in the order given, then the seed.
+        """
+        owners = {name: i for i, spec in enumerate((data_spec, model, cfg)) for name in _names(spec)}
+        unknown = [k for k in vary if k not in owners]
+        if unknown:
+            raise ValueError(f"sweep cannot vary {unknown}: not a field of DataSpec, ModelSpec or "
+                             f"TrainConfig")
+        trajs = {}
+        for combo in itertools.product(*vary.values(), seeds):
+            specs = [data_spec, model, cfg]
+            for name, value in zip(vary, combo):
+                specs[owners[name]] = replace(specs[owners[name]], **{name: value})
+            trajs[combo] = Trajectory(*specs, seed=combo[-1])
+        return Runs(self, trajs, checkpoints)
+
+
+def store(cfg: Any, **kw: Any) -> Store:
+    """The store a chapter's notebook uses: the default root, the device of ``cfg.device``,
+    and the chapter named after ``cfg``'s module (recorded as the user of what it asks for)."""
+    from . import device
+
+    return Store(chapter=type(cfg).__module__.rsplit(".", 1)[-1], device=device(getattr(cfg, "device", "auto")),
+                 **kw)
+
+
+def _names(spec: Any) -> list[str]:
+    return [f.name for f in fields(spec)]
+
+
+class Runs(dict):
+    """Trajectories of a sweep, keyed by (varied values..., seed); ``.hist`` holds their
+    Histories, ``probe`` measures them all from the store."""
+
+    def __init__(self, store: Store, trajs: dict[tuple, Trajectory], checkpoints: tuple[int, ...] = ()):
+        super().__init__(trajs)
+        self.store = store
+        t0 = time.perf_counter()
+        self.hist = {k: store.history(t, checkpoints=checkpoints) for k, t in trajs.items()}
+        self.wall_time_s = time.perf_counter() - t0
+
+    def probe(self, probe: Any, steps: Callable[[History], list[int]] | list[int]) -> dict[tuple, Arrays]:
+        """``probe`` on every trajectory at ``steps`` (a list, or a function of its History)."""
+        return {k: self.store.probe(t, probe, steps(self.hist[k]) if callable(steps) else steps)
+                for k, t in self.items()}
+
+    def where(self, **values: Any) -> Runs:
+        """The sub-sweep whose trajectories have these spec values (e.g. ``norm="bn"``)."""
+        keep = {k: t for k, t in self.items()
+                if all(_value(t, n) == v for n, v in values.items())}
+        sub = dict.__new__(Runs)
+        dict.__init__(sub, keep)
+        sub.store, sub.hist, sub.wall_time_s = self.store, {k: self.hist[k] for k in keep}, 0.0
+        return sub
+
+
+def _value(traj: Trajectory, name: str) -> Any:
+    for spec in (traj.data, traj.model, traj.train):
+        if name in _names(spec):
+            return getattr(spec, name)
+    return traj.seed if name == "seed" else None

@@ -1,10 +1,13 @@
-"""One training loop for every chapter: SGD or Adam, a step budget, probes, divergence.
+"""One training loop for every trajectory: SGD or Adam, a step budget, records, divergence.
 
-``fit`` owns the mode: ``model.train()`` before every step; evaluation and probes go through
+``Trainer`` holds a trajectory in progress and can be checkpointed and resumed
+bit-identically; ``fit`` trains one from scratch. The trainer owns the mode: ``model.train()`` before every step; evaluation and probes go through
 ``functional.probing``, which sets the mode they need and restores it. Batches are
 drawn as in airbench: one device ``randperm`` per epoch (its own seeded generator, so
 probes that use the global RNG cannot change the batch order), ``X[idx]`` per step, the
-last partial batch dropped so every BN batch has the same size. A NaN or inf loss stops the
+last partial batch dropped so every BN batch has the same size; the batch of step t is a
+function of the seed and t. Always-on records (per-layer gradient norms, moments before
+and after every normaliser) come every ``record_every`` steps. A NaN or inf loss stops the
 run and marks it diverged: a result, not an exception.
 """
 
@@ -17,17 +20,24 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
+from torch.func import functional_call
 from tqdm.auto import tqdm
 
+from . import checkpoint
 from .data import Data
-from .functional import loss_fn, probing
+from .functional import capture, clone_state, loss_fn, probing
+from .models import norm_slots, weight_layers
 
 OPTIMIZERS = ("sgd", "adam")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that decides a training run (and its cache key)."""
+    """The optimiser and the always-on records of a trajectory (part of its key).
+
+    The trajectory's seed, not this config, fixes the initial weights, the batch order and
+    the noise draws.
+    """
 
     optimizer: str = "sgd"         # "sgd" (no momentum by default) or "adam"
     lr: float = 0.1                # learning rate
@@ -38,7 +48,8 @@ class TrainConfig:
     loss: str = "ce"               # "ce", "mse" or "mse_sum" (see functional.loss_fn)
     eval_every: int = 100          # steps between test-set evaluations
     eval_size: int | None = None   # test examples per evaluation; None = all
-    seed: int = 0                  # seeds the batch order
+    record_every: int = 10         # steps between always-on records (gradient norms, moments)
+    record_size: int = 64          # training examples in the fixed batch of the moment records
 
 
 @dataclass
@@ -52,6 +63,7 @@ class StepContext:
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     optimizer: torch.optim.Optimizer
     cfg: TrainConfig
+    data: Data | None = None        # the trajectory's data (for probes that use other batches)
 
 
 @dataclass(frozen=True)
@@ -65,7 +77,13 @@ class Probe:
 
 @dataclass
 class History:
-    """Metrics of one run. Per step: batch loss/accuracy (train mode) and wall time."""
+    """Metrics of one run. Per step: batch loss/accuracy (train mode) and wall time.
+
+    ``records`` are the always-on records every ``record_every`` steps (before that step's
+    update): ``"step"`` (R,), ``"grad_norm"`` (R, L) per weight layer, and per normaliser slot
+    i (1-based) ``"pre{i}.mean"``/``"pre{i}.var"`` (R, C) of its input and ``"post{i}..."`` of
+    its output, on a fixed batch with batch statistics.
+    """
 
     train_loss: np.ndarray                # (steps,) batch loss before the step's update
     train_acc: np.ndarray                 # (steps,) batch accuracy (nan for regression)
@@ -75,18 +93,19 @@ class History:
     test_acc: np.ndarray                  # (E,)
     diverged: bool = False                # True if a non-finite loss stopped the run
     probes: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    records: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def steps_done(self) -> int:
         return len(self.train_loss)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """Flat dict for ``runs`` (probe arrays as ``probe/<name>/<key>``)."""
-        out = {k: getattr(self, k) for k in ("train_loss", "train_acc", "time_s", "eval_step",
-                                             "test_loss", "test_acc")}
+        """Flat dict for the store (``probe/<name>/<key>``, ``rec/<key>``)."""
+        out = {k: getattr(self, k) for k in _SERIES}
         out["diverged"] = np.array(self.diverged)
         for name, d in self.probes.items():
             out.update({f"probe/{name}/{k}": v for k, v in d.items()})
+        out.update({f"rec/{k}": v for k, v in self.records.items()})
         return out
 
     @classmethod
@@ -96,8 +115,12 @@ class History:
             if k.startswith("probe/"):
                 _, name, key = k.split("/", 2)
                 probes.setdefault(name, {})[key] = v
-        keys = ("train_loss", "train_acc", "time_s", "eval_step", "test_loss", "test_acc")
-        return cls(**{k: a[k] for k in keys}, diverged=bool(a["diverged"]), probes=probes)
+        records = {k[4:]: v for k, v in a.items() if k.startswith("rec/")}
+        return cls(**{k: a[k] for k in _SERIES}, diverged=bool(a["diverged"]), probes=probes,
+                   records=records)
+
+
+_SERIES = ("train_loss", "train_acc", "time_s", "eval_step", "test_loss", "test_acc")
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -137,19 +160,35 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = 
     return total_loss / len(X), total_acc / len(X)
 
 
-def _batches(n: int, batch_size: int | None, gen: torch.Generator, device: torch.device):
-    """Endless stream of index batches: one randperm per epoch, last partial batch dropped."""
-    bs = n if batch_size is None else batch_size
-    while True:
-        perm = torch.randperm(n, generator=gen, device=device)
-        for i in range(n // bs):
-            yield perm[i * bs:(i + 1) * bs]
+class Batches:
+    """The batch indices of step t, a pure function of (n, batch_size, seed, t).
+
+    One ``randperm`` per epoch from a generator seeded with ``seed`` (airbench's recipe), the
+    last partial batch dropped so every BN batch has the same size. Asking for any step
+    (e.g. after resuming from a checkpoint) replays the generator to that epoch.
+    """
+
+    def __init__(self, n: int, batch_size: int | None, seed: int, device: torch.device):
+        self.n, self.bs, self.seed, self.device = n, n if batch_size is None else batch_size, seed, device
+        self.per_epoch = self.n // self.bs
+        self._epoch, self._perm, self._gen = -1, None, None
+
+    def __call__(self, step: int) -> torch.Tensor:
+        epoch, i = divmod(step, self.per_epoch)
+        if epoch < self._epoch or self._gen is None:
+            self._gen = torch.Generator(device=self.device).manual_seed(self.seed)
+            self._epoch = -1
+        while self._epoch < epoch:
+            self._perm = torch.randperm(self.n, generator=self._gen, device=self.device)
+            self._epoch += 1
+        return self._perm[i * self.bs:(i + 1) * self.bs]
 
 
 def _validate(cfg: TrainConfig, n: int) -> None:
     """Reject a config that cannot train, naming the field, its value and what is allowed."""
     checks = [("lr", cfg.lr > 0, "a positive float"), ("num_steps", cfg.num_steps > 0, "a positive int"),
               ("eval_every", cfg.eval_every > 0, "a positive int"),
+              ("record_every", cfg.record_every > 0, "a positive int"),
               ("batch_size", cfg.batch_size is None or 0 < cfg.batch_size <= n,
                f"None (full batch) or an int in [1, {n}] (the training-set size)")]
     for name, ok, allowed in checks:
@@ -157,49 +196,142 @@ def _validate(cfg: TrainConfig, n: int) -> None:
             raise ValueError(f"TrainConfig.{name} must be {allowed}; got {getattr(cfg, name)!r}")
 
 
-def fit(model: nn.Module, data: Data, cfg: TrainConfig, *, probes: tuple[Probe, ...] | list = (),
-        progress: bool = True, desc: str = "train") -> History:
-    """Train ``model`` in place on ``data`` for ``cfg.num_steps`` steps; return its History."""
-    _validate(cfg, len(data.X_train))
-    f, opt = loss_fn(cfg.loss), make_optimizer(model, cfg)
-    gen = torch.Generator(device=data.device).manual_seed(cfg.seed)
-    batches = _batches(len(data.X_train), cfg.batch_size, gen, data.device)
-    n_eval = cfg.eval_size or len(data.X_test)
-    Xe, ye = data.X_test[:n_eval], data.y_test[:n_eval]
-    losses = torch.full((cfg.num_steps,), float("nan"))
-    accs = torch.full((cfg.num_steps,), float("nan"))
-    times = np.full(cfg.num_steps, np.nan)
-    evals: list[tuple[int, float, float]] = []
-    records: dict[str, list[tuple[int, dict]]] = {p.name: [] for p in probes}
-    diverged, steps_done, eval_time = False, 0, 0.0
-    start = time.perf_counter()
-    for step in tqdm(range(cfg.num_steps), desc=desc, disable=not progress, mininterval=2):
-        idx = next(batches)
-        X, y = data.X_train[idx], data.y_train[idx]
-        t0 = time.perf_counter()
+class Trainer:
+    """One trajectory in progress: model, optimiser, batches and records, resumable.
+
+    ``run(until)`` trains up to step ``until``; ``state()``/``load_state()`` give and take a
+    checkpoint (weights, buffers, optimiser state, RNG states, step, records so far), from
+    which training continues bit-identically.
+    """
+
+    def __init__(self, model: nn.Module, data: Data, cfg: TrainConfig, *, seed: int = 0):
+        _validate(cfg, len(data.X_train))
+        self.model, self.data, self.cfg, self.seed = model, data, cfg, seed
+        self.loss, self.opt = loss_fn(cfg.loss), make_optimizer(model, cfg)
+        self.batches = Batches(len(data.X_train), cfg.batch_size, seed, data.device)
+        n_eval = cfg.eval_size or len(data.X_test)
+        self.X_eval, self.y_eval = data.X_test[:n_eval], data.y_test[:n_eval]
+        g = torch.Generator().manual_seed(seed)
+        self.X_rec = data.X_train[torch.randperm(len(data.X_train), generator=g)[:cfg.record_size]
+                                  .to(data.device)]
+        self.step, self.diverged, self.train_time = 0, False, 0.0
+        self.losses: list[float] = []
+        self.accs: list[float] = []
+        self.times: list[float] = []
+        self.evals: list[tuple[int, float, float]] = []
+        self.recs: list[dict[str, np.ndarray]] = []
+        self.probed: dict[str, list[tuple[int, dict]]] = {}
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training batch of ``step`` (the same whenever it is asked for)."""
+        idx = self.batches(step)
+        return self.data.X_train[idx], self.data.y_train[idx]
+
+    def context(self) -> StepContext:
+        """What a probe sees now: the model before this step's update, on this step's batch."""
+        return StepContext(self.step, self.model, *self.batch(self.step), self.loss, self.opt, self.cfg,
+                           self.data)
+
+    def run(self, until: int, *, probes: tuple[Probe, ...] | list = (), on_step: Callable | None = None,
+            progress: bool = True, desc: str = "train") -> None:
+        """Train from ``self.step`` to ``until``; ``on_step(self)`` runs after every update."""
+        bar = tqdm(total=until, initial=self.step, desc=desc, disable=not progress, mininterval=2)
+        while self.step < until and not self.diverged:
+            self._measure(probes)
+            t0 = time.perf_counter()
+            if self._update():
+                self.train_time += time.perf_counter() - t0
+                self.times.append(self.train_time)
+                if on_step is not None:
+                    on_step(self)
+            bar.update(1)
+        bar.close()
+
+    def _measure(self, probes) -> None:
+        """Probes, always-on records and the test evaluation due at this step."""
+        t, cfg = self.step, self.cfg
         for p in probes:
-            if step % p.every == 0:
-                records[p.name].append((step, p.fn(StepContext(step, model, X, y, f, opt, cfg))))
-        if step % cfg.eval_every == 0:
-            evals.append((step, *evaluate(model, Xe, ye, loss=cfg.loss)))
-        eval_time += time.perf_counter() - t0  # probes and evaluation are not training time
-        model.train()
-        out = model(X)
-        loss = f(out, y)
+            if t % p.every == 0:
+                self.probed.setdefault(p.name, []).append((t, p.fn(self.context())))
+        if t % cfg.record_every == 0:
+            self.recs.append({"step": np.array(t), **moments(self.model, self.X_rec)})
+        if t % cfg.eval_every == 0:
+            self.evals.append((t, *evaluate(self.model, self.X_eval, self.y_eval, loss=cfg.loss)))
+
+    def _update(self) -> bool:
+        """One optimiser step on this step's batch; False (and ``diverged``) on a non-finite loss."""
+        X, y = self.batch(self.step)
+        self.model.train()
+        out = self.model(X)
+        loss = self.loss(out, y)
         if not torch.isfinite(loss):
-            diverged = True
-            break
-        opt.zero_grad(set_to_none=True)
+            self.diverged = True
+            if self.recs and "grad_norm" not in self.recs[-1]:
+                self.recs.pop()  # a record is complete only with the step's gradient
+            return False
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        losses[step], accs[step] = loss.detach(), accuracy(out.detach(), y)
-        times[step] = time.perf_counter() - start - eval_time
-        steps_done = step + 1
-    if not diverged:
-        evals.append((steps_done, *evaluate(model, Xe, ye, loss=cfg.loss)))
-    ev = np.array(evals, dtype=float).reshape(-1, 3)
-    return History(losses[:steps_done].numpy(), accs[:steps_done].numpy(), times[:steps_done],
-                   ev[:, 0].astype(int), ev[:, 1], ev[:, 2], diverged, _stack(records))
+        if self.step % self.cfg.record_every == 0:
+            self.recs[-1]["grad_norm"] = grad_norms(self.model)
+        self.opt.step()
+        self.losses.append(loss.item())
+        self.accs.append(accuracy(out.detach(), y).item())
+        self.step += 1
+        return True
+
+    def history(self) -> History:
+        """The History so far (with a final evaluation once training is over)."""
+        evals = list(self.evals)
+        if not self.diverged and (not evals or evals[-1][0] != self.step):
+            evals.append((self.step, *evaluate(self.model, self.X_eval, self.y_eval, loss=self.cfg.loss)))
+        ev = np.array(evals, dtype=float).reshape(-1, 3)
+        records = _stack_records(self.recs)
+        return History(np.array(self.losses, dtype=np.float32), np.array(self.accs, dtype=np.float32),
+                       np.array(self.times), ev[:, 0].astype(int), ev[:, 1], ev[:, 2], self.diverged,
+                       _stack(self.probed), records)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """A checkpoint as flat arrays: ``model/``, ``opt/``, ``rng/`` and the records so far."""
+        return checkpoint.state(self)
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Continue from a checkpoint made by ``state()`` (bit-identical to never stopping)."""
+        checkpoint.load_state(self, state)
+
+
+def grad_norms(model: nn.Module) -> np.ndarray:
+    """l2 norm of each weight layer's weight gradient, in layer order: (L,)."""
+    grads = [m.weight.grad for m in weight_layers(model)]
+    return torch.stack([g.norm() for g in grads]).detach().cpu().numpy()
+
+
+def moments(model: nn.Module, X: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per-channel mean and variance of each normaliser slot's input (``pre{i}``) and output
+    (``post{i}``) on ``X``, with batch statistics; the model is left bit-identical."""
+    slots = {str(i): m for i, m in enumerate(norm_slots(model), 1)}
+    params, buffers = clone_state(model)
+    with probing(model, "batch"), torch.no_grad(), capture(slots, inputs=True) as rec:
+        functional_call(model, (params, buffers), (X,))
+    out = {}
+    for i in slots:
+        for site, key in (("pre", f"{i}.in"), ("post", f"{i}.out")):
+            a = rec[key]
+            var, mean = torch.var_mean(a, dim=(0, *range(2, a.dim())), correction=0)  # (C,)
+            out[f"{site}{i}.mean"], out[f"{site}{i}.var"] = mean.cpu().numpy(), var.cpu().numpy()
+    return out
+
+
+def _stack_records(recs: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The list of per-step records as arrays with a leading record axis."""
+    return {k: np.stack([r[k] for r in recs]) for k in recs[0]} if recs else {}
+
+
+def fit(model: nn.Module, data: Data, cfg: TrainConfig, *, seed: int = 0,
+        probes: tuple[Probe, ...] | list = (), progress: bool = True, desc: str = "train") -> History:
+    """Train ``model`` in place on ``data`` for ``cfg.num_steps`` steps; return its History."""
+    trainer = Trainer(model, data, cfg, seed=seed)
+    trainer.run(cfg.num_steps, probes=probes, progress=progress, desc=desc)
+    return trainer.history()
 
 
 def _stack(records: dict[str, list[tuple[int, dict]]]) -> dict[str, dict[str, np.ndarray]]:

@@ -1,7 +1,8 @@
 """Chapter "Training with and without BatchNorm" (Santurkar et al. 2018, Fig. 1a,b).
 
-A VGG trained with plain SGD on CIFAR-10 without augmentation, with and without BN, at
-the paper's two learning rates. Defaults are the quick profile.
+A VGG trained with plain SGD on CIFAR-10 without augmentation, with and without BN, at the
+paper's two learning rates. The trajectories are the shared VGG runs of ``profiles.VGG``:
+other chapters probe the same ones. Defaults are the quick profile.
 """
 
 from __future__ import annotations
@@ -10,97 +11,65 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
-from .. import data, device, models, runs, train
-from ..claims import Claim, verdict
-from ..config import ChapterParams, Interval, OneOf, as_dict, param
+from .. import profiles
+from ..claims import Claim, Criterion, verdict
+from ..config import ChapterParams, Interval, OneOf, param
+from ..train import History
 
 TITLE = "Training with and without BatchNorm"
 NORMS = ("none", "bn")
+V = profiles.VGG["quick"]
+SOURCE = "Santurkar et al. 2018, Fig. 1"
 
 
 @dataclass(frozen=True)
 class Params(ChapterParams):
-    dataset: str = param("cifar10", OneOf(("cifar10", "cifar10-mini")), "training data (paper: CIFAR-10)")
-    depth: int = param(11, OneOf((11, 13, 16, 19)), "VGG depth (paper: 'VGG-like'; quick: 11, choice)")
-    width: float = param(0.25, Interval(float, 0, 4, low_open=True),
-                         "channel multiplier of the VGG (paper 1; quick 1/4, choice)")
+    dataset: str = param(V["dataset"], OneOf(("cifar10", "cifar10-mini")), "training data (paper: CIFAR-10)")
+    depth: int = param(V["depth"], OneOf((11, 13, 16, 19)), "VGG depth (paper: 'VGG-like'; quick: 11, choice)")
+    width: float = param(V["width"], Interval(float, 0, 4, low_open=True),
+                         "channel multiplier of the VGG (paper 1; quick 1/8, choice)")
     lr: float = param(0.1, Interval(float, 0, 10, low_open=True), "SGD learning rate (paper: 0.1)")
     lr_large: float = param(0.5, Interval(float, 0, 10, low_open=True),
                             "the larger learning rate of Fig. 1 (paper: 0.5)")
-    batch_size: int = param(128, Interval(int, 1, 50_000), "examples per SGD step (paper: 128)")
-    num_steps: int = param(250, Interval(int, 1, 1_000_000),
+    batch_size: int = param(V["batch_size"], Interval(int, 1, 50_000), "examples per SGD step (paper: 128)")
+    num_steps: int = param(V["num_steps"], Interval(int, 1, 1_000_000),
                            "SGD steps per run (paper: 15,000; quick: 250, choice)")
-    eval_every: int = param(50, Interval(int, 1, 1_000_000), "steps between test evaluations (choice)")
-    eval_size: int = param(2000, Interval(int, 1, 10_000), "test images per evaluation (choice)")
-    train_size: int = param(50_000, Interval(int, 1, 50_000), "training images used (paper: all 50,000)")
-    num_seeds: int = param(1, Interval(int, 1, 20), "seeds per setting (choice)")
+    eval_every: int = param(V["eval_every"], Interval(int, 1, 1_000_000), "steps between test evaluations (choice)")
+    eval_size: int = param(V["eval_size"], Interval(int, 1, 10_000), "test images per evaluation (choice)")
+    train_size: int = param(V["train_size"], Interval(int, 1, 50_000), "training images used (paper: all 50,000)")
+    num_seeds: int = param(V["num_seeds"], Interval(int, 1, 20), "seeds per setting (choice)")
     device: str = param("auto", OneOf(("auto", "cpu", "cuda", "mps")), "compute device")
 
 
-PROFILES = {
-    "smoke": dict(dataset="cifar10-mini", width=0.125, num_steps=6, eval_every=3, eval_size=200,
-                  train_size=2000, batch_size=32),
-    "quick": {},
-    "paper": dict(depth=16, width=1.0, num_steps=15_000, eval_every=250, eval_size=10_000, num_seeds=3),
-}
+PROFILES = {"smoke": profiles.VGG["smoke"], "quick": {}, "paper": profiles.VGG["paper"]}
 KEY_SETTINGS = ("dataset", "depth", "width", "lr", "lr_large", "batch_size", "num_steps", "num_seeds")
 
 
-def settings_grid(cfg: Params) -> list[tuple[str, float, int]]:
-    """Every (norm, lr, seed) run of the chapter, in plotting order."""
-    return [(n, lr, cfg.seed + s) for lr in (cfg.lr, cfg.lr_large) for n in NORMS
-            for s in range(cfg.num_seeds)]
-
-
-def run_one(cfg: Params, norm: str, lr: float, seed: int, *, dataset: data.Data | None = None,
-            force: bool = False, progress: bool = True) -> train.History:
-    """Train one VGG (cached by its full config); ``dataset`` avoids reloading the data."""
-    tcfg = train.TrainConfig(optimizer="sgd", lr=lr, batch_size=cfg.batch_size, num_steps=cfg.num_steps,
-                             eval_every=cfg.eval_every, eval_size=cfg.eval_size, seed=seed)
-    key = {"model": dict(arch="vgg", depth=cfg.depth, width=cfg.width, norm=norm, seed=seed),
-           "data": dict(name=cfg.dataset, train_size=cfg.train_size), "train": as_dict(tcfg)}
-    dev = device(cfg.device)
-
-    def compute() -> dict:
-        torch.manual_seed(seed)
-        model = models.vgg(cfg.depth, width=cfg.width, norm=norm, seed=seed).to(dev)
-        d = dataset or data.load(cfg.dataset, device=dev, train_size=cfg.train_size)
-        h = train.fit(model, d, tcfg, progress=progress, desc=f"{norm} lr={lr:g} seed={seed}")
-        return h.to_arrays()
-
-    return train.History.from_arrays(runs.cached("training", key, compute, force=force,
-                                                 depends=(runs.module_path(__name__),)))
-
-
-def run(cfg: Params, *, force: bool = False,
-        progress: bool = True) -> dict[tuple[str, float, int], train.History]:
-    """All runs of the chapter, keyed by (norm, lr, seed); the data is loaded once."""
-    dev = device(cfg.device)
-    d = data.load(cfg.dataset, device=dev, train_size=cfg.train_size)
-    return {k: run_one(cfg, *k, dataset=d, force=force, progress=progress) for k in settings_grid(cfg)}
-
-
-def _tail_loss(h: train.History, frac: float = 0.1) -> float:
+def tail_loss(h: History, frac: float = 0.1) -> float:
     """Mean batch training loss over the last ``frac`` of the steps run (inf if diverged)."""
     if h.diverged:
         return float("inf")
-    n = max(1, int(len(h.train_loss) * frac))
-    return float(np.mean(h.train_loss[-n:]))
+    return float(np.mean(h.train_loss[-max(1, int(len(h.train_loss) * frac)):]))
+
+
+def steps_to_reach(h: History, target: float, window: int) -> int | None:
+    """First step at which the running-mean training loss falls to ``target`` (None if never)."""
+    if len(h.train_loss) < window:
+        return None
+    run = np.convolve(h.train_loss, np.ones(window) / window, mode="valid")
+    hit = np.flatnonzero(run <= target)
+    return int(hit[0] + window) if hit.size else None
 
 
 def summary(cfg: Params, hist: dict) -> pd.DataFrame:
     """One row per (norm, lr): final training loss, final and best test accuracy, mean over seeds."""
-    import pandas as pd
-
     rows = []
     for lr in (cfg.lr, cfg.lr_large):
         for norm in NORMS:
-            hs = [hist[(norm, lr, cfg.seed + s)] for s in range(cfg.num_seeds)]
-            rows.append({"network": norm, "lr": lr,
-                         "diverged runs": sum(h.diverged for h in hs),
-                         "final train loss": np.mean([_tail_loss(h) for h in hs]),
+            hs = [hist[(norm, lr, s)] for s in profiles.seeds(cfg)]
+            rows.append({"network": norm, "lr": lr, "diverged runs": sum(h.diverged for h in hs),
+                         "final train loss": np.mean([tail_loss(h) for h in hs]),
                          "final test acc": np.mean([np.nan if h.diverged else h.test_acc[-1] for h in hs]),
                          "best test acc": np.mean([np.nanmax(h.test_acc) for h in hs])})
     return pd.DataFrame(rows)
@@ -119,46 +88,51 @@ def headline(cfg: Params, hist: dict) -> dict:
                                         f" {'BN' if n == 'bn' else 'standard'}" for n in NORMS)}
 
 
-def steps_to_reach(h: train.History, target: float, window: int) -> int | None:
-    """First step at which the running-mean training loss falls to ``target`` (None if never)."""
-    if len(h.train_loss) < window:
-        return None
-    run = np.convolve(h.train_loss, np.ones(window) / window, mode="valid")
-    hit = np.flatnonzero(run <= target)
-    return int(hit[0] + window) if hit.size else None
+def _lower(bn: float, none: float, diverged: bool) -> tuple[str, str]:
+    return f"BN {bn:.3f} vs standard {none:.3f}", verdict(bn < none, diverged=diverged)
+
+
+def _faster(fractions: list[float | None], num_seeds: int) -> tuple[str, str]:
+    reached = [f for f in fractions if f is not None]
+    frac = float(np.mean(reached)) if reached else float("nan")
+    return (f"{frac:.0%} of the budget" if reached else "never reached",
+            verdict(len(reached) == num_seeds and frac < 1, partly=bool(reached)))
+
+
+def _higher_acc(bn: float, none: float, diverged: bool) -> tuple[str, str]:
+    return f"BN {bn:.1%} vs standard {none:.1%}", verdict(bn > none, diverged=diverged)
+
+
+def _large_lr(bn: float, none: float, none_diverged: int, bn_diverged: bool) -> tuple[str, str]:
+    note = f" ({none_diverged} standard run(s) diverged)" if none_diverged else ""
+    return f"BN {bn:.3f} vs standard {none:.3f}{note}", verdict(bn < none, diverged=bn_diverged)
+
+
+CRITERIA = {
+    "lower": Criterion("BN reaches a lower training loss within the same step budget", SOURCE,
+                       "mean batch loss over the last 10% of steps at lr {lr:g}: BN < standard", _lower),
+    "faster": Criterion("BN trains faster", SOURCE,
+                        "BN reaches the standard net's final loss (running mean over {window} steps) "
+                        "in fewer steps than the budget, in every seed", _faster),
+    "accuracy": Criterion("BN reaches a higher test accuracy (paper: 83% vs 80% after 15k steps)", SOURCE,
+                          "final test accuracy at lr {lr:g}: BN > standard", _higher_acc),
+    "large_lr": Criterion("BN keeps its advantage at the larger learning rate", SOURCE,
+                          "at lr {lr:g}: BN's final training loss < standard's (a diverged run counts "
+                          "as infinite loss)", _large_lr),
+}
 
 
 def claims(cfg: Params, hist: dict) -> list[Claim]:
-    """The chapter's claims, each decided by a computed criterion."""
+    """The chapter's claims, each decided by its criterion on the runs' numbers."""
     df = summary(cfg, hist).set_index(["network", "lr"])
-    loss = df["final train loss"]
-    acc = df["final test acc"]
-    dv = df["diverged runs"]
+    loss, acc, dv = df["final train loss"], df["final test acc"], df["diverged runs"]
     lo, hi = cfg.lr, cfg.lr_large
-    src = "Santurkar et al. 2018, Fig. 1"
     window = max(1, cfg.num_steps // 10)
-    first = [steps_to_reach(hist[("bn", lo, cfg.seed + s)], loss["none", lo], window)
-             for s in range(cfg.num_seeds)]
-    reached = [f for f in first if f is not None]
-    frac = np.mean(reached) / cfg.num_steps if reached else float("nan")
-    out = [
-        Claim("BN reaches a lower training loss within the same step budget", src,
-              f"mean batch loss over the last 10% of steps at lr {lo:g}: BN < standard",
-              f"BN {loss['bn', lo]:.3f} vs standard {loss['none', lo]:.3f}",
-              verdict(loss["bn", lo] < loss["none", lo], diverged=bool(dv["bn", lo] or dv["none", lo]))),
-        Claim("BN trains faster", src,
-              f"BN reaches the standard net's final loss (running mean over {window} steps) "
-              "in fewer steps than the budget, in every seed",
-              f"{frac:.0%} of the budget" if reached else "never reached",
-              verdict(len(reached) == cfg.num_seeds and frac < 1, partly=bool(reached))),
-        Claim("BN reaches a higher test accuracy (paper: 83% vs 80% after 15k steps)", src,
-              f"final test accuracy at lr {lo:g}: BN > standard",
-              f"BN {acc['bn', lo]:.1%} vs standard {acc['none', lo]:.1%}",
-              verdict(acc["bn", lo] > acc["none", lo], diverged=bool(dv["bn", lo] or dv["none", lo]))),
-        Claim(f"BN keeps its advantage at the larger learning rate {hi:g}", src,
-              f"at lr {hi:g}: BN's final training loss < standard's (a diverged run counts as infinite loss)",
-              f"BN {loss['bn', hi]:.3f} vs standard {loss['none', hi]:.3f}"
-              + (f" ({int(dv['none', hi])} standard run(s) diverged)" if dv["none", hi] else ""),
-              verdict(loss["bn", hi] < loss["none", hi], diverged=bool(dv["bn", hi]))),
-    ]
-    return out
+    fractions = [None if (s := steps_to_reach(hist[("bn", lo, seed)], loss["none", lo], window)) is None
+                 else s / cfg.num_steps for seed in profiles.seeds(cfg)]
+    either = bool(dv["bn", lo] or dv["none", lo])
+    return [CRITERIA["lower"](bn=loss["bn", lo], none=loss["none", lo], diverged=either, lr=lo),
+            CRITERIA["faster"](fractions=fractions, num_seeds=cfg.num_seeds, window=window),
+            CRITERIA["accuracy"](bn=acc["bn", lo], none=acc["none", lo], diverged=either, lr=lo),
+            CRITERIA["large_lr"](bn=loss["bn", hi], none=loss["none", hi], none_diverged=int(dv["none", hi]),
+                                 bn_diverged=bool(dv["bn", hi]), lr=hi)]

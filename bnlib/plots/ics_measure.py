@@ -9,7 +9,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
 
 from . import color, label
-from .training import running_mean
+from .curves import running_mean
 
 LAYER_STYLES = ("-", "--", ":", "-.")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from . import color, label
-from .training import running_mean
+from .curves import running_mean
 
 _METRICS = (("train_loss", "training loss (cross-entropy)"), ("train_acc", "training accuracy"),
             ("test_loss", "test loss (cross-entropy)"), ("test_acc", "test accuracy"))

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from . import color, label
-from .training import curves as _curves
+from .curves import curves as _curves
 
 _LANDSCAPE = (("loss range", "loss range along the gradient"),
               ("grad_diff_max", "max gradient change (l2)"),

@@ -1,4 +1,4 @@
-"""Figures of the chapter "Training with and without BatchNorm" (Santurkar et al. Fig. 1a,b)."""
+"""Curves over training: loss and accuracy per step or evaluation, one line (band: min..max over seeds) per network."""
 
 from __future__ import annotations
 

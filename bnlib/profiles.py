@@ -1,0 +1,68 @@
+"""The shared trajectory settings of each profile, defined once for every chapter.
+
+Several chapters train the same networks (the VGG pair of Fig. 1, the deep linear network);
+the store trains each trajectory once only if every chapter asks for exactly the same specs.
+So the settings those trajectories share live here, per profile, and the chapters take
+their ``Params`` defaults and ``PROFILES`` from these dicts instead of repeating numbers.
+``vgg_specs``/``dln_specs`` turn a chapter's resolved parameters into the three specs.
+
+The always-on records (test evaluations, gradient norms, moments before/after every
+normaliser) are profile settings, not chapter parameters, so no chapter can split a shared
+trajectory by asking for a different record schedule.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .data import DataSpec
+from .models import ModelSpec
+from .train import TrainConfig
+
+# The VGG runs of Santurkar et al. Sec. 2-3: CIFAR-10, plain SGD, batch 128 (paper).
+VGG: dict[str, dict[str, Any]] = {
+    "smoke": dict(dataset="cifar10-mini", train_size=2000, depth=11, width=0.125, batch_size=32,
+                  num_steps=6, eval_every=3, eval_size=200, num_seeds=1),
+    "quick": dict(dataset="cifar10", train_size=50_000, depth=11, width=0.125, batch_size=128,
+                  num_steps=250, eval_every=50, eval_size=2000, num_seeds=1),
+    "paper": dict(dataset="cifar10", train_size=50_000, depth=16, width=1.0, batch_size=128,
+                  num_steps=15_000, eval_every=250, eval_size=10_000, num_seeds=3),
+}
+VGG_RECORDS = {"smoke": dict(record_every=2, record_size=32), "quick": dict(record_every=10, record_size=64),
+               "paper": dict(record_every=50, record_size=128)}
+
+# The deep linear network of Santurkar et al. Sec. 2.2: 25 layers of 10 x 10, 1000 points,
+# full-batch gradient descent, summed squared error, lr 1e-6, 10,000 steps (paper).
+DLN: dict[str, dict[str, Any]] = {
+    "smoke": dict(dln_depth=6, dln_width=10, dln_points=64, dln_steps=30, dln_lr=1e-6),
+    "quick": dict(dln_depth=25, dln_width=10, dln_points=1000, dln_steps=2500, dln_lr=1e-6),
+    "paper": dict(dln_depth=25, dln_width=10, dln_points=1000, dln_steps=10_000, dln_lr=1e-6),
+}
+DLN_RECORDS = {"smoke": dict(eval_every=10, record_every=5), "quick": dict(eval_every=100, record_every=50),
+               "paper": dict(eval_every=100, record_every=50)}
+
+
+def seeds(cfg: Any) -> list[int]:
+    """The seeds of every setting: ``seed, seed + 1, ..., seed + num_seeds - 1``."""
+    return [cfg.seed + s for s in range(getattr(cfg, "num_seeds", 1))]
+
+
+def vgg_specs(cfg: Any, **model: Any) -> tuple[DataSpec, ModelSpec, TrainConfig]:
+    """CIFAR-10 (or ``cfg.dataset``), VGG-``cfg.depth`` at ``cfg.width`` and plain SGD at
+    ``cfg.lr``, from a chapter's resolved parameters; ``model`` sets more ModelSpec fields."""
+    d = DataSpec(cfg.dataset, train_size=cfg.train_size, pad_to=32 if "mnist" in cfg.dataset else None)
+    m = ModelSpec("vgg", depth=cfg.depth, width=cfg.width,
+                  in_channels=1 if "mnist" in cfg.dataset else None, **model)
+    t = TrainConfig("sgd", lr=cfg.lr, batch_size=cfg.batch_size, num_steps=cfg.num_steps,
+                    eval_every=cfg.eval_every, eval_size=cfg.eval_size, **VGG_RECORDS[cfg.profile])
+    return d, m, t
+
+
+def dln_specs(cfg: Any, **model: Any) -> tuple[DataSpec, ModelSpec, TrainConfig]:
+    """The deep linear network's regression task, network and full-batch gradient descent
+    (float64: its summed loss at lr 1e-6 needs the precision), from a chapter's parameters."""
+    d = DataSpec("linear", train_size=cfg.dln_points, dim=cfg.dln_width, seed=cfg.seed, dtype="float64")
+    m = ModelSpec("dln", depth=cfg.dln_depth, width=cfg.dln_width, **model)
+    t = TrainConfig("sgd", lr=cfg.dln_lr, batch_size=None, num_steps=cfg.dln_steps, loss="mse_sum",
+                    record_size=cfg.dln_points, **DLN_RECORDS[cfg.profile])
+    return d, m, t
