@@ -83,8 +83,9 @@ def digests(monkeypatch) -> list[str]:
 def test_truncated_file_is_one_message_naming_the_file_and_the_fix(tmp_path, name, fix):
     good = (data.data_root() / f"{name}.npz").read_bytes()
     (tmp_path / f"{name}.npz").write_bytes(good[: len(good) // 2])
-    with pytest.raises(data.DataFileError, match=rf"(?s){re.escape(str(tmp_path))}/{name}\.npz is damaged: it is truncated.*"
-                                                 rf"Fix: .*{fix}.*export BNLIB_DATA=") as e:
+    where = re.escape(str(tmp_path / f"{name}.npz"))
+    with pytest.raises(data.DataFileError, match=rf"(?s){where} is damaged: it is truncated.*Fix: .*{fix}.*"
+                                                 r"export BNLIB_DATA=") as e:
         data.load(name, root=tmp_path)
     _single_error(e)
 
@@ -94,6 +95,15 @@ def test_truncated_file_is_one_message_naming_the_file_and_the_fix(tmp_path, nam
 def test_garbage_file_says_it_is_not_an_npz(tmp_path, content, what):
     (tmp_path / "mnist-mini.npz").write_bytes(content)
     with pytest.raises(data.DataFileError, match=rf"(?s)mnist-mini\.npz is damaged: .*{what}.*Fix:") as e:
+        data.load("mnist-mini", root=tmp_path)
+    _single_error(e)
+
+
+def test_corrupt_inside_says_corrupt(tmp_path):
+    b = bytearray((data.data_root() / "mnist-mini.npz").read_bytes())
+    b[len(b) // 3: len(b) // 3 + 64] = bytes(64)  # a damaged stretch inside, the zip directory intact
+    (tmp_path / "mnist-mini.npz").write_bytes(bytes(b))
+    with pytest.raises(data.DataFileError, match=r"(?s)mnist-mini\.npz is damaged: it is corrupt.*Fix:") as e:
         data.load("mnist-mini", root=tmp_path)
     _single_error(e)
 
