@@ -1,8 +1,9 @@
-"""Command line: ``python -m bnlib {book,run,params}``.
+"""Command line: ``python -m bnlib {book,run,params,store}``.
 
   python -m bnlib book [--profile quick] [--only CH ...] [--force]   execute chapters, build HTML
   python -m bnlib run CH [--profile P] [-p NAME VALUE ...] [-o OUT]  re-run one chapter
-  python -m bnlib params CH                                          list a chapter's parameters
+  python -m bnlib params CH [--cell]                                 a chapter's parameters (or its cell)
+  python -m bnlib store [--prune]                                    list (or prune) the run store
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import ast
 import sys
 from pathlib import Path
 
-from . import book, chapters, config
+from . import book, chapters, config, runs
 
 
 def _value(text: str):
@@ -53,11 +54,20 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("params", help="list a chapter's parameters per profile")
     p.add_argument("chapter")
     p.add_argument("--cell", action="store_true", help="print the notebook's parameters cell instead")
+    s = sub.add_parser("store", help="list the run store (trajectories, checkpoints, probes, who used them)")
+    s.add_argument("--root", help="run store folder (default: $BNLIB_RUNS, else ./_runs)")
+    s.add_argument("--prune", action="store_true", help="remove entries no chapter of the current code can reach")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "book":
             return book.book(profile=args.profile, only=args.only, force=args.force,
                              build_html=not args.no_build)
+        if args.cmd == "store":
+            if args.prune:
+                gone = runs.prune(args.root)
+                print(f"removed {len(gone)} entries")
+            print(runs.format_listing(runs.listing(args.root)))
+            return 0
         if args.cmd == "params":
             mod = chapters.module(args.chapter)
             print(config.params_cell(mod.Params) if args.cell else _params(args.chapter))

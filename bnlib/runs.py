@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__, checkpoint, data, models, train
+from . import __version__, data, models, train
 from .data import DataSpec
 from .models import ModelSpec
 from .train import History, TrainConfig
@@ -101,12 +101,17 @@ class Trajectory:
         return f"{self.model.label()} {t.optimizer} lr={t.lr:g} steps={t.num_steps} seed={self.seed}"
 
 
-def probe_key(traj: Trajectory, probe: Any, steps: tuple[int, ...]) -> str:
-    """Key of a probe's results: the trajectory, the probe's spec and steps, and its code."""
+def probe_code(probe: Any) -> str:
+    """Version of the code a probe's results depend on: the trajectory's, every probe module,
+    the theory module and the probe's own module."""
     mod = type(probe).__module__.removeprefix("bnlib.").replace(".", "/")
-    code = code_version((*TRAJECTORY_CODE, "probes", "theory", mod))
-    return _hash({"traj": traj.key(), "probe": type(probe).__qualname__, "spec": asdict(probe),
-                  "steps": list(steps), "code": code})
+    return code_version((*TRAJECTORY_CODE, "probes", "theory", mod))
+
+
+def probe_meta(traj: Trajectory, probe: Any, steps: tuple[int, ...]) -> dict:
+    """Everything a probe's results depend on; its hash is the results' key."""
+    return {"traj": traj.key(), "probe": f"{type(probe).__module__}.{type(probe).__qualname__}",
+            "spec": asdict(probe), "steps": list(steps), "code": probe_code(probe)}
 
 
 # ---------------------------------------------------------------- files with checksums
@@ -289,7 +294,8 @@ class Store:
         """``probe.measure(ctx)`` at each of ``steps`` of ``traj``: ``{"step": (K,), key: (K, ...)}``,
         cached; a changed probe parameter re-probes from the checkpoints, never retrains."""
         steps = tuple(sorted({int(s) for s in steps}))
-        path = self.root / "probe" / traj.key() / f"{probe_key(traj, probe, steps)}.npz"
+        meta = probe_meta(traj, probe, steps)
+        path = self.root / "probe" / traj.key() / f"{_hash(meta)}.npz"
         cached = read_arrays(path)
         if cached is not None:
             self._mark_used(traj)
@@ -299,6 +305,8 @@ class Store:
         if rows:
             out.update({k: np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]})
         write_arrays(path, out)
+        _atomic(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(
+            {**meta, "chapter": self.chapter}, default=str)))
         return out
 
     def model_at(self, traj: Trajectory, step: int | None = None) -> torch.nn.Module:
@@ -373,3 +381,79 @@ def _value(traj: Trajectory, name: str) -> Any:
         if name in _names(spec):
             return getattr(spec, name)
     return traj.seed if name == "seed" else None
+
+
+# ---------------------------------------------------------------- listing and pruning
+
+def _size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def listing(root: str | os.PathLike | None = None) -> list[dict]:
+    """One row per stored trajectory: label, steps, checkpoints, probes, size, chapters, state."""
+    rows = []
+    current = code_version(TRAJECTORY_CODE)
+    for p in sorted((runs_root(root) / "traj").glob("*")):
+        spec, used = _read_json(p / "spec.json"), _read_json(p / "used.json")
+        probes = runs_root(root) / "probe" / p.name
+        done = (p / "history.npz").exists()
+        steps = spec.get("train", {}).get("num_steps", "?")
+        rows.append({"key": p.name, "label": spec.get("label", "?"), "steps": steps,
+                     "state": "done" if done else ("partial" if (p / "resume.npz").exists() else "empty"),
+                     "checkpoints": len(list((p / "ckpt").glob("*.npz"))),
+                     "probes": len(list(probes.glob("*.npz"))) if probes.exists() else 0,
+                     "bytes": _size(p) + (_size(probes) if probes.exists() else 0),
+                     "trained_by": used.get("trained_by", []), "used_by": used.get("used_by", []),
+                     "current": spec.get("code") == current})
+    return rows
+
+
+def format_listing(rows: list[dict]) -> str:
+    """The listing as a table a person reads, with the total size."""
+    lines = [f"{'key':<16}  {'trajectory':<52} {'state':<7} {'ckpt':>4} {'probes':>6} {'size':>9}  "
+             "trained by -> used by"]
+    for r in rows:
+        stale = "" if r["current"] else "  [stale code: --prune removes it]"
+        lines.append(f"{r['key']:<16}  {r['label'][:52]:<52} {r['state']:<7} {r['checkpoints']:>4} "
+                     f"{r['probes']:>6} {r['bytes'] / 2**20:>7.1f}MB  {','.join(r['trained_by']) or '-'} -> "
+                     f"{','.join(r['used_by']) or '-'}{stale}")
+    total = sum(r["bytes"] for r in rows)
+    lines.append(f"{len(rows)} trajectories, {total / 2**20:.1f} MB")
+    return "\n".join(lines)
+
+
+def prune(root: str | os.PathLike | None = None) -> list[Path]:
+    """Remove what no chapter of the current code can reach: trajectories trained by other
+    code (their key can never be asked for again), probe results of other probe code or of
+    removed trajectories, and leftover temporary files. Returns what was removed."""
+    import shutil
+
+    base, removed = runs_root(root), []
+    current = code_version(TRAJECTORY_CODE)
+    for p in sorted((base / "traj").glob("*")):
+        if _read_json(p / "spec.json").get("code") != current:
+            shutil.rmtree(p)
+            removed.append(p)
+    for p in sorted((base / "probe").glob("*")):
+        if not (base / "traj" / p.name).exists():
+            shutil.rmtree(p)
+            removed.append(p)
+            continue
+        for meta in p.glob("*.json"):
+            m = _read_json(meta)
+            mod = m.get("probe", "").rsplit(".", 1)[0].removeprefix("bnlib.").replace(".", "/")
+            if m.get("code") != code_version((*TRAJECTORY_CODE, "probes", "theory", mod)):
+                for f in (meta, meta.with_suffix(".npz"), Path(f"{meta.with_suffix('.npz')}.sha256")):
+                    f.unlink(missing_ok=True)
+                removed.append(meta.with_suffix(".npz"))
+    for tmp in base.rglob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed

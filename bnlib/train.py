@@ -1,7 +1,8 @@
 """One training loop for every trajectory: SGD or Adam, a step budget, records, divergence.
 
 ``Trainer`` holds a trajectory in progress and can be checkpointed and resumed
-bit-identically; ``fit`` trains one from scratch. The trainer owns the mode: ``model.train()`` before every step; evaluation and probes go through
+bit-identically; ``fit`` trains one from scratch. The trainer owns the mode:
+``model.train()`` before every step; evaluation and probes go through
 ``functional.probing``, which sets the mode they need and restores it. Batches are
 drawn as in airbench: one device ``randperm`` per epoch (its own seeded generator, so
 probes that use the global RNG cannot change the batch order), ``X[idx]`` per step, the

@@ -1,12 +1,13 @@
 """The command line and plain papermill reject bad parameters with one clear message."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from bnlib import book
+from bnlib import book, chapters, config
 from bnlib.__main__ import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,3 +40,32 @@ def test_plain_papermill_fails_with_the_same_message(tmp_path):
 
 def test_toc_lists_the_first_chapter():
     assert book.toc_chapters()[0] == "training"
+
+
+@pytest.mark.parametrize("chapter", book.toc_chapters())
+def test_plain_papermill_rejects_an_unknown_name_in_every_chapter(chapter, tmp_path):
+    papermill = Path(sys.executable).parent / "papermill"
+    proc = subprocess.run([str(papermill), str(ROOT / "notebooks" / f"{chapter}.ipynb"), str(tmp_path / "o.ipynb"),
+                           "-p", "profile", "smoke", "-p", "seed_count", "2"], capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert f"Unknown parameter 'seed_count' for chapter '{chapter}'; did you mean 'seed'?" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("chapter", book.toc_chapters())
+def test_parameters_cell_is_generated_from_params(chapter):
+    nb = json.loads((ROOT / "notebooks" / f"{chapter}.ipynb").read_text())
+    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1
+    expected = config.params_cell(chapters.module(chapter).Params)
+    assert "".join(cells[0]["source"]).strip() == expected, (
+        f"regenerate it: python -m bnlib params {chapter} --cell")
+
+
+def test_store_lists_and_prunes(tmp_path, capsys):
+    assert main(["store", "--root", str(tmp_path)]) == 0
+    assert "0 trajectories" in capsys.readouterr().out
+    stale = tmp_path / "traj" / "0123456789abcdef"
+    stale.mkdir(parents=True)
+    (stale / "spec.json").write_text('{"code": "old", "label": "vgg11 bn"}')
+    assert main(["store", "--root", str(tmp_path), "--prune"]) == 0
+    assert "removed 1 entries" in capsys.readouterr().out and not stale.exists()

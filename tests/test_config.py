@@ -8,7 +8,7 @@ from bnlib import chapters, config
 def test_quick_defaults_and_profile_overrides():
     quick = chapters.resolve("training")
     paper = chapters.resolve("training", profile="paper")
-    assert (quick.profile, quick.depth, quick.width, quick.num_steps) == ("quick", 11, 0.25, 250)
+    assert (quick.profile, quick.depth, quick.width, quick.num_steps) == ("quick", 11, 0.125, 250)
     assert (paper.depth, paper.width, paper.num_steps) == (16, 1.0, 15_000)
 
 
@@ -65,5 +65,5 @@ def test_list_constraint():
 def test_every_chapter_profile_resolves():
     for chapter in chapters.names():
         for profile in config.PROFILES:
-            cfg = config.resolve(chapter, profile=profile)
+            cfg = chapters.resolve(chapter, profile)
             assert cfg.profile == profile

@@ -12,11 +12,13 @@ def tiny_data():
     return data.load("cifar10-mini", train_size=256, test_size=64)
 
 
+SPEC = models.ModelSpec("vgg", depth=11, width=0.0625, norm="noisy_bn")
+
+
 def tiny_run(probes=(), lr=0.05, steps=6, **kw):
-    torch.manual_seed(0)
-    model = models.vgg(11, width=0.0625, norm="noisy_bn", seed=0)
-    cfg = train.TrainConfig(lr=lr, batch_size=32, num_steps=steps, eval_every=3, seed=1, **kw)
-    return model, train.fit(model, tiny_data(), cfg, probes=probes, progress=False)
+    model = models.build(SPEC, 0)
+    cfg = train.TrainConfig(lr=lr, batch_size=32, num_steps=steps, eval_every=3, record_every=2, record_size=16, **kw)
+    return model, train.fit(model, tiny_data(), cfg, seed=1, probes=probes, progress=False)
 
 
 def assert_same_history(a: train.History, b: train.History):
@@ -103,3 +105,47 @@ def test_evaluate_leaves_bn_statistics_and_mode_alone():
     assert model.training
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_build_seeds_its_own_initialisation_and_leaves_the_global_rng_alone():
+    state = torch.get_rng_state()
+    a, b = models.build(SPEC, 3), models.build(SPEC, 3)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    c = models.build(SPEC, 4)
+    assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
+
+
+def test_batch_of_any_step_is_a_function_of_seed_and_step():
+    d = tiny_data()
+    full = train.Batches(len(d.X_train), 32, 5, d.device)
+    seq = [full(t).clone() for t in range(20)]  # 2.5 epochs in order
+    fresh = train.Batches(len(d.X_train), 32, 5, d.device)
+    for t in (17, 3, 9, 0, 19):  # out of order, across epochs
+        assert torch.equal(fresh(t), seq[t])
+    assert sorted(torch.cat(seq[:8]).tolist()) == list(range(256))  # one epoch = one permutation
+
+
+def test_always_on_records_before_and_after_every_normaliser():
+    model, h = tiny_run(steps=6)
+    r = h.records
+    assert r["step"].tolist() == [0, 2, 4] and r["grad_norm"].shape == (3, len(models.weight_layers(model)))
+    slots = models.norm_slots(model)
+    assert len(slots) == len(models.weight_layers(model)) - 1
+    assert r["pre1.mean"].shape == (3, slots[0][0].num_features)
+    # after BN (before the noise) a channel has mean ~0 / var ~1; with noise it does not: the
+    # post site is the slot's output, BN + noise, so its variance differs from 1
+    assert np.all(r["pre1.var"] > 0) and not np.allclose(r["post1.var"], 1, atol=1e-3)
+
+
+def test_resumed_trainer_is_bit_identical_to_an_uninterrupted_one():
+    d = tiny_data()
+    cfg = train.TrainConfig(lr=0.05, batch_size=32, num_steps=12, eval_every=3, record_every=2, record_size=16,
+                            optimizer="adam")
+    whole = train.fit(models.build(SPEC, 0), d, cfg, seed=1, progress=False)
+    first = train.Trainer(models.build(SPEC, 0), d, cfg, seed=1)
+    first.run(7, progress=False)
+    second = train.Trainer(models.build(SPEC, 9), d, cfg, seed=1)  # other weights: all overwritten
+    second.load_state(first.state())
+    second.run(12, progress=False)
+    assert_same_history(whole, second.history())
