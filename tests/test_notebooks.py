@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bnlib import book
+from bnlib import book, runs
 
 
 def glued_keys(nb: dict) -> set[str]:
@@ -30,6 +30,6 @@ def test_first_chapter_writes_its_runs(tmp_path, monkeypatch):
     runs_dir = tmp_path / "store"
     monkeypatch.setenv("BNLIB_RUNS", str(runs_dir))
     book.execute("training", profile="smoke", out=tmp_path / "t.ipynb", progress=False)
-    metas = sorted(runs_dir.glob("training/*/meta.json"))
-    assert len(metas) == 4  # {none, bn} x {lr, lr_large} x 1 seed
-    assert all((m.parent / "result.npz").exists() for m in metas)
+    rows = runs.listing(runs_dir)
+    assert len(rows) == 4  # {none, bn} x {lr, lr_large} x 1 seed
+    assert all(r["state"] == "done" and r["trained_by"] == ["training"] for r in rows)
