@@ -9,6 +9,7 @@ forward order: ``weight_layers(model)[i - 1]`` is layer i.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -43,6 +44,17 @@ def weight_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
+def _seeded(builder):
+    """Make ``builder(..., seed=s)`` draw its initial weights from ``seed``: it runs under a
+    forked CPU RNG seeded with ``s``, so it neither depends on nor changes the global state."""
+    @functools.wraps(builder)
+    def wrapper(*args, seed: int = 0, **kw):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return builder(*args, seed=seed, **kw)
+    return wrapper
+
+
 def norm_slots(model: nn.Module) -> list[nn.Module]:
     """The normaliser after each hidden weight layer, in forward order (an Identity in the
     standard network): where activations are recorded before (its input) and after (its output)."""
@@ -61,6 +73,7 @@ def _block(layer: nn.Module, norm: str, channels: int, *, spatial: bool, seed: i
     return [layer, nn.ReLU(), n] if norm_after_relu else [layer, n, nn.ReLU()]
 
 
+@_seeded
 def vgg(depth: int = 11, *, width: float = 1.0, norm: str = "none", num_classes: int = 10,
         in_channels: int = 3, hidden: int | None = None, seed: int = 0, **norm_kw) -> nn.Sequential:
     """VGG-``depth`` for 32x32 inputs with channels scaled by ``width``.
@@ -90,6 +103,7 @@ def vgg(depth: int = 11, *, width: float = 1.0, norm: str = "none", num_classes:
     return glorot_init(nn.Sequential(*layers))
 
 
+@_seeded
 def lenet(*, norm: str = "none", in_channels: int = 3, image_size: int = 32,
           num_classes: int = 10, seed: int = 0, **norm_kw) -> nn.Sequential:
     """LeNet-5 (LeCun et al. 1998): two 5x5 convs with max-pooling, then 120-84-classes."""
@@ -104,6 +118,7 @@ def lenet(*, norm: str = "none", in_channels: int = 3, image_size: int = 32,
     return glorot_init(nn.Sequential(*layers))
 
 
+@_seeded
 def mlp(*, norm: str = "none", sizes: tuple[int, ...] = (784, 100, 10),
         norm_after_relu: bool = True, seed: int = 0, **norm_kw) -> nn.Sequential:
     """The seed-002 MLP (784-100-10 by default); the norm follows the ReLU unless told not to."""
@@ -115,6 +130,7 @@ def mlp(*, norm: str = "none", sizes: tuple[int, ...] = (784, 100, 10),
     return glorot_init(nn.Sequential(*layers))
 
 
+@_seeded
 def deep_linear(*, depth: int = 25, width: int = 10, norm: str = "none",
                 norm_output: bool = False, seed: int = 0, **norm_kw) -> nn.Sequential:
     """Santurkar et al.'s deep linear network: ``depth`` bias-free ``width`` x ``width`` layers.
@@ -182,7 +198,7 @@ _BUILDERS = {"vgg": lambda **kw: vgg(**kw), "lenet": lambda **kw: lenet(**kw),
 def build(spec: ModelSpec, seed: int) -> nn.Sequential:
     """The network ``spec`` with its initial weights and noise streams drawn from ``seed``.
 
-    The initialisation uses a forked global RNG seeded with ``seed``, so it never depends on
+    Every builder seeds its own initialisation (``_seeded``), so the result never depends on
     (or changes) the caller's random state.
     """
     kw = {k: v for k, v in asdict(spec).items() if v is not None and k != "arch"}
@@ -191,6 +207,4 @@ def build(spec: ModelSpec, seed: int) -> nn.Sequential:
             kw[k] = dict(kw[k])
     if spec.arch == "dln" and "width" in kw:
         kw["width"] = int(kw["width"])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return _BUILDERS[spec.arch](seed=seed, **kw)
+    return _BUILDERS[spec.arch](seed=seed, **kw)
