@@ -141,9 +141,8 @@ def main() -> None:
          / torch.tensor(STD, dtype=torch.float32)[:, None, None])
     y = torch.from_numpy(labels)
 
-    torch.manual_seed(0)
-    model = (lenet(norm=args.bn) if args.model == "lenet"
-             else vgg(16, width=args.width, norm=args.bn))
+    model = (lenet(norm=args.bn, seed=0) if args.model == "lenet"
+             else vgg(16, width=args.width, norm=args.bn, seed=0))
     # a few Adam steps, so biases and BN statistics are those of a (briefly) trained net; with
     # zero biases loss-landscapes' filter normalisation divides by zero
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)

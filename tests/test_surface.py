@@ -16,9 +16,14 @@ import pytest
 import torch
 from torch import nn
 
-from bnlib.models import lenet, mlp
+from bnlib import data
+from bnlib.data import DataSpec
+from bnlib.models import ModelSpec, lenet, mlp
+from bnlib.probes import surface as engine
 from bnlib.probes.directions import normalize_direction, random_direction
 from bnlib.probes.surface import evaluate_grid, interpolate, sharpness, slice_1d, surface_2d
+from bnlib.runs import Store, Trajectory
+from bnlib.train import TrainConfig
 
 RTOL = 1e-9  # float64 forward passes that differ only in summation order
 
@@ -35,8 +40,8 @@ def one_thread():
 
 def net(kind: str = "lenet", norm: str = "bn", n: int = 24, seed: int = 0):
     """A float64 net with non-trivial biases and BN running statistics, and a batch (X, y)."""
-    torch.manual_seed(seed)
-    model = (lenet(norm=norm) if kind == "lenet" else mlp(norm=norm, sizes=(12, 7, 5))).double()
+    torch.manual_seed(seed)  # the batch and the perturbations below; the builders seed themselves
+    model = (lenet(norm=norm, seed=seed) if kind == "lenet" else mlp(norm=norm, sizes=(12, 7, 5), seed=seed)).double()
     X = torch.randn(n, 3, 32, 32, dtype=torch.float64) if kind == "lenet" else \
         torch.randn(n, 12, dtype=torch.float64)
     y = torch.randint(0, 10 if kind == "lenet" else 5, (n,))
@@ -272,3 +277,42 @@ def test_first_layer_reuse_is_skipped_when_it_would_not_fit(monkeypatch):
     calls.clear()
     monkeypatch.setattr(surface, "BASIS_BYTES", 0)
     assert np.array_equal(slice_1d(model, X, y, **grid).loss, plain) and not calls  # fell back
+
+
+# ---------------------------------------------------------------- probe specs on the run store
+
+def test_probe_specs_on_a_stored_trajectory_equal_the_engine_on_its_weights(tmp_path):
+    """Oracle: the engine's functions called by hand on ``store.model_at`` (the trained net) and,
+    for the interpolation, the step-0 checkpoint's net run in train mode at alpha = 0."""
+    store = Store(tmp_path / "runs", progress=False)
+    traj = Trajectory(DataSpec("cifar10-mini", train_size=64), ModelSpec("lenet", norm="bn"),
+                      TrainConfig("adam", lr=0.01, batch_size=16, num_steps=3, eval_every=3, eval_size=32,
+                                  record_every=2, record_size=16), seed=3)
+    end = [store.history(traj).steps_done]
+    model = store.model_at(traj)
+    d = data.get(traj.data)
+    X, y = d.X_train[:16], d.y_train[:16]
+    params = params_of(model)
+    d1, d2 = random_direction(params, seed=1), random_direction(params, seed=2)
+    grid = np.linspace(-1, 1, 3)
+
+    plane = store.probe(traj, engine.Plane(size=16, points=3, seeds=(1, 2)), end)
+    want = surface_2d(model, X, y, directions=(d1, d2), xs=grid, ys=grid).loss
+    assert np.array_equal(plane["loss"][0], want) and np.array_equal(plane["grid"][0], grid)
+    assert not list((tmp_path / "runs" / "partial").glob("*"))  # the finished grid lives in the store
+
+    slices = store.probe(traj, engine.Slices(size=16, points=3, seeds=(1, 2)), end)
+    for got, direction in zip(slices["loss"][0], (d1, d2)):
+        assert np.array_equal(got, slice_1d(model, X, y, direction=direction, xs=grid).loss)
+
+    sharp = store.probe(traj, engine.Sharpness(size=16, radius=0.1, directions=2, seed=5, bn_mode="batch"), end)
+    assert float(sharp["rise"][0]) == sharpness(model, X, y, radius=0.1, num_directions=2, seed=5,
+                                                bn_mode="batch")["rise"]
+
+    line = store.probe(traj, engine.Interpolation(traj.model, traj.seed, size=16, points=3, lo=0.0, hi=1.0), end)
+    with torch.no_grad():
+        at_init = nn.functional.cross_entropy(store.model_at(traj, 0).train()(X), y).item()
+        at_end = nn.functional.cross_entropy(copy.deepcopy(model).train()(X), y).item()
+    assert line["loss"][0, 0] == pytest.approx(at_init, rel=1e-5)  # float32 net
+    assert line["loss"][0, -1] == pytest.approx(at_end, rel=1e-5)
+    assert line["loss"][0, 0] != pytest.approx(line["loss"][0, -1], rel=1e-3)  # training moved it

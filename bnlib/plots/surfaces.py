@@ -1,8 +1,12 @@
-"""Figures of the chapter "Filter-normalised loss surfaces" (seed 000; Li et al. 2018).
+"""Loss-surface figures (Li et al. 2018; seed 000): curves along the gradient over training,
+1D lines, 2D contours and 3D surfaces around trained weights.
 
-Every function takes the chapter's results ``res[(arch, norm)]`` (see
-``bnlib.chapters.surfaces.run``). The with/without-BN pair of an architecture always shares
-its axis or colour limits, so the two can be compared at a glance.
+Every function takes results ``res[(arch, norm)]``: dicts with ``"line"`` (a line-search probe
+over training: ``step``, ``loss_min``, ``loss_max``, ``beta_eff``, ...), ``"interp"``
+(``alphas``, ``loss``), ``"slices"`` (``xs``, ``loss`` (2, n)) and ``"plane"`` (``grid``,
+``loss`` (n, n)), as ``probes.surface``'s specs return them, and ``labels`` {arch: name}. The
+with/without-BN pair of an architecture always shares its axis or colour limits, so the two
+can be compared at a glance.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import colors, ticker
 
-from ..chapters.surfaces import ARCH_NAMES as ARCH_LABELS
 from . import color, label
 
 
@@ -23,7 +26,7 @@ def _zlabel(log: bool) -> str:
     return "log10 training loss" if log else "training loss (cross-entropy)"
 
 
-def probe_curves(res: dict, *, archs, norms, key: str, ylabel: str, logy: bool = True):
+def probe_curves(res: dict, *, archs, norms, labels: dict, key: str, ylabel: str, logy: bool = True):
     """One panel per architecture: a probe quantity against the training step, per norm.
 
     ``key="range"`` draws the band from the smallest to the largest loss seen along the
@@ -33,16 +36,14 @@ def probe_curves(res: dict, *, archs, norms, key: str, ylabel: str, logy: bool =
                              layout="constrained")
     for ax, arch in zip(axes[0], archs):
         for norm in norms:
-            r = res[arch, norm]
-            step = r["probe/landscape/step"]
+            r = res[arch, norm]["line"]
             if key == "range":
-                lo, hi = r["probe/landscape/loss_min"], r["probe/landscape/loss_max"]
-                ax.fill_between(step, lo, hi, color=color(norm), alpha=0.35, lw=0,
+                ax.fill_between(r["step"], r["loss_min"], r["loss_max"], color=color(norm), alpha=0.35, lw=0,
                                 label=label(norm))
             else:
-                ax.plot(step, r[f"probe/landscape/{key}"], color=color(norm), label=label(norm))
+                ax.plot(r["step"], r[key], color=color(norm), label=label(norm))
         ax.set_xlabel("training step")
-        ax.text(0.98, 0.95, ARCH_LABELS[arch], transform=ax.transAxes, ha="right", va="top")
+        ax.text(0.98, 0.95, labels[arch], transform=ax.transAxes, ha="right", va="top")
         if logy:
             ax.set_yscale("log")
     axes[0, 0].set_ylabel(ylabel)
@@ -50,7 +51,7 @@ def probe_curves(res: dict, *, archs, norms, key: str, ylabel: str, logy: bool =
     return fig
 
 
-def lines(res: dict, *, archs, norms, kind: str, log: bool = True):
+def lines(res: dict, *, archs, norms, labels: dict, kind: str, log: bool = True):
     """1D curves, one panel per architecture: ``kind="interp"`` (initial to final weights)
     or ``"slices"`` (the two random directions, solid and dashed)."""
     fig, axes = plt.subplots(1, len(archs), figsize=(5.2 * len(archs), 3.6), squeeze=False,
@@ -59,17 +60,17 @@ def lines(res: dict, *, archs, norms, kind: str, log: bool = True):
         for norm in norms:
             r = res[arch, norm]
             if kind == "interp":
-                ax.plot(r["alphas"], r["interp"], color=color(norm), label=label(norm))
+                ax.plot(r["interp"]["alphas"], r["interp"]["loss"], color=color(norm), label=label(norm))
             else:
-                ax.plot(r["line"], r["slice1"], color=color(norm), label=label(norm))
-                ax.plot(r["line"], r["slice2"], color=color(norm), ls="--")
+                for loss, ls in zip(r["slices"]["loss"], ("-", "--")):
+                    ax.plot(r["slices"]["xs"], loss, color=color(norm), ls=ls, label=label(norm) if ls == "-" else None)
         if kind == "interp":
             for a in (0, 1):
                 ax.axvline(a, color="0.6", lw=0.8, zorder=0)
             ax.set_xlabel("alpha (0: initial weights, 1: trained weights)")
         else:
             ax.set_xlabel("step along the direction (filter-norm units)")
-        ax.text(0.98, 0.95, ARCH_LABELS[arch], transform=ax.transAxes, ha="right", va="top")
+        ax.text(0.98, 0.95, labels[arch], transform=ax.transAxes, ha="right", va="top")
         if log:
             ax.set_yscale("log")
     axes[0, 0].set_ylabel("training loss (cross-entropy)")
@@ -84,11 +85,11 @@ def _legend(fig, ax) -> None:
 
 
 def _limits(res: dict, arch: str, norms, log: bool) -> tuple[float, float]:
-    z = np.concatenate([_values(res[arch, n]["loss2d"], log).ravel() for n in norms])
+    z = np.concatenate([_values(res[arch, n]["plane"]["loss"], log).ravel() for n in norms])
     return float(np.nanmin(z)), float(np.nanmax(z))
 
 
-def contours(res: dict, *, archs, norms, log: bool = False, levels: int = 20):
+def contours(res: dict, *, archs, norms, labels: dict, log: bool = False, levels: int = 20):
     """2D contour maps: rows are architectures, columns norms; one colour scale per row."""
     fig, axes = plt.subplots(len(archs), len(norms), figsize=(4.0 * len(norms), 3.5 * len(archs)),
                              squeeze=False, sharex=True, sharey=True, layout="constrained")
@@ -96,14 +97,14 @@ def contours(res: dict, *, archs, norms, log: bool = False, levels: int = 20):
         vmin, vmax = _limits(res, arch, norms, log)
         lv = np.linspace(vmin, vmax, levels)
         for ax, norm in zip(row, norms):
-            r = res[arch, norm]
+            r = res[arch, norm]["plane"]
             g = r["grid"]
-            cs = ax.contourf(g, g, _values(r["loss2d"], log).T, levels=lv, cmap="viridis",
+            cs = ax.contourf(g, g, _values(r["loss"], log).T, levels=lv, cmap="viridis",
                              norm=colors.Normalize(vmin, vmax), extend="neither")
-            ax.contour(g, g, _values(r["loss2d"], log).T, levels=lv, colors="k", linewidths=0.3)
+            ax.contour(g, g, _values(r["loss"], log).T, levels=lv, colors="k", linewidths=0.3)
             ax.plot(0, 0, "w+", ms=8)
             ax.set_aspect("equal")
-            ax.text(0.02, 0.98, f"{ARCH_LABELS[arch]}, {label(norm)}", transform=ax.transAxes,
+            ax.text(0.02, 0.98, f"{labels[arch]}, {label(norm)}", transform=ax.transAxes,
                     va="top", fontsize=8, color="w")
         fig.colorbar(cs, ax=list(row), label=_zlabel(log), ticks=ticker.MaxNLocator(6),
                      format="%.3g")
@@ -114,22 +115,22 @@ def contours(res: dict, *, archs, norms, log: bool = False, levels: int = 20):
     return fig
 
 
-def surfaces3d(res: dict, *, archs, norms, log: bool = False):
+def surfaces3d(res: dict, *, archs, norms, labels: dict, log: bool = False):
     """3D surface plots laid out like ``contours``, with a shared z range per row."""
     fig = plt.figure(figsize=(4.4 * len(norms), 3.8 * len(archs)))
     for i, arch in enumerate(archs):
         vmin, vmax = _limits(res, arch, norms, log)
         for j, norm in enumerate(norms):
-            r = res[arch, norm]
+            r = res[arch, norm]["plane"]
             A, B = np.meshgrid(r["grid"], r["grid"], indexing="ij")
             ax = fig.add_subplot(len(archs), len(norms), i * len(norms) + j + 1, projection="3d")
-            ax.plot_surface(A, B, _values(r["loss2d"], log), cmap="viridis", vmin=vmin, vmax=vmax,
+            ax.plot_surface(A, B, _values(r["loss"], log), cmap="viridis", vmin=vmin, vmax=vmax,
                             linewidth=0, antialiased=True)
             ax.set_zlim(vmin, vmax)
             ax.set_xlabel("direction 1", fontsize=8)
             ax.set_ylabel("direction 2", fontsize=8)
             ax.set_zlabel(_zlabel(log), fontsize=8)
-            ax.text2D(0.02, 0.95, f"{ARCH_LABELS[arch]}, {label(norm)}", transform=ax.transAxes,
+            ax.text2D(0.02, 0.95, f"{labels[arch]}, {label(norm)}", transform=ax.transAxes,
                       fontsize=8)
             ax.tick_params(labelsize=7)
     fig.tight_layout()

@@ -24,14 +24,20 @@ Resuming: with ``path=...`` the partial grid (values and a ``done`` mask) is wri
 atomically (temp file + ``os.replace``) after every group of points, and a later call with
 the same inputs continues from it. Groups are fixed slices of the flattened grid, so a
 resumed surface evaluates exactly the same groups as an uninterrupted one.
+
+Probe specs (``Plane``, ``Slices``, ``Interpolation``, ``Sharpness``): frozen dataclasses whose
+fields are their parameters, run by the run store on a trajectory's checkpoints (usually the
+last one) via ``measure(ctx)``, on the trajectory's first ``size`` training images.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,6 +45,8 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from ..functional import check_bn_mode, clone_state, probing
+from ..models import ModelSpec, build
+from ..train import StepContext
 from .directions import Tensors, random_direction
 
 BASIS_BYTES = 2**30  # memory allowed for the cached first-layer outputs (reuse_first_layer)
@@ -287,3 +295,125 @@ def sharpness(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, radius: flo
                                 **options)
         rise += list(loss - centre[0])
     return {"loss": float(centre[0]), "rise": float(np.mean(rise)), "rise_std": float(np.std(rise))}
+
+
+# ---------------------------------------------------------------- probe specs (run store)
+
+def _subset(ctx: StepContext, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``size`` training images of the trajectory: the data every surface is on."""
+    return ctx.data.X_train[:size], ctx.data.y_train[:size]
+
+
+def _directions(model: nn.Module, seeds: Sequence[int], norm: str,
+                ignore_bias_bn: bool) -> list[Tensors]:
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    return [random_direction(params, seed=s, norm=norm, ignore_bias_bn=ignore_bias_bn) for s in seeds]
+
+
+def partial_path(probe: object, model: nn.Module) -> Path:
+    """Where a 2D grid in progress is kept, so a killed run resumes it: beside the run store
+    (``$BNLIB_RUNS``, else ``./_runs``, as ``runs.runs_root``), named by the probe and the weights."""
+    root = Path(os.environ.get("BNLIB_RUNS") or "_runs")
+    return root / "partial" / f"{type(probe).__name__}-{_fingerprint(*model.state_dict().values(), repr(probe))}.npz"
+
+
+@dataclass(frozen=True)
+class Plane:
+    """Li et al.'s 2D surface around the probed weights: the loss on the ``points`` x ``points``
+    grid over [-span, span]^2 of the plane of two normalised random directions (seeds
+    ``seeds``), on the first ``size`` training images. Resumable (``partial_path``).
+    Returns ``grid`` (n,), ``loss`` and ``acc`` (n, n) and ``time_s`` (the grid's wall time)."""
+
+    size: int = 500                   # training images the loss is averaged over
+    points: int = 21                  # grid points per axis (Li et al.: 51)
+    span: float = 1.0                 # half-width of the grid, in direction units
+    seeds: tuple = (1, 2)             # seeds of the two directions
+    norm: str = "filter"              # direction normalisation (directions.NORMS)
+    ignore_bias_bn: bool = True       # zero direction for biases and BN parameters
+    bn_mode: str = "running"          # BN statistics (Li et al.: running)
+    points_per_call: int = 1          # grid points per vmapped forward pass
+
+    def measure(self, ctx: StepContext) -> dict[str, np.ndarray]:
+        X, y = _subset(ctx, self.size)
+        grid = np.linspace(-self.span, self.span, self.points)
+        path = partial_path(self, ctx.model)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        s = surface_2d(ctx.model, X, y, directions=tuple(_directions(ctx.model, self.seeds, self.norm,
+                                                                     self.ignore_bias_bn)),
+                       xs=grid, ys=grid, bn_mode=self.bn_mode, points_per_call=self.points_per_call, path=path)
+        elapsed = time.perf_counter() - t0
+        path.unlink(missing_ok=True)  # the store keeps the finished grid
+        return {"grid": grid, "loss": s.loss, "acc": s.acc, "time_s": np.array(elapsed)}
+
+
+@dataclass(frozen=True)
+class Slices:
+    """1D slices through the probed weights along each normalised random direction (seeds
+    ``seeds``), ``points`` coefficients on [-span, span]: ``xs`` (n,), ``loss`` (D, n)."""
+
+    size: int = 500
+    points: int = 25
+    span: float = 1.0
+    seeds: tuple = (1, 2)
+    norm: str = "filter"
+    ignore_bias_bn: bool = True
+    bn_mode: str = "running"
+    points_per_call: int = 1
+
+    def measure(self, ctx: StepContext) -> dict[str, np.ndarray]:
+        X, y = _subset(ctx, self.size)
+        xs = np.linspace(-self.span, self.span, self.points)
+        loss = [slice_1d(ctx.model, X, y, direction=d, xs=xs, bn_mode=self.bn_mode,
+                         points_per_call=self.points_per_call).loss
+                for d in _directions(ctx.model, self.seeds, self.norm, self.ignore_bias_bn)]
+        return {"xs": xs, "loss": np.stack(loss)}
+
+
+@dataclass(frozen=True)
+class Interpolation:
+    """The loss on the line ``(1 - alpha) theta_0 + alpha theta`` from the initial weights
+    ``theta_0 = models.build(init, init_seed)`` (the trajectory's own, given its model spec and
+    seed) to the probed weights, ``points`` alphas on [lo, hi] (Goodfellow et al. 2015).
+    Returns ``alphas``, ``loss`` and ``acc`` (n,)."""
+
+    init: ModelSpec                   # the trajectory's model spec
+    init_seed: int                    # the trajectory's seed
+    size: int = 500
+    points: int = 25
+    lo: float = -0.5
+    hi: float = 1.5
+    bn_mode: str = "batch"            # running statistics belong to the trained weights only
+    points_per_call: int = 1
+
+    def measure(self, ctx: StepContext) -> dict[str, np.ndarray]:
+        X, y = _subset(ctx, self.size)
+        end = {k: v.detach() for k, v in ctx.model.named_parameters()}
+        ref = next(iter(end.values()))
+        start = {k: v.detach().to(ref) for k, v in build(self.init, self.init_seed).named_parameters()}
+        s = interpolate(ctx.model, X, y, start=start, end=end, alphas=np.linspace(self.lo, self.hi, self.points),
+                        bn_mode=self.bn_mode, points_per_call=self.points_per_call)
+        return {"alphas": s.xs, "loss": s.loss, "acc": s.acc}
+
+
+@dataclass(frozen=True)
+class Sharpness:
+    """``sharpness`` at the probed weights: the mean loss rise at distance ``radius`` along
+    ``directions`` normalised random directions (seeds ``seed``, ``seed + 1``, ...), both signs.
+    Returns ``loss`` (at the weights), ``rise`` and ``rise_std``."""
+
+    size: int = 500
+    radius: float = 0.25
+    directions: int = 8
+    seed: int = 10
+    norm: str = "filter"
+    ignore_bias_bn: bool = True
+    bn_mode: str = "running"
+    points_per_call: int = 1
+
+    def measure(self, ctx: StepContext) -> dict[str, np.ndarray]:
+        X, y = _subset(ctx, self.size)
+        out = sharpness(ctx.model, X, y, radius=self.radius, num_directions=self.directions, seed=self.seed,
+                        norm=self.norm, ignore_bias_bn=self.ignore_bias_bn, bn_mode=self.bn_mode,
+                        points_per_call=self.points_per_call)
+        return {k: np.array(v) for k, v in out.items()}
