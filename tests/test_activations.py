@@ -1,4 +1,5 @@
-"""The activation-statistics probe: numbers against an explicit forward pass, and no side effects.
+"""The activation-statistics probes: numbers against an explicit forward pass, no side effects,
+and the probe specs run from stored checkpoints against direct calls and the always-on records.
 
 The oracle runs the VGG's children one by one (no hooks, no functional_call) on a deep copy,
 or, for the noisy networks, on the model itself right after the probe: the probe promises
@@ -11,13 +12,18 @@ import numpy as np
 import pytest
 import torch
 
-from bnlib import chapters
+from bnlib import chapters, data, models, profiles, runs, train
 from bnlib.claims import VERDICTS
 from bnlib.models import vgg
+from bnlib.norms import ActivationNoise
 from bnlib.probes.activations import (
     BAND_PERCENTILES,
+    ActivationBands,
+    NoiseOnAccuracy,
     activation_stats,
     distribution_shift,
+    noise_on_accuracy,
+    record_batch,
     recording_site,
 )
 
@@ -163,36 +169,56 @@ def test_distribution_shift_by_hand():
         distribution_shift(mean[:1], var[:1])
 
 
-def test_chapter_smoke_on_mnist_matches_the_noise_prediction():
-    """The ics_noise chapter end to end on MNIST (1 channel, padded to 32x32), 4 steps.
+# ---------------------------------------------------------------- the probe specs, from the store
 
-    Oracle: Algorithm 1 alone predicts noisy BN's step-to-step shifts (Monte Carlo over the
-    noise law, ``noise_only_shift``); BN's own moments barely move in 4 steps, so the measured
-    shifts must be near it. Tolerance 35%: with 8-64 units and 3 step pairs per layer the
-    average of |mu' - mu| / sd has a relative sampling sd of about 10-15%.
-    """
-    from bnlib.chapters import ics_noise as ch
+CIFAR = data.DataSpec("cifar10-mini", train_size=256, test_size=64)
+SGD = train.TrainConfig(lr=0.1, batch_size=32, num_steps=4, eval_every=2, eval_size=48, record_every=2,
+                        record_size=16)
+NOISE = dict(n_mu=0.5, n_sigma=1.25, r_mu=0.1, r_sigma=0.1)
 
-    cfg = chapters.resolve("ics_noise", profile="smoke", dataset="mnist-mini", num_steps=4)
-    hist = ch.run(cfg, progress=False)
-    layers = ch.recorded_layers(cfg)
-    assert layers == [1, 2, 6, 7, 8]  # 3, 11, 2, 9, 13 of 13 convs at 8 convs
-    rec = hist[("noisy_bn", cfg.lr, cfg.seed)].probes["act"]
-    assert rec["step"].tolist() == [0, 1, 2, 3]
-    assert rec["layer1.q"].shape == (4, len(BAND_PERCENTILES)) and rec["layer8.mean"].shape[0] == 4
-    pred = ch.noise_only_shift(cfg)
-    st = ch.stability(cfg, hist).set_index(["network", "layer"])
-    for i in layers:
-        assert st.loc[("noisy_bn", i), "mean shift"] == pytest.approx(pred["mean_shift"], rel=0.35)
-        assert st.loc[("noisy_bn", i), "var shift"] == pytest.approx(pred["var_shift"], rel=0.35)
-        assert st.loc[("bn", i), "mean shift"] < pred["mean_shift"] / 5
-    assert {c.verdict for c in ch.claims(cfg, hist)} <= set(VERDICTS)
+
+def traj(norm, seed=3):
+    vgg = models.ModelSpec("vgg", norm=norm, depth=11, width=1 / 16, noise=NOISE if "noise" in norm else None)
+    return runs.Trajectory(CIFAR, vgg, SGD, seed=seed)
+
+
+def test_record_batch_is_the_trainers_record_batch():
+    d = data.get(CIFAR)
+    trainer = train.Trainer(models.build(traj("bn").model, 3), d, SGD, seed=3)
+    assert torch.equal(record_batch(d, SGD.record_size, 3), trainer.X_rec)
+
+
+@pytest.mark.parametrize("norm", ["none", "noisy_bn"])
+def test_bands_probe_from_checkpoints_matches_the_records_and_a_direct_call(norm, tmp_path):
+    """From the store at the record steps: the percentiles equal ``activation_stats`` on the
+    checkpointed network and the record batch, and the moments of the very same activations equal
+    the always-on records ``post{i}`` (float32 moments there, float64 here: rtol 1e-5)."""
+    store, t = runs.Store(tmp_path, progress=False), traj(norm)
+    hist = store.history(t, checkpoints=(0, 2))
+    probe = ActivationBands(layers=[1, 5, 9], num_samples=64, batch_seed=3)
+    got = store.probe(t, probe, hist.records["step"])
+    assert got["step"].tolist() == [0, 2] and set(got) == {"step", "layer1.q", "layer5.q", "layer9.q"}
+    X = record_batch(data.get(CIFAR), SGD.record_size, 3)
+    for k, step in enumerate(got["step"]):
+        model = store.model_at(t, int(step))
+        ref = activation_stats(model, X, bn_mode="batch", layers=(1, 5, 9), num_samples=64, seed=3)
+        for i in (1, 5, 9):
+            np.testing.assert_array_equal(got[f"layer{i}.q"][k], ref[f"layer{i}.q"])
+            for m in ("mean", "var"):
+                np.testing.assert_allclose(hist.records[f"post{i}.{m}"][k], ref[f"layer{i}.{m}"], rtol=1e-5,
+                                           atol=1e-6)
+
+
+def test_noise_on_probe_at_the_end_equals_the_function_on_the_final_network(tmp_path):
+    store, t = runs.Store(tmp_path, progress=False), traj("noise")
+    got = store.probe(t, NoiseOnAccuracy(), [SGD.num_steps])
+    d = data.get(CIFAR)
+    acc = noise_on_accuracy(store.model_at(t), d.X_test[:SGD.eval_size], d.y_test[:SGD.eval_size])
+    assert got["test_acc"].tolist() == [acc]
+    assert store.probe(t, NoiseOnAccuracy(size=10), [SGD.num_steps])["test_acc"][0] * 10 % 1 == 0
 
 
 def test_noise_on_accuracy_against_a_copy_and_leaves_model_alone():
-    from bnlib.chapters.ics_noise import map_layer, noise_on_accuracy
-    from bnlib.norms import ActivationNoise
-
     model, X = tiny_vgg("noisy_bn"), batch()
     model.train()
     model(X)  # generators born, running statistics moved
@@ -207,6 +233,37 @@ def test_noise_on_accuracy_against_a_copy_and_leaves_model_alone():
             m.train()
     with torch.no_grad():
         assert acc == (twin(X).argmax(dim=1) == y).float().mean().item()
-    # paper layers (of 13 convs) at the same relative depth: identity for VGG-16's 13 convs
-    assert [map_layer(i, 16) for i in (2, 3, 9, 11, 13)] == [2, 3, 9, 11, 13]
-    assert [map_layer(i, 11) for i in (2, 3, 9, 11, 13)] == [1, 2, 6, 7, 8]
+
+
+def test_chapter_runs_on_mnist_and_noisy_bn_shifts_match_the_noise_prediction(tmp_path):
+    """The ics_noise chapter's runs on MNIST (1 channel, padded to 32x32), 8 smoke steps.
+
+    Oracle: Algorithm 1 alone predicts noisy BN's shifts between records (Monte Carlo over the
+    noise law, ``noise_only_shift``; the noise is redrawn every step, so the record spacing does
+    not matter); BN's own moments barely move in 8 steps, so the measured shifts must be near it.
+    Tolerance 35%: with 8-64 units and 3 record pairs per layer the average of |mu' - mu| / sd
+    has a relative sampling sd of about 10-15%.
+    """
+    from bnlib.chapters import ics_noise as ch
+
+    cfg = chapters.resolve("ics_noise", profile="smoke", dataset="mnist-mini", num_steps=8)
+    store = runs.Store(tmp_path, progress=False)
+    mnist, vgg, sgd = profiles.vgg_specs(cfg)
+    assert mnist.pad_to == 32 and vgg.in_channels == 1
+    nets = store.sweep(mnist, vgg, sgd, norm=["none", "bn"], lr=[cfg.lr], seeds=[cfg.seed])
+    noisy = store.sweep(mnist, vgg.with_(noise=ch.noise(cfg)), sgd, norm=["noisy_bn", "noise"], lr=[cfg.lr],
+                        seeds=[cfg.seed])
+    hist = nets.hist | noisy.hist
+    layers = ch.recorded_layers(cfg)
+    assert layers == [1, 2, 6, 7, 8]  # 3, 11, 2, 9, 13 of 13 convs at 8 convs
+    rec = hist[("noisy_bn", cfg.lr, cfg.seed)].records
+    assert rec["step"].tolist() == list(ch.record_steps(cfg)) == [0, 2, 4, 6]
+    assert rec["post1.mean"].shape == (4, 8) and rec["post8.var"].shape == (4, 64)  # width 1/8 of 64, 512
+    pred = ch.noise_only_shift(cfg)
+    st = ch.stability(cfg, hist).set_index(["network", "layer"])
+    for i in layers:
+        assert st.loc[("noisy_bn", i), "mean shift"] == pytest.approx(pred["mean_shift"], rel=0.35)
+        assert st.loc[("noisy_bn", i), "var shift"] == pytest.approx(pred["var_shift"], rel=0.35)
+        assert st.loc[("bn", i), "mean shift"] < pred["mean_shift"] / 5
+    noise_on = noisy.probe(NoiseOnAccuracy(), ch.at_end)
+    assert {c.verdict for c in ch.claims(cfg, hist, noise_on)} <= set(VERDICTS)

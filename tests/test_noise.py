@@ -121,3 +121,20 @@ def test_bad_options_raise():
         ActivationNoise(4, n_sigma=0.5)
     with pytest.raises(ValueError, match="r_mu=-0.1"):
         ActivationNoise(4, r_mu=-0.1)
+
+
+def test_model_spec_noise_reaches_every_layer_and_both_noisy_nets_draw_alike():
+    """``ModelSpec(noise=...)`` sets Algorithm 1's options in every noise module; layer k's stream is
+    seeded seed + k, so the noisy-BN and the noise-only nets (same seed) get the same draws."""
+    from bnlib.models import ModelSpec, build
+
+    opts = dict(n_mu=2.0, n_sigma=3.0, r_mu=0.2, r_sigma=0.3)
+    nets = {n: build(ModelSpec("vgg", norm=n, depth=11, width=1 / 16, noise=opts), seed=5)
+            for n in ("noisy_bn", "noise")}
+    layers = {n: [m for m in net.modules() if isinstance(m, ActivationNoise)] for n, net in nets.items()}
+    assert len(layers["noise"]) == len(layers["noisy_bn"]) == 9  # 8 convs + the hidden linear layer
+    for a, b in zip(layers["noisy_bn"], layers["noise"], strict=True):
+        assert (a.n_mu, a.n_sigma, a.r_mu, a.r_sigma) == (2.0, 3.0, 0.2, 0.3) and a.seed == b.seed
+    assert [m.seed for m in layers["noise"]] == list(range(5, 14))
+    x = torch.zeros(N, layers["noise"][0].channels, H, W)
+    assert torch.equal(draw(layers["noisy_bn"][0], x), draw(layers["noise"][0], x))

@@ -1,0 +1,92 @@
+"""Figures of activation distributions and their moments over training (Santurkar et al. 2018,
+Figs. 1c, 2 and 7), and of the step-to-step shifts of those moments.
+
+Inputs are keyed ``(norm, lr, seed)`` like the sweeps and ``curves``; each figure shows one
+learning rate and one seed. Percentiles come from
+``probes.activations.ActivationBands`` results (``"step"``, ``"layer{i}.q"``); moments from a
+History's always-on records (``"step"``, ``"post{i}.mean"``, ``"post{i}.var"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from . import color, label
+
+
+def bands(results: dict, *, norms: Sequence[str], layers: Sequence[int], lr: float, seed: int,
+          paper_layers: Sequence[int] | None = None):
+    """Percentile bands of each layer's sampled activations over training (rows: layers,
+    columns: networks). Shades from light to dark: min..max, 7..93, 16..84, 31..69 percent
+    (normal sigma levels, TensorBoard's bands); the line is the median. ``paper_layers``
+    names each row's layer in the paper's numbering too."""
+    fig, axes = plt.subplots(len(layers), len(norms), figsize=(3.1 * len(norms), 2.3 * len(layers)),
+                             sharex=True, squeeze=False)
+    for r, i in enumerate(layers):
+        for c, norm in enumerate(norms):
+            ax, res = axes[r, c], results[(norm, lr, seed)]
+            q, step = res[f"layer{i}.q"], res["step"]  # (K, P), (K,)
+            p = q.shape[1]
+            for k in range(p // 2):
+                ax.fill_between(step, q[:, k], q[:, p - 1 - k], color=color(norm), alpha=0.15 + 0.15 * k, lw=0)
+            ax.plot(step, q[:, p // 2], color=color(norm), lw=1.0)
+            ax.text(0.02, 0.97, label(norm), transform=ax.transAxes, va="top", fontsize=7)
+            if c == 0:
+                paper = f" (paper {paper_layers[r]})" if paper_layers is not None else ""
+                ax.set_ylabel(f"layer {i}{paper}\nactivation")
+    for ax in axes[-1]:
+        ax.set_xlabel("training step")
+    fig.tight_layout()
+    return fig
+
+
+def unit_traces(hist: dict, *, norms: Sequence[str], layers: Sequence[int], lr: float, seed: int,
+                num_units: int, unit_seed: int = 0, site: str = "post"):
+    """Mean and variance over the record batch of ``num_units`` random units (channels) per
+    layer against steps, from the always-on records at ``site`` (``"post"``: the normaliser's
+    output; ``"pre"``: its input). Rows: layers; columns: mean, variance on a log scale."""
+    fig, axes = plt.subplots(len(layers), 2, figsize=(10, 2.4 * len(layers)), sharex=True, squeeze=False)
+    rng = np.random.default_rng(unit_seed)
+    for r, i in enumerate(layers):
+        n_ch = hist[(norms[0], lr, seed)].records[f"{site}{i}.mean"].shape[1]
+        units = rng.choice(n_ch, size=min(num_units, n_ch), replace=False)
+        for z, norm in enumerate(norms):  # later networks drawn below earlier ones
+            rec = hist[(norm, lr, seed)].records
+            for u_idx, u in enumerate(units):
+                kw = dict(color=color(norm), lw=0.9, alpha=0.85, zorder=len(norms) - z,
+                          label=label(norm) if r == 0 and u_idx == 0 else None)
+                axes[r, 0].plot(rec["step"], rec[f"{site}{i}.mean"][:, u], **kw)
+                axes[r, 1].plot(rec["step"], rec[f"{site}{i}.var"][:, u], **{**kw, "label": None})
+        axes[r, 0].set_ylabel(f"layer {i}: unit mean")
+        axes[r, 1].set_ylabel(f"layer {i}: unit variance")
+        axes[r, 1].set_yscale("log")
+    for ax in axes[-1]:
+        ax.set_xlabel("training step")
+    fig.legend(loc="upper center", ncol=len(norms), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    return fig
+
+
+def shifts(table: pd.DataFrame, *, norms: Sequence[str]):
+    """Grouped bars of the step-to-step mean shift and variance shift per layer and network
+    (columns ``network``, ``layer``, ``mean shift``, ``var shift``), log scale."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    layers = sorted(table["layer"].unique())
+    w = 0.8 / len(norms)
+    ylabels = ("mean shift (|change of mean| / sd)", "variance shift (|change of log var|)")
+    for ax, col, ylabel in zip(axes, ("mean shift", "var shift"), ylabels, strict=True):
+        for k, norm in enumerate(norms):
+            vals = table.set_index(["network", "layer"]).loc[norm].reindex(layers)[col]
+            ax.bar(np.arange(len(layers)) + (k - (len(norms) - 1) / 2) * w, vals, w,
+                   color=color(norm), label=label(norm))
+        ax.set_xticks(np.arange(len(layers)), [str(i) for i in layers])
+        ax.set_xlabel("layer")
+        ax.set_ylabel(ylabel)
+        ax.set_yscale("log")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
