@@ -5,7 +5,7 @@ Python loop that moves the model's weights in place for every multiplier (saving
 restoring weights and BN buffers); the functional probe looped over multipliers
 (``vectorize=False``); and the functional probe with ``torch.func.vmap`` over the
 multipliers (``vectorize=True``). Models: VGG-11 at 1/4 width with BN on a CIFAR-sized batch
-of 128 (the chapter's quick setting), and the 25-layer deep linear network with BN on 1000
+of 128 (twice the quick profile's width), and the 25-layer deep linear network with BN on 1000
 points (full batch). Inputs are random: the cost does not depend on the pixel values.
 
     .venv/bin/python benchmarks/bench_landscape.py [--repeats 3] [--multipliers 8] [--threads 1]
@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from bnlib import models
-from bnlib.probes import landscape
 from bnlib.functional import loss_fn
+from bnlib.probes import landscape
 
 
 def timed(fn, repeats: int) -> float:

@@ -2,21 +2,25 @@
 
 Oracles: closed forms for a quadratic loss 0.5 x^T Q x (with ``numpy.linalg.eigh``), central
 finite differences and an explicit copy-and-recompute of the loss with plain autograd, all in
-float64 on tiny seeded problems.
+float64 on tiny seeded problems. Then the probe spec ``LineSearch`` in the run store: the same
+numbers on stored checkpoints as attached during training, and a changed parameter re-probes
+the checkpoints without retraining.
 """
 
 from __future__ import annotations
 
 import copy
+import time
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from bnlib import models
+from bnlib import data, models, runs, train
 from bnlib.data import Data
-from bnlib.probes import landscape
+from bnlib.probes import directions, landscape
+from bnlib.probes.landscape import LineSearch
 from bnlib.train import TrainConfig, fit
 
 MULTS = [0.5, 1.0, 2.0, 4.0]
@@ -70,7 +74,7 @@ def test_quadratic_top_eigenvector_recovers_smoothness_constant(quad):
                                   multipliers=MULTS, direction={"x": torch.tensor(vec)})
         np.testing.assert_allclose(r["grad_diff"] / r["distance"], expected, rtol=1e-10)
     # Any direction gives beta_eff <= lambda_max (Q's largest eigenvalue bounds ||Qd|| / ||d||).
-    d = landscape.random_direction(model, generator=torch.Generator().manual_seed(1))
+    d = directions.random_direction(dict(model.named_parameters()), seed=1, norm="unit")
     r = landscape.line_search(model, torch.zeros(1), torch.zeros(1), loss=loss, lr=0.1,
                               multipliers=MULTS, direction=d)
     assert r["beta_eff"] <= lam[-1] * (1 + 1e-12)
@@ -89,8 +93,7 @@ def test_quadratic_linear_loss_lipschitz_constant():
 
 
 def _bn_mlp(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return models.mlp(norm="bn", sizes=(5, 7, 6, 3), norm_after_relu=False).double()
+    return models.mlp(norm="bn", sizes=(5, 7, 6, 3), norm_after_relu=False, seed=seed).double()
 
 
 def _data(seed: int = 0, n: int = 16):
@@ -149,7 +152,7 @@ def test_bn_network_against_copy_recompute_and_finite_differences(vectorize):
 def test_vectorized_and_loop_agree_along_random_direction():
     model = _bn_mlp(1)
     X, y = _data(1)
-    d = landscape.random_direction(model, generator=torch.Generator().manual_seed(3), kind="filter")
+    d = directions.random_direction(dict(model.named_parameters()), seed=3, norm="filter")
     a, b = (landscape.line_search(model, X, y, loss="ce", lr=0.5, multipliers=MULTS, direction=d,
                                   match_grad_norm=True, vectorize=v) for v in (True, False))
     for k in ("loss", "grad_diff", "grad_norm", "distance"):
@@ -168,8 +171,7 @@ def _snapshot(model: nn.Module):
 @pytest.mark.parametrize("norm,vectorize,training", [("bn", True, True), ("bn", True, False),
                                                      ("noisy_bn", False, True)])
 def test_probe_leaves_model_bit_identical(norm, vectorize, training):
-    torch.manual_seed(0)
-    model = models.vgg(11, width=1 / 16, norm=norm).train(training)
+    model = models.vgg(11, width=1 / 16, norm=norm, seed=0).train(training)
     X = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     y = torch.arange(8) % 10
     model(X)  # a training-mode pass creates the noise generators and moves running statistics
@@ -189,20 +191,28 @@ def test_probe_leaves_model_bit_identical(norm, vectorize, training):
 
 
 def test_random_directions_unit_and_filter():
+    """One random_direction (probes.directions) serves the line search and the surfaces."""
     model = _bn_mlp()
-    gen = lambda: torch.Generator().manual_seed(5)  # noqa: E731
-    u = landscape.random_direction(model, generator=gen(), kind="unit")
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    u = directions.random_direction(params, seed=5, norm="unit")
     assert torch.sqrt(sum(v.pow(2).sum() for v in u.values())).item() == pytest.approx(1, rel=1e-12)
-    f = landscape.random_direction(model, generator=gen(), kind="filter")
-    for k, p in model.named_parameters():
+    # "unit" is isotropic: the seed's raw Gaussian draw (in parameter order, on the CPU), every
+    # parameter included (biases and BN's gamma/beta too), scaled by one number.
+    g = torch.Generator().manual_seed(5)
+    raw = {k: torch.randn(p.shape, generator=g, dtype=p.dtype) for k, p in params.items()}
+    scale = {k: (u[k] / raw[k]).flatten() for k in params}
+    c = scale[next(iter(params))][0]
+    assert all(torch.allclose(v, c.expand_as(v), rtol=1e-12, atol=0) for v in scale.values())
+    f = directions.random_direction(params, seed=5, norm="filter")
+    for k, p in params.items():
         if p.dim() == 1:
             assert torch.equal(f[k], torch.zeros_like(p)), k
         else:  # each row has the norm of the matching row of the weight
-            torch.testing.assert_close(f[k].norm(dim=1), p.detach().norm(dim=1), rtol=1e-12, atol=0)
-    again = landscape.random_direction(model, generator=gen(), kind="filter")
+            torch.testing.assert_close(f[k].norm(dim=1), p.norm(dim=1), rtol=1e-12, atol=0)
+    again = directions.random_direction(params, seed=5, norm="filter")
     assert all(torch.equal(f[k], again[k]) for k in f)
-    keep = landscape.random_direction(model, generator=gen(), kind="filter", ignore_bias_bn=False)
-    assert all(torch.equal(keep[k], p) for k, p in model.named_parameters() if p.dim() == 1)
+    keep = directions.random_direction(params, seed=5, norm="filter", ignore_bias_bn=False)
+    assert all(torch.equal(keep[k], p) for k, p in params.items() if p.dim() == 1)
 
 
 def test_bad_arguments_raise_clear_errors(quad):
@@ -220,8 +230,14 @@ def test_bad_arguments_raise_clear_errors(quad):
     with pytest.raises(ValueError, match=r"direction\['x'\] has shape \(3,\)"):
         landscape.line_search(model, z, z, loss=loss, lr=0.1, multipliers=[1.0],
                               direction={"x": torch.zeros(3)})
-    with pytest.raises(ValueError, match="Unknown direction kind 'gauss'"):
-        landscape.random_direction(model, generator=torch.Generator(), kind="gauss")
+    with pytest.raises(ValueError, match="norm must be one of"):
+        directions.random_direction({"x": torch.zeros(3)}, seed=0, norm="gauss")
+    with pytest.raises(ValueError, match="Unknown direction 'gauss'"):
+        LineSearch((1.0,), direction="gauss")
+    with pytest.raises(ValueError, match="positive numbers"):
+        LineSearch((0.5, -1.0))
+    with pytest.raises(ValueError, match="bn_mode"):
+        LineSearch((1.0,), bn_mode="eval")
 
 
 def _tiny_data(seed: int = 0) -> Data:
@@ -233,17 +249,16 @@ def _tiny_data(seed: int = 0) -> Data:
 
 @pytest.mark.parametrize("norm,vectorize", [("bn", True), ("noisy_bn", False)])
 def test_training_trajectory_is_the_same_with_and_without_probing(norm, vectorize):
-    cfg = TrainConfig(lr=0.1, batch_size=16, num_steps=4, eval_every=2, seed=3)
-    probes = [landscape.as_probe("grad", 1, lr=None, multipliers=[0.5, 2.0], vectorize=vectorize),
-              landscape.as_probe("rand", 2, lr=None, multipliers=[1.0, 3.0], direction="filter",
+    cfg = TrainConfig(lr=0.1, batch_size=16, num_steps=4, eval_every=2)
+    probes = [landscape.as_probe("grad", 1, multipliers=[0.5, 2.0], vectorize=vectorize),
+              landscape.as_probe("rand", 2, multipliers=[1.0, 3.0], direction="filter",
                                  vectorize=vectorize)]
-    runs = []
+    out = []
     for ps in ([], probes):
-        torch.manual_seed(0)  # same initial weights (and global RNG) for both runs
-        model = models.mlp(norm=norm, sizes=(16, 12, 8, 10), norm_after_relu=False)
-        h = fit(model, _tiny_data(), cfg, probes=ps, progress=False)
-        runs.append((h, model.state_dict()))
-    (h0, s0), (h1, s1) = runs
+        model = models.mlp(norm=norm, sizes=(16, 12, 8, 10), norm_after_relu=False, seed=0)
+        h = fit(model, _tiny_data(), cfg, seed=3, probes=ps, progress=False)
+        out.append((h, model.state_dict()))
+    (h0, s0), (h1, s1) = out
     assert np.array_equal(h0.train_loss, h1.train_loss)
     assert np.array_equal(h0.test_loss, h1.test_loss)
     assert all(torch.equal(s0[k], s1[k]) for k in s0)  # weights and BN buffers, bit for bit
@@ -254,12 +269,11 @@ def test_training_trajectory_is_the_same_with_and_without_probing(norm, vectoriz
 
 def test_as_probe_measures_the_batch_before_the_update():
     """At step 0 the probe must equal a direct line search at the initial weights on batch 0."""
-    cfg = TrainConfig(lr=0.05, batch_size=16, num_steps=1, eval_every=1, seed=1)
+    cfg = TrainConfig(lr=0.05, batch_size=16, num_steps=1, eval_every=1)
     d = _tiny_data(1)
-    torch.manual_seed(0)
-    model = models.mlp(norm="bn", sizes=(16, 12, 10))
+    model = models.mlp(norm="bn", sizes=(16, 12, 10), seed=0)
     init = copy.deepcopy(model)
-    h = fit(model, d, cfg, probes=[landscape.as_probe("grad", 1, lr=None, multipliers=MULTS)],
+    h = fit(model, d, cfg, seed=1, probes=[landscape.as_probe("grad", 1, multipliers=MULTS)],
             progress=False)
     idx = torch.randperm(48, generator=torch.Generator().manual_seed(1))[:16]  # fit's first batch
     ref = landscape.line_search(init, d.X_train[idx], d.y_train[idx], loss="ce", lr=0.05,
@@ -268,6 +282,71 @@ def test_as_probe_measures_the_batch_before_the_update():
     np.testing.assert_allclose(h.probes["grad"]["beta_eff"][0], ref["beta_eff"], rtol=1e-5)
     with pytest.raises(ValueError, match="Unknown direction 'sideways'"):
         landscape.as_probe("x", 1, lr=0.1, multipliers=[1.0], direction="sideways")
+
+
+# ---------------------------------------------------------------- the probe spec in the run store
+
+DLN = runs.Trajectory(data.DataSpec("linear", train_size=32, dim=4, seed=1, dtype="float64"),
+                      models.ModelSpec("dln", norm="bn", depth=4, width=4),
+                      TrainConfig(lr=1e-3, batch_size=None, num_steps=8, loss="mse_sum", eval_every=4,
+                                  record_every=4, record_size=32), seed=2)
+VGG = runs.Trajectory(data.DataSpec("cifar10-mini", train_size=128, test_size=32),
+                      models.ModelSpec("vgg", norm="bn", depth=11, width=1 / 16),
+                      TrainConfig(lr=0.1, batch_size=16, num_steps=5, eval_every=5, record_every=5,
+                                  record_size=16), seed=3)
+
+
+def _attached(traj: runs.Trajectory, spec: LineSearch) -> dict:
+    """The probe attached during a fresh training run of ``traj`` (no store), every step."""
+    d = data.get(traj.data)
+    model = models.build(traj.model, traj.seed).to(dtype=d.X_train.dtype)
+    h = fit(model, d, traj.train, seed=traj.seed, probes=[train.Probe("line", spec.measure, 1)], progress=False)
+    return h.probes["line"]
+
+
+@pytest.mark.parametrize("traj, spec", [
+    (DLN, LineSearch.geometric(0.01, 30, 4)),                                   # vmap path
+    (DLN, LineSearch((0.5, 2.0), direction="filter", seed=7)),
+    (VGG, LineSearch.geometric(0.5, 4, 3)),                                     # loop path (conv, CPU)
+    (VGG, LineSearch((1.0, 3.0), direction="unit", seed=7, vectorize=True))])
+def test_probe_on_checkpoints_equals_probe_attached_during_training(tmp_path, traj, spec):
+    """The engine's "same numbers either way": stored checkpoints (some steps replayed) vs attached."""
+    steps = [0, 1, 3, traj.train.num_steps - 1]
+    store = runs.Store(tmp_path, progress=False)
+    store.history(traj, checkpoints=(1,))  # step 3 has no checkpoint: it is replayed from step 1
+    stored = store.probe(traj, spec, steps)
+    attached = _attached(traj, spec)
+    assert list(stored["step"]) == steps
+    assert set(stored) == set(attached)
+    for k, v in stored.items():
+        np.testing.assert_array_equal(v, attached[k][steps], err_msg=k)  # bit for bit
+
+
+def test_a_changed_probe_parameter_reprobes_the_store_without_retraining(tmp_path):
+    first = runs.Store(tmp_path, progress=False)
+    steps = [0, 2, 4, 6]
+    three = first.probe(DLN, LineSearch.geometric(0.01, 30, 3), steps)
+    assert first.trained == [DLN.key()]
+    again = runs.Store(tmp_path, progress=False)  # e.g. the notebook re-run with num_mults=5
+    t0 = time.perf_counter()
+    five = again.probe(DLN, LineSearch.geometric(0.01, 30, 5), steps)
+    reprobe_s = time.perf_counter() - t0
+    assert again.trained == []  # re-probed from the checkpoints, nothing trained
+    assert three["grad_diff"].shape == (4, 3) and five["grad_diff"].shape == (4, 5)
+    np.testing.assert_array_equal(three["loss0"], five["loss0"])  # the same stored states
+    print(f"re-probe of 4 stored steps with 5 multipliers: {reprobe_s * 1e3:.0f} ms")
+    t0 = time.perf_counter()
+    cached = again.probe(DLN, LineSearch.geometric(0.01, 30, 5), steps)  # now a cache hit
+    assert time.perf_counter() - t0 < reprobe_s and again.trained == []
+    np.testing.assert_array_equal(cached["grad_diff"], five["grad_diff"])
+
+
+def test_line_search_spec_fields_and_multipliers():
+    spec = LineSearch.geometric(0.5, 4, 4, direction="unit", seed=3)
+    assert spec.multipliers == pytest.approx((0.5, 1.0, 2.0, 4.0)) and isinstance(spec.multipliers, tuple)
+    assert spec == LineSearch((0.5, 1.0, 2.0, 4.0), direction="unit", seed=3)  # hashable, comparable
+    with pytest.raises(ValueError, match="low < high"):
+        LineSearch.geometric(4, 0.5, 3)
 
 
 def test_vmap_is_used_where_it_pays():

@@ -2,12 +2,16 @@
 
 At parameters theta with gradient g of the current batch and learning rate lr, the probe
 evaluates the loss and its gradient at ``theta - s * lr * d`` for a grid of multipliers s,
-where the direction d is g itself (Figs. 4, 10, 11 of the paper) or a given direction (a random
-one from ``random_direction``). From these it reports the three quantities of Fig. 4:
+where the direction d is g itself (Figs. 4, 10, 11 of the paper) or a random direction
+(``directions.random_direction``). From these it reports the three quantities of Fig. 4:
 
 * the loss range along the line (how Lipschitz the loss is),
 * "gradient predictiveness": the range of ``||grad(theta - s lr d) - grad(theta)||``,
 * "effective beta-smoothness": ``max_s ||grad(theta - s lr d) - grad(theta)|| / distance``.
+
+``line_search`` is the measurement; ``LineSearch`` is its probe spec (a frozen dataclass whose
+fields are the probe's parameters), run by the run store on a trajectory's checkpoints or
+attached during training (``as_probe``), with the same numbers either way.
 
 Evaluation uses the model's own batch statistics on the same batch (``bn_mode="batch"``), on
 cloned parameters and buffers, so the model is left exactly as it was (see ``functional``).
@@ -21,16 +25,18 @@ Norms are over all parameters concatenated.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from ..functional import Tensors, check_bn_mode, clone_state, loss_fn, probing
+from ..functional import BN_MODES, Tensors, check_bn_mode, clone_state, loss_fn, probing
 from ..train import Probe, StepContext
+from .directions import NORMS, random_direction
 
-DIRECTION_KINDS = ("unit", "filter")
+DIRECTIONS = ("gradient", *NORMS)  # along the gradient, or a random direction of that kind
 
 
 def _norm(t: Tensors) -> torch.Tensor:
@@ -115,7 +121,7 @@ def line_search(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str
 
     out = {k: v.detach().cpu().double().numpy() for k, v in dict(
         loss=L, grad_diff=diff, grad_norm=grad_norm, distance=distance).items()}
-    out.update(multipliers=mults,loss0=float(loss0), grad_norm0=float(g_norm),
+    out.update(multipliers=mults, loss0=float(loss0), grad_norm0=float(g_norm),
                loss_min=float(out["loss"].min()), loss_max=float(out["loss"].max()),
                grad_diff_min=float(out["grad_diff"].min()),
                grad_diff_max=float(out["grad_diff"].max()),
@@ -124,59 +130,84 @@ def line_search(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str
     return out
 
 
-def random_direction(model: nn.Module, *, generator: torch.Generator, kind: str = "unit",
-                     ignore_bias_bn: bool = True) -> Tensors:
-    """A random Gaussian direction in parameter space, one tensor per parameter.
 
-    ``"unit"``: scaled to unit l2 norm over all parameters. ``"filter"``: filter-normalised
-    (Li et al. 2018): each filter (slice along dim 0 of a weight with >= 2 dims) is rescaled
-    to the norm of the matching filter of the model; 1-d parameters (biases, BN gamma/beta)
-    get zero if ``ignore_bias_bn``, else a copy of the parameter (Li et al.'s code). Draws
-    happen on the generator's device, then move to each parameter's device.
+
+@dataclass(frozen=True)
+class LineSearch:
+    """The line-search probe as a spec: ``line_search`` on the step's batch, before its update.
+
+    Its fields are its parameters (and its cache key in the run store). ``direction`` is
+    ``"gradient"`` or a kind of ``directions.random_direction`` (``"unit"``: isotropic over all
+    parameters; ``"filter"``: filter-normalised, Li et al.; ``"layer"``, ``"none"``), drawn
+    afresh at each probed step from a seed made of (``seed``, step), and by default rescaled
+    to the gradient's norm so that distances match those along the gradient. ``lr=None``
+    takes the trajectory's learning rate. ``vectorize``/``chunk_size`` choose vmap or a loop
+    (see ``line_search``): the same numbers up to float rounding.
     """
-    if kind not in DIRECTION_KINDS:
-        raise ValueError(f"Unknown direction kind {kind!r}; known: {', '.join(DIRECTION_KINDS)}")
-    params = {k: v.detach() for k, v in model.named_parameters()}
-    d = {k: torch.randn(p.shape, generator=generator, device=generator.device,
-                        dtype=p.dtype).to(p.device) for k, p in params.items()}
-    if kind == "unit":
-        n = _norm(d)
-        return {k: v / n for k, v in d.items()}
-    for k, p in params.items():
-        if p.dim() <= 1:
-            d[k] = torch.zeros_like(p) if ignore_bias_bn else p.clone()
-        else:
-            rows_d = d[k].flatten(1).norm(dim=1)  # (filters,)
-            rows_p = p.flatten(1).norm(dim=1)     # (filters,)
-            d[k] = d[k] * (rows_p / rows_d.clamp_min(1e-12)).view(-1, *[1] * (p.dim() - 1))
-    return d
 
+    multipliers: tuple[float, ...]          # s of theta - s * lr * d, positive
+    direction: str = "gradient"             # "gradient" or one of directions.NORMS
+    lr: float | None = None                 # step unit; None: the trajectory's lr
+    bn_mode: str = "batch"                  # "batch" (train-mode BN, the paper's) or "running"
+    match_grad_norm: bool = True            # random directions rescaled to ||g||
+    ignore_bias_bn: bool = True             # per-tensor random kinds: 1-d parameters do not move
+    seed: int = 0                           # random directions: drawn from (seed, step)
+    vectorize: bool | None = None           # vmap over multipliers; None: where it pays
+    chunk_size: int | None = None           # multipliers per vmap call (memory); None: all
 
-def as_probe(name: str, every: int, *, lr: float | None, multipliers: Sequence[float],
-             bn_mode: str = "batch", direction: str = "gradient", seed: int = 0,
-             match_grad_norm: bool = True, ignore_bias_bn: bool = True,
-             vectorize: bool | None = None, chunk_size: int | None = None) -> Probe:
-    """A ``train.Probe`` running ``line_search`` on the step's batch every ``every`` steps.
+    def __post_init__(self) -> None:
+        mults = tuple(float(m) for m in np.asarray(self.multipliers, dtype=float).ravel())
+        if not mults or not all(m > 0 for m in mults):
+            raise ValueError(f"LineSearch.multipliers must be a non-empty sequence of positive numbers; "
+                             f"got {list(np.asarray(self.multipliers).ravel())}")
+        object.__setattr__(self, "multipliers", mults)
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"Unknown direction {self.direction!r}; known: {', '.join(DIRECTIONS)}")
+        if self.bn_mode not in BN_MODES:
+            raise ValueError(f"LineSearch.bn_mode must be one of {BN_MODES}; got {self.bn_mode!r}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"LineSearch.lr must be None (the trajectory's) or > 0; got {self.lr}")
 
-    ``lr=None`` uses the run's learning rate. ``direction`` is ``"gradient"`` or a
-    ``random_direction`` kind (``"unit"``, ``"filter"``), drawn afresh at each probed step
-    from a generator seeded by (``seed``, step), and by default rescaled to the gradient's
-    norm so that distances match those along the gradient.
-    """
-    if direction != "gradient" and direction not in DIRECTION_KINDS:
-        raise ValueError(f"Unknown direction {direction!r}; known: gradient, "
-                         f"{', '.join(DIRECTION_KINDS)}")
+    @classmethod
+    def geometric(cls, low: float, high: float, num: int, **fields) -> LineSearch:
+        """``num`` log-spaced multipliers from ``low`` to ``high`` (the paper's ranges:
+        [1/2, 4] for the VGG, [1/100, 30] for the DLN)."""
+        if not 0 < low < high or num < 2:
+            raise ValueError(f"need 0 < low < high and num >= 2; got [{low}, {high}], num={num}")
+        return cls(tuple(np.geomspace(low, high, num)), **fields)
 
-    def fn(ctx: StepContext) -> dict:
+    def measure(self, ctx: StepContext) -> dict:
+        """The line search at ``ctx`` (see ``line_search`` for the returned arrays)."""
         d = None
-        if direction != "gradient":
-            state = np.random.SeedSequence([seed, ctx.step]).generate_state(1)[0]
-            gen = torch.Generator().manual_seed(int(state))
-            d = random_direction(ctx.model, generator=gen, kind=direction,
-                                 ignore_bias_bn=ignore_bias_bn)
+        if self.direction != "gradient":
+            state = np.random.SeedSequence([self.seed, ctx.step]).generate_state(1)[0]
+            params = {k: v.detach() for k, v in ctx.model.named_parameters()}
+            d = random_direction(params, seed=int(state), norm=self.direction,
+                                 ignore_bias_bn=self.ignore_bias_bn)
         return line_search(ctx.model, ctx.X, ctx.y, loss=ctx.loss,
-                           lr=ctx.cfg.lr if lr is None else lr, multipliers=multipliers,
-                           bn_mode=bn_mode, direction=d, match_grad_norm=match_grad_norm,
-                           vectorize=vectorize, chunk_size=chunk_size)
+                           lr=ctx.cfg.lr if self.lr is None else self.lr, multipliers=self.multipliers,
+                           bn_mode=self.bn_mode, direction=d, match_grad_norm=self.match_grad_norm,
+                           vectorize=self.vectorize, chunk_size=self.chunk_size)
 
-    return Probe(name, fn, every)
+
+def as_probe(name: str, every: int, *, multipliers: Sequence[float], **fields) -> Probe:
+    """A ``train.Probe`` running ``LineSearch(multipliers, **fields)`` every ``every`` steps
+    while training (``train.fit(..., probes=[...])``); the run store runs the same spec on
+    checkpoints instead."""
+    return Probe(name, LineSearch(tuple(multipliers), **fields).measure, every)
+
+
+QUANTITIES = {  # Fig. 4's three quantities, one value per probed step of a LineSearch result
+    "loss_range": ("loss range along the line", lambda p: p["loss_max"] - p["loss_min"]),
+    "grad_diff": ("largest gradient change", lambda p: p["grad_diff_max"]),
+    "beta_eff": ("effective beta-smoothness", lambda p: p["beta_eff"]),
+}
+
+
+def factors(a: dict, b: dict) -> dict[str, np.ndarray]:
+    """Each of ``QUANTITIES`` of result ``a`` divided by the same of result ``b``, at the probed
+    steps both have: ``{"step": (K,), name: (K,)}`` (e.g. standard / BN: > 1 where BN is smoother)."""
+    steps = np.intersect1d(a["step"], b["step"])
+    ia, ib = np.isin(a["step"], steps), np.isin(b["step"], steps)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {"step": steps, **{k: f(a)[ia] / f(b)[ib] for k, (_, f) in QUANTITIES.items()}}

@@ -1,8 +1,9 @@
-"""Figures of the chapter "The smoothing effect" (Santurkar et al. 2018, Figs. 4, 10, 11).
+"""Figures of the loss landscape along a line (Santurkar et al. 2018, Figs. 4, 10, 11).
 
-Every function takes line-search probe results as ``{norm: probe}``, where ``probe`` is one
-entry of ``History.probes`` (arrays over probed steps: ``step`` (K,), ``loss_min`` (K,),
-``grad_diff`` (K, S), ...), so other chapters can plot other normalisers the same way.
+Every function takes line-search results (``probes.landscape.LineSearch``) as
+``{norm: probe}``, where ``probe`` holds arrays over probed steps as the run store returns
+them (``step`` (K,), ``loss_min`` (K,), ``grad_diff`` (K, S), ...), so any chapter can plot
+any normaliser the same way; plus the factor curves and the learning-rate sweep built on them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..probes.landscape import QUANTITIES, factors
 from . import color, label
 
 PANELS = (  # (lower key, upper key or None, y label) of the three panels of Fig. 4
@@ -67,20 +69,22 @@ def lr_robustness(probes: dict[str, dict], *, lr: float, cmap: str = "viridis"):
     return fig
 
 
-def ratio_curves(ratios: dict[str, pd.DataFrame], metrics: dict[str, str]):
-    """Standard / BN factor of each metric over training (log scale; above 1: BN smoother),
-    one panel per entry of ``ratios`` ({panel label: ``chapters.smoothness.ratios`` frame})."""
-    fig, axes = plt.subplots(1, len(ratios), figsize=(5.2 * len(ratios), 3.4), sharey=True,
+def ratio_curves(panels: dict[str, dict[str, dict]], *, num: str = "none", den: str = "bn"):
+    """The ``num`` / ``den`` factor of each of Fig. 4's quantities over training (log scale;
+    above 1: ``den`` smoother), one panel per entry of ``panels`` ({panel label: {norm: probe}})."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.4), sharey=True,
                              squeeze=False)
-    for ax, (direction, df) in zip(axes[0], ratios.items()):
-        for i, (key, name) in enumerate(metrics.items()):
-            ax.plot(df["step"], df[key], "o-", ms=3, color=plt.get_cmap("Dark2")(i), label=name)
+    for ax, (title, probes) in zip(axes[0], panels.items()):
+        f = factors(probes[num], probes[den])
+        for i, (key, (name, _)) in enumerate(QUANTITIES.items()):
+            ax.plot(f["step"], f[key], "o-", ms=3, color=plt.get_cmap("Dark2")(i), label=name)
         ax.axhline(1, color="0.4", lw=1, ls="--")
         ax.set_yscale("log")
         ax.set_xlabel("training step")
-        ax.text(0.02, 0.97, direction, transform=ax.transAxes, va="top",
+        ax.text(0.02, 0.97, title, transform=ax.transAxes, va="top",
                 bbox=dict(facecolor="white", edgecolor="none", alpha=0.8))
-    axes[0, 0].set_ylabel("standard / BN (×)")
+    axes[0, 0].set_ylabel(f"{label(num)} / {label(den)} (×)" if (num, den) != ("none", "bn")
+                          else "standard / BN (×)")
     axes[0, -1].legend(loc="best", fontsize=8)
     fig.tight_layout()
     return fig
