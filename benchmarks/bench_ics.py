@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from bnlib.models import deep_linear, vgg, weight_layers
 from bnlib.functional import loss_fn
+from bnlib.models import deep_linear, vgg, weight_layers
 from bnlib.probes.ics import ics, layer_of_params
 
 

@@ -1,4 +1,5 @@
-"""The ICS probe (Definition 2.1) against an explicit copy-update-recompute oracle."""
+"""The ICS probe (Definition 2.1) against an explicit copy-update-recompute oracle, and the same
+probe on stored checkpoints against the probe attached during training."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from bnlib import chapters
-from bnlib.models import deep_linear, lenet
+from bnlib import runs, train
+from bnlib.data import DataSpec, get
+from bnlib.models import ModelSpec, build, deep_linear, lenet
 from bnlib.norms import make_norm
-from bnlib.probes.ics import ics, layer_of_params, optimizer_update
+from bnlib.probes.ics import ICS, ics, layer_of_params, optimizer_update
+from bnlib.train import TrainConfig
 
 OPTIMIZERS = {
     "sgd": lambda p: torch.optim.SGD(p, lr=0.1),
@@ -229,21 +232,38 @@ def test_method_errors():
         ics(drop, X, y, optimizer=torch.optim.SGD(drop.parameters(), lr=0.1), method="loop")
 
 
-def test_chapter_smoke_runs_end_to_end(tmp_path, monkeypatch):
-    from bnlib.chapters import ics_measure as ch
-    from bnlib.claims import VERDICTS
+CASES = {  # a noisy-BN DLN under SGD with momentum (optimiser state and noise streams to restore)
+    "dln": (DataSpec("linear", train_size=32, dim=5, seed=3, dtype="float64"),
+            ModelSpec("dln", norm="noisy_bn", depth=4, width=5),
+            TrainConfig("sgd", lr=1e-2, momentum=0.9, batch_size=8, num_steps=6, loss="mse", eval_every=3,
+                        record_every=2, record_size=8)),
+    # the smoke VGG with BN on CIFAR-10 images, in float32
+    "vgg": (DataSpec("cifar10-mini", train_size=64, test_size=32), ModelSpec("vgg", norm="bn", depth=11, width=0.125),
+            TrainConfig("sgd", lr=0.1, batch_size=16, num_steps=5, eval_every=5, eval_size=32, record_every=2,
+                        record_size=16)),
+}
 
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_probe_on_stored_checkpoints_equals_probe_attached_during_training(case, tmp_path, monkeypatch):
+    """The engine's promise: a probe run later on stored checkpoints (or on steps replayed from
+    the nearest earlier one) gives the numbers it gives when attached to training."""
     monkeypatch.setenv("BNLIB_DATA", os.environ.get("BNLIB_DATA", "../shared/data"))
-    monkeypatch.setenv("BNLIB_RUNS", str(tmp_path))
-    cfg = chapters.resolve("ics_measure", profile="smoke", vgg_steps=2, vgg_ics_every=1,
-                         dln_steps=4, dln_ics_every=2, dln_depth=4, dln_layers=[2, 3],
-                         train_size=256, eval_size=64, device="cpu")
-    hist = ch.run(cfg, progress=False)
-    assert len(hist) == 2 * 2 * 2  # (vgg, dln) x norms x lrs
-    p = hist[("dln", "bn", cfg.dln_lrs[0], cfg.seed)].probes["ics"]
-    assert p["cos"].shape == (2, 4) and np.array_equal(p["step"], [0, 2])
-    assert [c.verdict in VERDICTS for c in ch.claims(cfg, hist)] == [True] * 4
-    assert ch.shown_layers(cfg, "vgg") == [3, 6]  # paper layers 5, 10 of 13 convs -> of 8
-    bad = chapters.resolve("ics_measure", profile="smoke", dln_depth=4)
-    with pytest.raises(ValueError, match="'dln_layers'.*4-layer DLN; got \\[9, 17\\]"):
-        ch.run(bad, progress=False)
+    d, m, t = CASES[case]
+    store = runs.Store(tmp_path, device="cpu", progress=False)
+    traj = runs.Trajectory(d, m, t, seed=1)
+    store.history(traj, checkpoints=(0, 2, 4))
+    stored = store.probe(traj, ICS(), [0, 2, 3, 4])  # step 3 has no checkpoint: replayed from 2
+    assert store.checkpoint_steps(traj) == [0, 2, 3, 4, t.num_steps]
+    data = get(d, "cpu")
+    model = build(m, 1).to(dtype=data.X_train.dtype)
+    attached = train.fit(model, data, t, seed=1, probes=[train.Probe("ics", ICS().measure, 1)],
+                         progress=False).probes["ics"]
+    rows = np.searchsorted(attached["step"], stored["step"])
+    assert np.array_equal(attached["step"][rows], [0, 2, 3, 4])
+    assert stored["l2"][1:, 1:].min() > 0  # real shift after step 0, so equality has teeth
+    for k in ("l2", "cos", "g_norm", "g_prime_norm"):
+        # the same computation on the same restored state: equal up to 1e-12 relative (in fact bit-equal)
+        np.testing.assert_allclose(stored[k], attached[k][rows], rtol=1e-12, atol=0, err_msg=k)
+    again = store.probe(traj, ICS(), [0, 2, 3, 4])  # cached now
+    assert all(np.array_equal(again[k], stored[k], equal_nan=True) for k in stored)

@@ -12,8 +12,11 @@ update it would really apply. Layer i's G' needs a mixed parameter set (updated 
 parameter belongs to a layer before i). ``method="vmap"`` evaluates all those sets in one
 ``torch.func.vmap``; ``method="loop"`` runs one forward pass with the updated parameters and
 then, per layer, only the layers from i on (the shared prefix saves about half the work).
-BN buffers are cloned per evaluation, and the model's RNG (noise layers) is rewound before
-every evaluation so G and every G' see the draws the real step will see.
+BN buffers are cloned per evaluation, and every evaluation runs in its own
+``functional.preserved_rng`` block, so G and every G' see the draws the real step will see.
+
+``ICS`` is the probe spec the run store calls on a stored checkpoint (``runs.Runs.probe``) or
+that ``train.fit`` calls attached (``train.Probe("ics", ICS().measure, every)``): same numbers.
 
 Choices: "layer i" is the i-th conv/linear layer (``models.weight_layers``) and W_i its
 weight; a parameter belongs to the last weight layer registered before it (a BN after
@@ -26,14 +29,19 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from ..functional import Tensors, clone_state, loss_fn, probing
+from ..functional import Tensors, clone_state, loss_fn, preserved_rng, probing
 from ..models import weight_layers
+
+if TYPE_CHECKING:
+    from ..train import StepContext
 
 
 def layer_of_params(model: nn.Module) -> dict[str, int]:
@@ -79,29 +87,6 @@ def optimizer_update(model: nn.Module, optimizer: torch.optim.Optimizer, params:
     return {n: v.detach() for n, v in new.items()}
 
 
-def _rng_rewinder(model: nn.Module) -> Callable[[], None]:
-    """A function that puts the global RNG and the model's own generators back as they are now.
-
-    A module whose ``generator`` is still None (noise layers create theirs on first use) gets
-    None back, so every evaluation re-creates it from its seed, as the real step would.
-    """
-    cpu = torch.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    gens = [(m, m.generator, m.generator.get_state() if m.generator is not None else None)
-            for m in model.modules()
-            if isinstance(getattr(m, "generator", 0), (torch.Generator, type(None)))]
-
-    def rewind() -> None:
-        torch.set_rng_state(cpu)
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
-        for m, g, state in gens:
-            m.generator = g
-            if g is not None:
-                g.set_state(state)
-    return rewind
-
-
 METHODS = ("auto", "vmap", "loop")
 _GLOBAL_RNG_LAYERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
                       nn.FeatureAlphaDropout)
@@ -129,16 +114,15 @@ def ics(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, optimizer: torch.
     if bad:
         raise ValueError(f"layers must be in 1..{len(wnames)} for this model; got {bad}")
     owner, crit = layer_of_params(model), loss_fn(loss) if isinstance(loss, str) else loss
-    with probing(model, bn_mode):
-        rewind = _rng_rewinder(model)
+    with probing(model, bn_mode):  # every evaluation below starts from the RNG state of now
         old, buffers = clone_state(model)
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
 
         def f(p: Tensors, fixed: Tensors, bufs: Tensors) -> torch.Tensor:
             return crit(functional_call(model, ({**fixed, **p}, bufs), (X,)), y)
 
-        rewind()
-        G = grad(f)({n: old[n] for n in trainable}, old, _clone(buffers))  # at theta_t
+        with preserved_rng(model):
+            G = grad(f)({n: old[n] for n in trainable}, old, _clone(buffers))  # at theta_t
         new = optimizer_update(model, optimizer, old, G)
         moved = [owner[n] for n in old if not torch.equal(old[n], new[n])]
         lanes = [i for i in layers if moved and min(moved) < i]  # others: G' = G exactly
@@ -146,10 +130,10 @@ def ics(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, optimizer: torch.
         if method == "auto":
             method = "vmap" if X.is_cuda or _loop_unsupported(model) else "loop"
         if lanes and method == "vmap":
-            Gp |= _lanes_vmap(f, lanes, wnames, owner, old, new, buffers, rewind, chunk_size)
+            with preserved_rng(model):
+                Gp |= _lanes_vmap(f, lanes, wnames, owner, old, new, buffers, chunk_size)
         elif lanes:
-            Gp |= _lanes_loop(model, crit, X, y, lanes, wnames, old, new, buffers, rewind)
-        rewind()  # also drops generators the probe created
+            Gp |= _lanes_loop(model, crit, X, y, lanes, wnames, old, new, buffers)
     return _compare([G[wnames[i - 1]] for i in layers], [Gp[i] for i in layers], layers)
 
 
@@ -165,7 +149,7 @@ def _loop_unsupported(model: nn.Module) -> str:
 
 
 def _lanes_vmap(f: Callable, lanes: list[int], wnames: list[str], owner: dict[str, int],
-                old: Tensors, new: Tensors, buffers: Tensors, rewind: Callable[[], None],
+                old: Tensors, new: Tensors, buffers: Tensors,
                 chunk_size: int | None) -> dict[int, torch.Tensor]:
     """G'_i for every i in ``lanes`` from one vmap; lane i sees ``new`` for layers < i."""
     def at(n: str, i: int) -> torch.Tensor:
@@ -179,18 +163,18 @@ def _lanes_vmap(f: Callable, lanes: list[int], wnames: list[str], owner: dict[st
             for n, v in varies.items()}
     bufs = {n: torch.stack([b.clone() for _ in lanes]) for n, b in buffers.items()}
     dims = (0, {n: 0 if v else None for n, v in varies.items()}, 0)
-    rewind()
     out = vmap(grad(f), in_dims=dims, randomness="same", chunk_size=chunk_size)(ws, rest, bufs)
     return {i: out[wnames[i - 1]][k] for k, i in enumerate(lanes)}
 
 
 def _lanes_loop(model: nn.Module, crit: Callable, X: torch.Tensor, y: torch.Tensor,
                 lanes: list[int], wnames: list[str], old: Tensors, new: Tensors,
-                buffers: Tensors, rewind: Callable[[], None]) -> dict[int, torch.Tensor]:
+                buffers: Tensors) -> dict[int, torch.Tensor]:
     """G'_i lane by lane on an ``nn.Sequential``: the updated prefix is computed once.
 
-    Lane i restarts each module's own generator (``rewind``) so its suffix draws what a full
-    pass would; layers drawing from the global RNG (dropout) would not, so they are refused.
+    Every pass runs in its own ``preserved_rng`` block, so lane i restarts each module's own
+    generator and its suffix draws what a full pass would; layers drawing from the global RNG
+    (dropout) would not, so they are refused.
     """
     why = _loop_unsupported(model)
     if why:
@@ -206,8 +190,7 @@ def _lanes_loop(model: nn.Module, crit: Callable, X: torch.Tensor, y: torch.Tens
         return functional_call(children[j][1], sub, (h,))
 
     inputs, bufs = [X], _clone(buffers)  # inputs[j]: input of child j, children < j updated
-    rewind()
-    with torch.no_grad():
+    with preserved_rng(model), torch.no_grad():
         for j in range(max(start[i - 1] for i in lanes)):
             inputs.append(run(j, inputs[j], new, bufs))
 
@@ -219,8 +202,8 @@ def _lanes_loop(model: nn.Module, crit: Callable, X: torch.Tensor, y: torch.Tens
 
     out = {}
     for i in lanes:
-        rewind()
-        out[i] = grad(suffix)(old[wnames[i - 1]], wnames[i - 1], start[i - 1], _clone(buffers))
+        with preserved_rng(model):
+            out[i] = grad(suffix)(old[wnames[i - 1]], wnames[i - 1], start[i - 1], _clone(buffers))
     return out
 
 
@@ -239,3 +222,19 @@ def _compare(G: list[torch.Tensor], Gp: list[torch.Tensor],
     l2, cos, g_norm, g_prime_norm = np.array(rows, dtype=np.float64).reshape(-1, 4).T
     return {"layer": np.asarray(layers), "l2": l2, "cos": cos, "g_norm": g_norm,
             "g_prime_norm": g_prime_norm}
+
+
+@dataclass(frozen=True)
+class ICS:
+    """Definition 2.1 at a step, as a probe spec: ``measure(ctx)`` runs ``ics`` on the step's own
+    batch with the optimiser's real state at that step. The fields are its parameters (and go
+    into the key of its cached results)."""
+
+    bn_mode: str = "batch"              # BN normalises with the step batch's statistics, as in training
+    layers: tuple[int, ...] | None = None  # 1-based weight layers; None = every layer
+    method: str = "auto"                # "vmap", "loop" or "auto" (see ``ics``)
+    chunk_size: int | None = None       # vmap lanes at a time (None = all)
+
+    def measure(self, ctx: StepContext) -> dict[str, np.ndarray]:
+        return ics(ctx.model, ctx.X, ctx.y, optimizer=ctx.optimizer, loss=ctx.loss, bn_mode=self.bn_mode,
+                   layers=self.layers, method=self.method, chunk_size=self.chunk_size)

@@ -1,5 +1,9 @@
-"""Figures of the chapter "Does BatchNorm reduce internal covariate shift?" (Santurkar et al.
-2018, Fig. 3): training loss beside the ICS of chosen layers, and ICS heat maps."""
+"""Figures of internal covariate shift in the sense of Definition 2.1 (Santurkar et al. 2018,
+Fig. 3): training loss above ||G - G'|| and cos(G, G') of chosen layers, and per-layer heat maps.
+
+Inputs are plain results: Histories and ICS probe results (``probes.ics.ICS``, arrays
+``step``, ``l2``, ``cos``, ``g_norm``), keyed ``(norm, lr, seed)``.
+"""
 
 from __future__ import annotations
 
@@ -25,50 +29,44 @@ def _band(ax, x: np.ndarray, ys: list[np.ndarray], kind: str, ls: str = "-") -> 
         ax.fill_between(x[:n], Y.min(0), Y.max(0), color=color(kind), alpha=0.2, lw=0)
 
 
-def curves(hist: dict, *, net: str, norms, lrs, seeds, layers: list[int], smooth: int = 1,
+def curves(hist: dict, ics: dict, *, norms, lrs, seeds, layers: list[int], smooth: int = 1,
            loss_label: str = "training loss", log_loss: bool = False):
-    """Columns: learning rates. Rows: training loss, ||G - G'||_2 and cos(G, G') of ``layers``
-    (line style per layer, colour per normaliser) against the training step."""
-    fig, axes = plt.subplots(3, len(lrs), figsize=(5.0 * len(lrs), 8.4), sharex="col",
-                             squeeze=False)
+    """Columns: learning rates. Rows: training loss (from ``hist``), ||G - G'||_2 and cos(G, G')
+    (from ``ics``) of ``layers`` (line style per layer, colour per normaliser) against the step."""
+    fig, axes = plt.subplots(3, len(lrs), figsize=(5.0 * len(lrs), 8.4), sharex="col", squeeze=False)
     for col, lr in enumerate(lrs):
         ax_loss, ax_l2, ax_cos = axes[:, col]
         for norm in norms:
-            hs = [hist[(net, norm, lr, s)] for s in seeds]
-            ys = [running_mean(h.train_loss, smooth) for h in hs]
+            ys = [running_mean(hist[(norm, lr, s)].train_loss, smooth) for s in seeds]
             _band(ax_loss, np.arange(1, max(map(len, ys)) + 1), ys, norm)
-            ps = [h.probes["ics"] for h in hs if "ics" in h.probes]
+            ps = [p for s in seeds if "l2" in (p := ics[(norm, lr, s)])]
             if not ps:
                 continue
             for layer, ls in zip(layers, LAYER_STYLES):
                 _band(ax_l2, ps[0]["step"], [p["l2"][:, layer - 1] for p in ps], norm, ls)
                 _band(ax_cos, ps[0]["step"], [p["cos"][:, layer - 1] for p in ps], norm, ls)
-        ax_loss.text(0.98, 0.95, f"lr = {lr:g}", transform=ax_loss.transAxes, ha="right",
-                     va="top")
+        ax_loss.text(0.98, 0.95, f"lr = {lr:g}", transform=ax_loss.transAxes, ha="right", va="top")
         ax_loss.set_yscale("log" if log_loss else "linear")
         ax_l2.set_yscale("log")
         ax_cos.set_ylim(-1.05, 1.05)
         ax_cos.set_xlabel("training step")
     axes[0, 0].set_ylabel(loss_label)
-    axes[1, 0].set_ylabel("ICS: ||G - G'||_2 (gradient units)")
-    axes[2, 0].set_ylabel("ICS: cos(G, G')")
+    axes[1, 0].set_ylabel(r"ICS: $\|G - G'\|_2$")
+    axes[2, 0].set_ylabel(r"ICS: $\cos(G, G')$")
     handles = [Line2D([], [], color=color(n), label=label(n)) for n in norms]
-    handles += [Line2D([], [], color="0.3", ls=ls, label=f"layer {i}")
-                for i, ls in zip(layers, LAYER_STYLES)]
-    axes[0, -1].legend(handles=handles, loc="upper right", bbox_to_anchor=(1.0, 0.85),
-                       fontsize=8)
+    handles += [Line2D([], [], color="0.3", ls=ls, label=f"layer {i}") for i, ls in zip(layers, LAYER_STYLES)]
+    axes[0, -1].legend(handles=handles, loc="upper right", bbox_to_anchor=(1.0, 0.85), fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def heatmap(hist: dict, *, panels: list[tuple[str, tuple]], seed: int, metric: str = "cos"):
-    """One panel per ``(title, (net, norm, lr))``: ``metric`` over layers (y) and training
-    steps (x) for run ``seed``. ``cos`` on [-1, 1]; ``rel_l2`` = ||G - G'|| / ||G||, on one
-    log colour scale shared by the panels."""
+def heatmap(panels: list[tuple[str, dict]], *, metric: str = "cos"):
+    """One panel per ``(title, ics result of one run)``: ``metric`` over layers (y) and training
+    steps (x). ``cos`` on [-1, 1]; ``rel_l2`` = ||G - G'|| / ||G||, on one log colour scale
+    shared by the panels."""
     Zs = []
-    for _, key in panels:
-        p = hist[(*key, seed)].probes["ics"]
-        Z = p["cos"] if metric == "cos" else p["l2"] / p["g_norm"]  # (records, layers)
+    for _, p in panels:
+        Z = p["cos"] if metric == "cos" else p["l2"] / p["g_norm"]  # (measurements, layers)
         Zs.append((p["step"], np.where(np.isfinite(Z) & ((Z > 0) | (metric == "cos")), Z, np.nan)))
     if metric == "cos":
         opts = dict(cmap="RdBu", vmin=-1, vmax=1)
@@ -87,5 +85,5 @@ def heatmap(hist: dict, *, panels: list[tuple[str, tuple]], seed: int, metric: s
         ax.grid(False)
     axes[0, 0].set_ylabel("layer")
     fig.colorbar(im, ax=axes[0].tolist(),
-                 label="cos(G, G')" if metric == "cos" else "||G - G'|| / ||G||")
+                 label=r"$\cos(G, G')$" if metric == "cos" else r"$\|G - G'\| \,/\, \|G\|$")
     return fig
