@@ -15,8 +15,14 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from bnlib import chapters
+from bnlib import chapters, data, profiles, train
+from bnlib.chapters import lp_norms
+from bnlib.data import DataSpec
+from bnlib.models import ModelSpec, vgg
 from bnlib.norms import LpNorm, make_norm
+from bnlib.probes.evaluation import Evaluation
+from bnlib.probes.kurtosis import ActivationShape, activation_shape, excess_kurtosis
+from bnlib.runs import Store, Trajectory
 
 P_VALUES = {"l1": 1.0, "l2": 2.0, "linf": math.inf}
 SHAPES = {"conv": (6, 4, 3, 5), "linear": (16, 4)}  # (N, C, H, W) and (N, C)
@@ -274,12 +280,10 @@ def test_factory_passes_lp_options_and_rejects_bad_ones():
         make_norm("l3", 3)
 
 
-# --- the chapter's helpers (bnlib.chapters.lp_norms) ---------------------------------------
+# --- the activations' shape (bnlib.probes.kurtosis) --------------------------------------------
 
 
 def test_excess_kurtosis_against_closed_forms():
-    from bnlib.chapters.lp_norms import excess_kurtosis
-
     a = np.array([[-2.0, 0.0, 1.0, 5.0], [1.0, 1.0, 1.0, 3.0]])
     c = a - a.mean(axis=1, keepdims=True)
     want = (c**4).mean(axis=1) / (c**2).mean(axis=1) ** 2 - 3  # population moments
@@ -296,11 +300,7 @@ def test_activation_shape_matches_an_explicit_forward_and_leaves_the_model_alone
     bit-identical (parameters, running statistics, mode, RNG)."""
     import copy
 
-    from bnlib.chapters.lp_norms import activation_shape
-    from bnlib.models import vgg
-
-    torch.manual_seed(0)
-    model = vgg(11, width=1 / 16, norm="l1").eval()
+    model = vgg(11, width=1 / 16, norm="l1", seed=0).eval()
     X = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     before = copy.deepcopy(model.state_dict())
     rng = torch.get_rng_state()
@@ -332,3 +332,34 @@ def test_chapter_parameters_are_validated():
         chapters.resolve("lp_norms", lp_norm_of="after")
     with pytest.raises(ValueError, match=r"'lp_momentum' of chapter 'lp_norms' must be a float in \(0, 1\]"):
         chapters.resolve("lp_norms", lp_momentum=0)
+
+
+def test_end_of_training_probes_on_a_stored_trajectory():
+    """The probe specs on the run store equal the functions called on ``store.model_at``; the
+    batch-statistics evaluation is ``train.evaluate`` with ``bn_mode="batch"``."""
+    store = Store(progress=False)
+    traj = Trajectory(DataSpec("cifar10-mini", train_size=64), ModelSpec("vgg", norm="l1", depth=11, width=1 / 16,
+                                                                          lp=dict(norm_of="raw")),
+                      train.TrainConfig(lr=0.1, batch_size=16, num_steps=2, eval_every=2, eval_size=40,
+                                        record_every=1, record_size=16), seed=1)
+    end = [store.history(traj).steps_done]
+    model, d = store.model_at(traj), data.get(traj.data)
+    got = store.probe(traj, ActivationShape((3,), num_samples=32, size=20), end)
+    want = activation_shape(model, d.X_train[:20], layers=(3,), num_samples=32)
+    assert all(np.array_equal(got[k][0], v) for k, v in want.items())
+    acc = store.probe(traj, Evaluation(bn_mode="batch", size=30, chunk=10), end)
+    assert float(acc["test_acc"][0]) == train.evaluate(model, d.X_test[:30], d.y_test[:30], bn_mode="batch",
+                                                       chunk=10)[1]
+    assert float(store.probe(traj, Evaluation(), end)["test_acc"][0]) == train.evaluate(
+        model, d.X_test[:40], d.y_test[:40], bn_mode="batch")[1]  # size None: the trajectory's eval_size
+
+
+def test_none_and_bn_are_the_shared_trajectories_and_lp_options_reach_only_lp_nets():
+    cfg = chapters.resolve("lp_norms", profile="smoke", lp_norm_of="centered", gn_groups=4)
+    _, vgg_spec, _ = profiles.vgg_specs(cfg)
+    for norm in ("none", "bn", "ln"):  # the same spec the training chapter asks for
+        assert vgg_spec.with_(**lp_norms.variant(cfg, norm)) == vgg_spec.with_(norm=norm)
+    l1 = vgg_spec.with_(**lp_norms.variant(cfg, "l1"))
+    assert dict(l1.lp)["norm_of"] == "centered" and l1.groups is None
+    gn = vgg_spec.with_(**lp_norms.variant(cfg, "gn"))
+    assert gn.groups == 4 and gn.lp is None

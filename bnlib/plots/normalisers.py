@@ -1,4 +1,10 @@
-"""Figures of the chapter on lp normalisation (Santurkar et al. 2018, Sec. 3.3, Figs. 12-14)."""
+"""Comparing normalisers (Santurkar et al. 2018, Sec. 3.3, Figs. 12-14): training curves, the
+landscape along the gradient over training, activation histograms, shift against loss.
+
+Results are ``res[(arch, norm, seed)]``: dicts with ``"hist"`` (a History), ``"line"`` (a
+line-search probe over training: ``step``, ``loss_min``, ``loss_max``, ``grad_diff_max``,
+``beta_eff``) and, where measured, ``"shape"`` (``probes.kurtosis.activation_shape``'s arrays).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ _LANDSCAPE = (("loss range", "loss range along the gradient"),
 def training_curves(res: dict, arch: str, *, norms, seeds, lr: float, metric: str,
                     smooth: int = 1, ylabel: str = "", logy: bool = False):
     """Training or test curves of every normaliser on ``arch`` (the training chapter's figure)."""
-    hist = {(n, lr, s): res[(arch, n, s)][0] for n in norms for s in seeds}
+    hist = {(n, lr, s): res[(arch, n, s)]["hist"] for n in norms for s in seeds}
     return _curves(hist, norms=norms, lrs=[lr], seeds=seeds, metric=metric, smooth=smooth,
                    ylabel=ylabel, logy=logy)
 
@@ -26,8 +32,8 @@ def landscape(res: dict, arch: str, *, norms, seeds):
     against the training step, one line per normaliser (mean over seeds), log scale."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for norm in norms:
-        probes = [res[(arch, norm, s)][0].probes.get("landscape") for s in seeds]
-        if not all(p and len(p["step"]) for p in probes):
+        probes = [res[(arch, norm, s)]["line"] for s in seeds]
+        if not all(len(p["step"]) for p in probes):
             continue
         n = min(len(p["step"]) for p in probes)
         for ax, (key, _) in zip(axes, _LANDSCAPE):
@@ -50,7 +56,7 @@ def histograms(res: dict, *, norms, layers, seed: int, bins: int = 60):
                              squeeze=False)
     for r, layer in enumerate(layers):
         for c, norm in enumerate(norms):
-            ax, extras = axes[r, c], res[("vgg", norm, seed)][1]
+            ax, extras = axes[r, c], res[("vgg", norm, seed)].get("shape", {})
             a = extras.get(f"layer{layer}/sample")
             if a is None:
                 ax.text(0.5, 0.5, "diverged", transform=ax.transAxes, ha="center")
