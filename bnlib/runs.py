@@ -179,6 +179,17 @@ def _locked(path: Path) -> Iterator[None]:
 
 # ---------------------------------------------------------------- the store
 
+MAX_DEFAULT_CHECKPOINTS = 64
+
+
+def default_checkpoints(cfg: TrainConfig) -> list[int]:
+    """Steps every trajectory is checkpointed at, whoever trains it: the always-on record
+    steps (thinned to at most ``MAX_DEFAULT_CHECKPOINTS``) and the last step, so probes
+    that read the record schedule find their checkpoints no matter which chapter trained."""
+    every = cfg.record_every * -(-(cfg.num_steps // cfg.record_every + 1) // MAX_DEFAULT_CHECKPOINTS)
+    return [*range(0, cfg.num_steps, every), cfg.num_steps]
+
+
 class Store:
     """Trajectories and probe results under ``root``, on ``device``, asked for by ``chapter``."""
 
@@ -222,7 +233,7 @@ class Store:
         if resume is not None:
             tr.load_state(resume)
             print(f"[bnlib] {traj.label()}: resuming at step {tr.step}", file=sys.stderr)
-        wanted = {0, traj.train.num_steps, *checkpoints}
+        wanted = {*default_checkpoints(traj.train), *checkpoints}
 
         def on_step(t: train.Trainer) -> None:
             if t.step in wanted:
@@ -377,6 +388,8 @@ class Runs(dict):
 
 
 def _value(traj: Trajectory, name: str) -> Any:
+    if name == "seed":  # the trajectory's seed, not DataSpec.seed (the linear task's)
+        return traj.seed
     for spec in (traj.data, traj.model, traj.train):
         if name in _names(spec):
             return getattr(spec, name)
