@@ -10,6 +10,7 @@ forward order: ``weight_layers(model)[i - 1]`` is layer i.
 from __future__ import annotations
 
 import functools
+import inspect
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -158,8 +159,10 @@ def _frozen(v: Any) -> Any:
 class ModelSpec:
     """What network to build: architecture, normaliser and the builder's options.
 
-    ``None`` means "the builder's default". ``noise`` and ``lp`` are options of the
-    normaliser (pairs or a dict; see ``norms.make_norm``). ``build(spec, seed)`` makes it.
+    A field the architecture's builder takes and that is left None gets the builder's
+    default, so equal networks have equal specs (and keys); other fields stay None.
+    ``noise`` and ``lp`` are options of the normaliser (pairs or a dict; see
+    ``norms.make_norm``). ``build(spec, seed)`` makes it.
     """
 
     arch: str                              # "vgg", "lenet", "mlp" or "dln"
@@ -180,6 +183,12 @@ class ModelSpec:
             raise ValueError(f"Unknown architecture {self.arch!r}; known: {', '.join(ARCHS)}")
         for k in ("noise", "lp", "sizes"):
             object.__setattr__(self, k, _frozen(getattr(self, k)))
+        defaults = _builder_defaults(self.arch)
+        for k, v in asdict(self).items():  # the builder's defaults made explicit: one network, one key
+            if k in defaults and v is None:
+                object.__setattr__(self, k, _frozen(defaults[k]))
+        if self.width is not None:
+            object.__setattr__(self, "width", float(self.width))
 
     def with_(self, **changes: Any) -> ModelSpec:
         """A copy with ``changes`` applied (e.g. ``spec.with_(norm="bn")``)."""
@@ -191,8 +200,13 @@ class ModelSpec:
         return f"{self.arch}{size} {self.norm}"
 
 
-_BUILDERS = {"vgg": lambda **kw: vgg(**kw), "lenet": lambda **kw: lenet(**kw),
-             "mlp": lambda **kw: mlp(**kw), "dln": lambda **kw: deep_linear(**kw)}
+_BUILDERS = {"vgg": vgg, "lenet": lenet, "mlp": mlp, "dln": deep_linear}
+
+
+@functools.cache
+def _builder_defaults(arch: str) -> dict[str, Any]:
+    sig = inspect.signature(_BUILDERS[arch])
+    return {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
 
 
 def build(spec: ModelSpec, seed: int) -> nn.Sequential:
