@@ -43,7 +43,7 @@ def trained_mlp(steps: int, seed: int = 0) -> tuple[nn.Module, torch.Tensor, tor
     X = (X - X.mean()) / X.std()
     y = torch.tensor(d["y_train"][:20000])
     torch.manual_seed(seed)
-    model = mlp(norm="none")
+    model = mlp(norm="none", seed=seed)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(steps):
         idx = torch.randint(0, X.shape[0], (128,))

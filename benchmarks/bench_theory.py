@@ -11,7 +11,7 @@ import time
 import torch
 
 from bnlib import theory
-from bnlib.chapters import theory as ch
+from bnlib.probes import capture
 
 
 def timed(f, repeats: int):
@@ -25,7 +25,7 @@ def timed(f, repeats: int):
 
 def main() -> None:
     gen = torch.Generator().manual_seed(0)
-    cap = ch.random_capture(64, 300, gen, eps=1e-30)  # 300 units, batch m = 64
+    cap = capture.random_capture(64, 300, gen, eps=1e-30)  # 300 units, batch m = 64
     args = (cap.y, cap.g, cap.grad_y, cap.gamma)
     kw = dict(hess_hat=cap.hess_hat, hess=cap.hess, eps=cap.eps, form="exact")
     t_one, one = timed(lambda: theory.thm_4_2(*args, **kw, coupled=False), 3)

@@ -321,3 +321,23 @@ def from_units(u: Tensor, shape: torch.Size) -> Tensor:
         return u
     n, c, *rest = shape
     return u.T.reshape(c, n, *rest).transpose(0, 1)
+
+
+def two_sample_counterexample() -> dict[str, Sides]:
+    """m = 2, y = (-1, 1), g = (0, 1), gamma = 1, lam = 1/2: BN removes every direction of a
+    two-sample batch (span{1, yhat} is all of R^2), so ||dLhat/dy|| = 0, yet the printed right
+    sides of Theorems 4.1 and 4.4 are negative or the left side is positive."""
+    y, g = torch.tensor([[-1.0], [1.0]]), torch.tensor([[0.0], [1.0]])
+    one = torch.ones(1)
+    gy = bn_input_grad(y, g, one)
+    out = {f"thm_4_1/{f}": thm_4_1(y, g, gy, one, form=f) for f in ("seed003", "seed001")}
+    out |= {f"thm_4_4/{f}": thm_4_4(y, g, gy, one, lam=0.5, form=f) for f in ("seed003", "seed000")}
+    return out
+
+
+def eq_14_counterexample() -> Sides:
+    """A = diag(1, 0), v = (0, 1), X = 1 1^T / 2 (||X||_2 = 1): X X^T v = (1/2, 1/2) picks up
+    the curved direction that v itself avoids, so eq. 14's 'maximum' lam^4 v^T A v = 0 is beaten."""
+    A = torch.diag(torch.tensor([1.0, 0.0]))
+    return eq_14(torch.full((2, 2), 0.5), torch.tensor([[0.0], [1.0]]), hess_hat=lambda u: A @ u,
+                 form="seed000")

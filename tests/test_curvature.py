@@ -5,7 +5,10 @@
 * The closed form of the last-layer block: logits are linear in W2, so
   H_W2 = mean_n (diag p_n - p_n p_n^T) (x) h_n h_n^T, h_n the last layer's input.
 * ``numpy.linalg.eigvalsh`` / ``torch.linalg.eigvalsh`` for Lanczos.
-All nets are tiny and float64; every generator is seeded.
+* For the probe specs: the same functions called by hand on the checkpoint's model, and the
+  validation images standardised in numpy straight from the data file.
+All nets are tiny and float64 (the probe specs: float32 MLPs on MNIST images); every
+generator is seeded.
 """
 
 import copy
@@ -15,9 +18,14 @@ import pytest
 import torch
 from torch import nn
 
-from bnlib.models import mlp
+from bnlib import runs
+from bnlib.data import DataSpec
+from bnlib.models import ModelSpec, mlp
 from bnlib.probes.curvature import (
     MAX_DENSE_PARAMS,
+    Accuracies,
+    HessianTopK,
+    LastLayerHessian,
     hessian,
     hessian_topk,
     hvp,
@@ -36,7 +44,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated
 def tiny(norm: str, sizes=(5, 4, 3), n: int = 12, seed: int = 0):
     """A float64 MLP with non-trivial BN running statistics, and a batch (X, y)."""
     torch.manual_seed(seed)
-    model = mlp(norm=norm, sizes=sizes).double()
+    model = mlp(norm=norm, sizes=sizes, seed=seed).double()
     X = torch.randn(n, sizes[0], dtype=torch.float64)
     y = torch.randint(0, sizes[-1], (n,))
     with torch.no_grad():
@@ -183,3 +191,57 @@ def test_errors_name_the_problem():
     assert sum(p.numel() for p in big.parameters()) > MAX_DENSE_PARAMS
     with pytest.raises(ValueError, match="too large"):
         hessian(big, torch.zeros(2, 200), torch.zeros(2, dtype=torch.long), bn_mode="batch")
+
+
+# ---- the probe specs, on a stored trajectory ----------------------------------------------------
+
+def mnist_trajectory(norm="bn"):
+    """A small 784-16-10 MLP trained with Adam on 300 MNIST images, 100 per step."""
+    from bnlib.train import TrainConfig
+
+    return runs.Trajectory(DataSpec("mnist-mini", train_size=300, test_size=200),
+                           ModelSpec("mlp", norm=norm, sizes=(784, 16, 10)),
+                           TrainConfig("adam", lr=1e-2, weight_decay=1e-3, batch_size=100, num_steps=6,
+                                       eval_every=6, record_every=3, record_size=50), seed=1)
+
+
+def test_hessian_probe_specs_equal_the_functions_on_the_checkpoint(tmp_path):
+    store, traj = runs.Store(tmp_path, progress=False), mnist_trajectory()
+    block = store.probe(traj, LastLayerHessian(size=64), steps=(0, 3))
+    top = store.probe(traj, HessianTopK(size=64, k=4, tol=1e-6), steps=(3,))
+    tr = next(store.states(traj, (3,)))
+    X, y = tr.data.X_train[:64], tr.data.y_train[:64]
+    H = last_layer_hessian(tr.model, X, y, bn_mode="batch").double()
+    np.testing.assert_array_equal(block["eigenvalues"][1], torch.linalg.eigvalsh(H).flip(0).numpy())
+    h = last_layer_input(tr.model, X, bn_mode="batch")
+    assert block["feat_sq"][1] == pytest.approx(float(h.pow(2).mean()))
+    assert block["eigenvalues"].shape == (2, 160)  # 10 x 16 weights of W2, at two steps
+    e = hessian_topk(tr.model, X, y, k=4, bn_mode="batch", tol=1e-6)
+    np.testing.assert_array_equal(top["eigenvalues"][0], e.eigenvalues)
+    assert bool(top["converged"][0]) and int(top["num_matvecs"][0]) == e.num_matvecs
+    # the block's eigenvalues interlace the full Hessian's: lambda_1(block) <= lambda_1(full)
+    assert block["eigenvalues"][1][0] <= top["eigenvalues"][0][0] * (1 + 1e-5)
+
+
+def test_evaluation_validation_set_is_held_out_and_standardised_like_the_training_images(tmp_path):
+    import os
+
+    store, traj = runs.Store(tmp_path, progress=False), mnist_trajectory("none")
+    ev = Accuracies(val_start=400, val_size=100, train_size=300)
+    res = store.probe(traj, ev, steps=(0, 6))
+    tr = next(store.states(traj, (6,)))
+    # oracle: standardise the raw uint8 images in numpy with the 300 training images' statistics
+    with np.load(os.path.join(os.environ["BNLIB_DATA"], "mnist-mini.npz")) as f:
+        raw = f["x_train"][:500].astype(np.float64) / 255
+        y_val = torch.from_numpy(f["y_train"][400:500])
+    mean, std = raw[:300].mean(), raw[:300].std(ddof=1)
+    X_val = torch.tensor((raw[400:500] - mean) / std, dtype=torch.float32)[:, None]  # (100, 1, 28, 28)
+    with torch.no_grad():
+        logits = tr.model.eval()(X_val)
+    acc = (logits.argmax(1) == y_val).double().mean().item()
+    assert res["val_acc"][1] == pytest.approx(acc, abs=1e-6)  # float32 mean; one flip would be 0.01
+    loss = torch.nn.functional.cross_entropy(logits, y_val).item()
+    assert res["val_loss"][1] == pytest.approx(loss, rel=1e-4)  # float32 standardisation
+    assert res["train_acc"].shape == res["test_acc"].shape == (2,)
+    with pytest.raises(ValueError, match="must follow the trajectory's 300 training images"):
+        store.probe(traj, Accuracies(val_start=200, val_size=100), steps=(6,))

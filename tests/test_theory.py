@@ -21,7 +21,7 @@ from torch import nn
 
 from bnlib import models
 from bnlib import theory as T
-from bnlib.chapters import theory as ch
+from bnlib.probes import capture as P
 
 torch.set_num_threads(1)  # tiny tensors: extra threads only spin on the shared 2-core machine
 DT = torch.float64
@@ -438,12 +438,12 @@ def test_units_round_trip_for_conv_activations():
     assert torch.equal(T.from_units(u, t.shape), t)
 
 
-# ---- bnlib.chapters.theory: the statements on a real network ----------------------------------
+# ---- bnlib.probes.capture: the statements on a real network ------------------------------------
 
 def tiny_net(norm="bn", seed=0, n=12):
     """Linear(5, 4) -> BN -> ReLU -> Linear(4, 3), float64, with moved running statistics."""
     torch.manual_seed(seed)
-    model = models.mlp(norm=norm, sizes=(5, 4, 3), norm_after_relu=False).double()
+    model = models.mlp(norm=norm, sizes=(5, 4, 3), norm_after_relu=False, seed=seed).double()
     X = torch.randn(n, 5, dtype=DT)
     y = torch.randint(0, 3, (n,))
     with torch.no_grad():
@@ -461,7 +461,7 @@ def snapshot(model):
 def test_capture_leaves_the_model_untouched():
     model, X, y = tiny_net()
     before = snapshot(model)
-    cap = ch.capture(model, model[2], X, y, layer=model[1])
+    cap = P.capture(model, model[2], X, y, layer=model[1])
     cap.hess_hat(cap.grad_y)
     after = snapshot(model)
     assert all(torch.equal(a, b) for a, b in zip(before[0] + before[1], after[0] + after[1]))
@@ -471,7 +471,7 @@ def test_capture_leaves_the_model_untouched():
 def test_capture_matches_plain_backprop_and_finite_differences():
     model, X, y = tiny_net()
     bn, lin = model[2], model[1]
-    cap = ch.capture(model, bn, X, y, layer=lin)
+    cap = P.capture(model, bn, X, y, layer=lin)
     assert max(cap.losses) - min(cap.losses) <= 1e-12  # the same function, three ways
 
     # oracle: ordinary backward on a train-mode copy, and the BN input recorded by a hook
@@ -495,23 +495,23 @@ def test_capture_matches_plain_backprop_and_finite_differences():
 
 def test_measure_on_a_real_network_corrected_forms_hold_and_printed_thm_4_1_fails():
     model, X, y = tiny_net(n=16)
-    cap = ch.capture(model, model[2], X, y, layer=model[1])
-    res = ch.measure(cap)
+    cap = P.capture(model, model[2], X, y, layer=model[1])
+    res = P.measure(cap)
     for key in ("thm_4_1/exact", "thm_4_2/exact"):  # identities with the eps terms
-        assert np.abs(ch.rel_slack(res, key)).max() < 1e-10, key
+        assert np.abs(P.rel_slack(res, key)).max() < 1e-10, key
     for key in ("thm_4_1/corrected", "thm_4_4/corrected"):  # bounds: slack = the eps term >= 0
-        assert ch.rel_slack(res, key).min() > -1e-12, key
+        assert P.rel_slack(res, key).min() > -1e-12, key
     # eps-free identities: off by O(delta), delta = eps / sigma^2 ~ 1e-5 here
-    assert np.abs(ch.rel_slack(res, "eq_16/corrected")).max() < 1e-4
-    assert (ch.rel_slack(res, "eq_5/corrected") >= 0).all()
-    assert (ch.rel_slack(res, "thm_4_1/seed003") < 0).any()
+    assert np.abs(P.rel_slack(res, "eq_16/corrected")).max() < 1e-4
+    assert (P.rel_slack(res, "eq_5/corrected") >= 0).all()
+    assert (P.rel_slack(res, "thm_4_1/seed003") < 0).any()
 
 
 def test_conv_layers_are_captured_per_channel():
     torch.manual_seed(0)
     model = models.lenet(norm="bn", image_size=32).double()
     X, y = torch.randn(3, 3, 32, 32, dtype=DT), torch.randint(0, 10, (3,))
-    cap = ch.capture(model, model[1], X, y)
+    cap = P.capture(model, model[1], X, y)
     assert cap.y.shape == (3 * 28 * 28, 6)
     s = T.thm_4_1(cap.y, cap.g, cap.grad_y, cap.gamma, eps=cap.eps, form="exact")
     assert close(s.lhs, s.rhs, scale=s.terms["scale"] * s.terms["norm"])
@@ -520,7 +520,7 @@ def test_conv_layers_are_captured_per_channel():
 def test_bn_twin_reproduces_the_plain_network_on_its_batch_and_in_eval_mode():
     plain, X, _ = tiny_net(norm="none", seed=1)
     bn_net, _, _ = tiny_net(norm="bn", seed=2)
-    twin = ch.bn_twin(plain, bn_net, X)
+    twin = P.bn_twin(plain, bn_net, X)
     X2 = torch.randn(9, 5, dtype=DT)
     with torch.no_grad():
         out = plain(X)
@@ -528,32 +528,111 @@ def test_bn_twin_reproduces_the_plain_network_on_its_batch_and_in_eval_mode():
         assert torch.allclose(twin.eval()(X2), plain(X2), atol=1e-12)
         assert not torch.allclose(copy.deepcopy(twin).train()(X2), plain(X2), atol=1e-3)
     with pytest.raises(ValueError, match="nn.Identity where BN sits"):
-        ch.bn_twin(bn_net, bn_net, X)
+        P.bn_twin(bn_net, bn_net, X)
 
 
 def test_rescaled_loss_is_scale_invariant_up_to_eps():
     model, X, y = tiny_net()
     c = torch.tensor([0.1, 3.0, 10.0, 0.5], dtype=DT)
-    s = ch.rescaled_loss(model, model[1], X, y, scale=c)
+    s = P.rescaled_loss(model, model[1], X, y, scale=c)
     # the train-mode loss moves only through eps = 1e-5 against variances ~ 1
     assert s.lhs.item() == pytest.approx(s.rhs.item(), rel=1e-4)
     model[2].eps = 1e-30
-    s = ch.rescaled_loss(model, model[1], X, y, scale=c)
+    s = P.rescaled_loss(model, model[1], X, y, scale=c)
     assert s.lhs.item() == pytest.approx(s.rhs.item(), rel=1e-12)
 
 
 def test_layer_choices_are_validated():
     model = models.vgg(11, width=0.125, norm="bn")
     with pytest.raises(ValueError, match=r"conv_bn must be in \[1, 8\]"):
-        ch.probe_layers(model, 9)
+        P.probe_layers(model, 9)
     with pytest.raises(ValueError, match="needs a BatchNorm1d/2d layer; got ReLU"):
-        ch.capture(model, model[2], torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))
+        P.capture(model, model[2], torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))
 
 
 def test_random_instances_reproduce_the_summary():
-    inst = ch.random_instances(60, seed=3)
-    assert np.mean(ch.rel_slack(inst, "thm_4_1/seed003") < -1e-9) > 0.9
+    inst = P.random_instances(60, seed=3)
+    assert np.mean(P.rel_slack(inst, "thm_4_1/seed003") < -1e-9) > 0.9
     for key in ("thm_4_1/corrected", "thm_4_2/seed000", "thm_4_2/exact", "thm_4_4/corrected",
                 "eq_16/corrected"):
-        assert ch.rel_slack(inst, key).min() > -1e-9, key
+        assert P.rel_slack(inst, key).min() > -1e-9, key
     assert inst["obs_4_3/err"].max() < 1e-12
+
+
+def test_plain_copy_keeps_the_weights_and_replaces_every_bn():
+    model = models.lenet(norm="bn", seed=0).double()
+    plain = P.plain_copy(model)
+    assert not any(isinstance(m, P.BN_TYPES) for m in plain.modules())
+    assert any(isinstance(m, P.BN_TYPES) for m in model.modules())  # the original is untouched
+    ref = models.lenet(norm="none", seed=0).double()  # oracle: the builder's plain network
+    ref.load_state_dict({k: v for k, v in model.state_dict().items() if k in ref.state_dict()})
+    X = torch.randn(4, 3, 32, 32, dtype=DT, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(plain.eval()(X), ref.eval()(X))
+
+
+def test_observation_4_3_on_a_network():
+    model, X, _ = tiny_net(n=16)
+    X2 = torch.randn(16, 5, dtype=DT, generator=torch.Generator().manual_seed(5))
+    before = snapshot(model)
+    obs = P.observation_4_3(model, X, X2)
+    assert obs["obs_4_3/same"] < 1e-12 and obs["obs_4_3/other_eval"] < 1e-12  # float64 round-off
+    assert obs["obs_4_3/other"] > 1e-3  # another batch has other statistics
+    after = snapshot(model)
+    assert all(torch.equal(a, b) for a, b in zip(before[0] + before[1], after[0] + after[1]))
+
+
+# ---- the probe specs on stored checkpoints -----------------------------------------------------
+
+def lenet_trajectory(steps=4):
+    """LeNet with BN (two conv BN, two Linear -> BN1d) on 64 CIFAR-10 images, 16 per step."""
+    from bnlib.data import DataSpec
+    from bnlib.models import ModelSpec
+    from bnlib.runs import Trajectory
+    from bnlib.train import TrainConfig
+
+    return Trajectory(DataSpec("cifar10-mini", train_size=64, test_size=32), ModelSpec("lenet", norm="bn"),
+                      TrainConfig("sgd", lr=0.05, batch_size=16, num_steps=steps, eval_every=steps,
+                                  record_every=2, record_size=16), seed=0)
+
+
+def test_statements_on_a_checkpoint_equal_a_direct_capture_and_leave_it_untouched(tmp_path):
+    from bnlib import runs
+
+    store, traj = runs.Store(tmp_path, progress=False), lenet_trajectory()
+    res = store.probe(traj, P.Statements(conv_bn=2), steps=(0, 2))
+    assert list(res["step"]) == [0, 2]
+    tr = next(store.states(traj, (2,)))  # oracle: the same step's model and batch, by hand
+    X, y = tr.batch(2)
+    before = snapshot(tr.model)
+    layers = P.probe_layers(tr.model, 2)
+    for name, (layer, bn) in layers.items():
+        direct = P.measure(P.capture(tr.model, bn, X, y, layer=layer if name == "fc" else None))
+        for k, v in direct.items():
+            np.testing.assert_array_equal(res[f"{name}/{k}"][1], v, err_msg=k)
+    P.Statements(conv_bn=2).measure(tr.context())
+    after = snapshot(tr.model)
+    assert all(torch.equal(a, b) for a, b in zip(before[0] + before[1], after[0] + after[1]))
+    assert before[2] == after[2] and torch.equal(before[3], after[3])
+    # the statements that are identities hold on the network to float32 round-off
+    for key in ("thm_4_1/exact", "thm_4_2/exact"):
+        assert np.abs(P.rel_slack(res, key, "fc/")).max() < 1e-4, key
+    other = store.probe(traj, P.Statements(conv_bn=1), steps=(2,))  # a new parameter re-probes
+    assert not np.array_equal(other["conv/m"], res["conv/m"][1:]) and store.trained == [traj.key()]
+
+
+def test_end_checks_and_lemma_on_a_stored_trajectory(tmp_path):
+    from bnlib import runs
+
+    store, traj = runs.Store(tmp_path, progress=False), lenet_trajectory()
+    end = store.probe(traj, P.EndChecks(conv_bn=1, seed=3), steps=(4,))
+    assert end["obs_4_3/same"][0] < 1e-4 and end["obs_4_3/other_eval"][0] < 1e-4  # float32
+    for k in ("conv", "fc"):  # BN's scale invariance: only eps moves the loss
+        assert end[f"scale_inv/{k}/rhs"][0] == pytest.approx(end[f"scale_inv/{k}/lhs"][0], rel=1e-3)
+    lem = P.lemma_4_5_layers(store.model_at(traj, 0), store.model_at(traj), conv_bn=1)
+    # W0 is the initialisation: the checkpoint of step 0 is what the builder makes from the seed
+    assert torch.equal(store.model_at(traj, 0)[0].weight, models.build(traj.model, traj.seed)[0].weight)
+    for k in ("conv", "fc"):  # <W0, W*> > 0 after 4 small steps, so the lemma is an equality
+        assert lem[f"lemma_4_5/{k}/inner"] > 0
+        assert lem[f"lemma_4_5/{k}/global/lhs"] == pytest.approx(lem[f"lemma_4_5/{k}/global/rhs"], rel=1e-4)
+        assert lem[f"lemma_4_5/{k}/unit/lhs"] <= lem[f"lemma_4_5/{k}/global/lhs"] * (1 + 1e-6)

@@ -1,5 +1,11 @@
-"""Figures of the theory chapter: how each term of Theorems 4.1 and 4.2 contributes, where the
-printed forms fail, and what BN's epsilon changes."""
+"""Figures of bounds and their two sides: how each term of Theorems 4.1 and 4.2 contributes on
+a network, where printed forms fail, and what BN's epsilon changes.
+
+``net`` holds per-step measurements of two BN layers as ``probes.capture.Statements``
+returns them (``"step"`` (K,), ``"<layer>/<key>"`` (K, ...)); ``inst`` the random instances
+of ``probes.capture.random_instances``; ``table`` one row per form (statement, form, share
+failing on random instances and on the network).
+"""
 
 from __future__ import annotations
 
@@ -12,14 +18,14 @@ LAYERS = {"conv": "conv BN layer", "fc": "classifier BN layer (after a linear la
 
 
 def _probe(net: dict, layer: str, key: str) -> np.ndarray:
-    return np.asarray(net[f"probe/theory/{layer}/{key}"], float)
+    return np.asarray(net[f"{layer}/{key}"], float)
 
 
 def thm41_terms(net: dict):
     """Per layer: the share of ||g||^2 (sums over units) removed by the mean term and by the
     correlation term (log scale), and the factor (gamma/sigma)^2 (median and quartiles)."""
     fig, axes = plt.subplots(2, 2, figsize=(9, 5.2), sharex=True)
-    step = np.asarray(net["probe/theory/step"])
+    step = np.asarray(net["step"])
     for col, (layer, title) in enumerate(LAYERS.items()):
         norm = _probe(net, layer, "thm_4_1/terms/norm").sum(1)
         ax = axes[0, col]
@@ -48,7 +54,7 @@ def thm42_terms(net: dict):
     """Per layer: the curvature along the gradient and (gamma/sigma)^2 v^T H v (top, symlog),
     the BN correction relative to the latter (middle), the share of units with <g, yhat> > 0."""
     fig, axes = plt.subplots(3, 2, figsize=(9, 7), sharex=True)
-    step = np.asarray(net["probe/theory/step"])
+    step = np.asarray(net["step"])
     for col, (layer, title) in enumerate(LAYERS.items()):
         lhs = _probe(net, layer, "thm_4_2/exact/lhs")
         hess = _probe(net, layer, "thm_4_2/terms/hess")

@@ -1,7 +1,11 @@
-"""Figures of the chapter "The Hessian's pseudo-condition number" (seed 002, Figs. 1-3 and 8).
+"""Figures of Hessian spectra and of the runs they were measured on (seed 002, Figs. 1-3, 8).
 
-``res`` is ``chapters.hessian.run``'s dict of runs keyed by (variant, seed); a line is the mean
-over seeds and the band spans min to max.
+``res`` is a dict of runs keyed by (variant, seed), each a dict of per-epoch arrays (epoch 0 =
+initialisation): ``<split>_loss``/``<split>_acc``, ``time_s``, ``ll_eigs`` (epochs, P) every
+eigenvalue of one Hessian block, descending, and ``full_top`` (epochs, k) the top of the full
+spectrum. A line is the mean over seeds and the band spans min to max. ``style`` maps each
+variant to (normaliser kind for the colour, line style, legend label); ``STYLE`` holds the
+MLP variants with BN after and before the ReLU.
 """
 
 from __future__ import annotations
@@ -25,14 +29,14 @@ def _stack(res: dict, variant: str, fn) -> np.ndarray:
     return np.stack([np.pad(r, (0, n - len(r)), constant_values=np.nan) for r in rows])
 
 
-def _line(ax, x: np.ndarray, Y: np.ndarray, variant: str, **kw) -> None:
-    kind, ls, lab = STYLE[variant]
+def _line(ax, x: np.ndarray, Y: np.ndarray, variant: str, style: dict, **kw) -> None:
+    kind, ls, lab = style[variant]
     ax.plot(x, np.nanmean(Y, 0), ls, color=color(kind), label=lab, **kw)
     if len(Y) > 1:
         ax.fill_between(x, np.nanmin(Y, 0), np.nanmax(Y, 0), color=color(kind), alpha=0.2, lw=0)
 
 
-def curves(res: dict, variants, *, x: str = "epoch"):
+def epoch_curves(res: dict, variants, *, x: str = "epoch", style: dict = STYLE):
     """Loss (top) and accuracy (bottom) on the training and validation sets (left, right),
     against epochs or against training wall-clock time (``x="time"``)."""
     fig, axes = plt.subplots(2, 2, figsize=(10, 6.4), sharex=True)
@@ -43,7 +47,7 @@ def curves(res: dict, variants, *, x: str = "epoch"):
                 Y = _stack(res, v, lambda r, k=f"{split}_{metric}": r[k])
                 xs = (np.arange(Y.shape[1]) if x == "epoch"
                       else np.nanmean(_stack(res, v, lambda r: r["time_s"]), 0)[: Y.shape[1]])
-                _line(ax, xs, Y, v, marker="o", ms=3)
+                _line(ax, xs, Y, v, style, marker="o", ms=3)
             name = "training" if split == "train" else "validation"
             ax.set_ylabel(f"{name} {'loss (cross-entropy)' if metric == 'loss' else 'accuracy'}")
             if metric == "loss":
@@ -55,12 +59,12 @@ def curves(res: dict, variants, *, x: str = "epoch"):
     return fig
 
 
-def top_eigenvalues(res: dict, variants, *, key: str = "ll_eigs", k: int = 10):
+def top_eigenvalues(res: dict, variants, *, key: str = "ll_eigs", k: int = 10, style: dict = STYLE):
     """The k largest Hessian eigenvalues against epochs, one panel per network (seed Fig. 8)."""
     fig, axes = plt.subplots(1, len(variants), figsize=(4.2 * len(variants), 3.4), sharey=True,
                              squeeze=False)
     for ax, v in zip(axes[0], variants, strict=True):
-        kind, ls, lab = STYLE[v]
+        kind, ls, lab = style[v]
         for i in range(k):
             Y = _stack(res, v, lambda r, i=i: np.asarray(r[key])[:, i])
             ax.plot(np.arange(Y.shape[1]), np.nanmean(Y, 0), ls, color=color(kind),
@@ -73,7 +77,7 @@ def top_eigenvalues(res: dict, variants, *, key: str = "ll_eigs", k: int = 10):
     return fig
 
 
-def kappas(res: dict, variants, *, k: int = 10):
+def kappas(res: dict, variants, *, k: int = 10, style: dict = STYLE):
     """kappa' = lambda_1 / lambda_k against epochs: last-layer block (left), full Hessian
     (right)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -83,7 +87,7 @@ def kappas(res: dict, variants, *, k: int = 10):
             Y = _stack(res, v, lambda r, key=key: np.asarray(r[key])[:, 0]
                        / np.asarray(r[key])[:, k - 1])
             ok = ~np.all(np.isnan(Y), 0)  # epochs where this Hessian was computed
-            _line(ax, np.arange(Y.shape[1])[ok], Y[:, ok], v, marker="o", ms=3)
+            _line(ax, np.arange(Y.shape[1])[ok], Y[:, ok], v, style, marker="o", ms=3)
         ax.set_xlabel("epoch")
         ax.set_ylabel(rf"$\kappa' = \lambda_1 / \lambda_{{{k}}}$, {name}")
     axes[0].legend(fontsize=8)
@@ -92,7 +96,7 @@ def kappas(res: dict, variants, *, k: int = 10):
 
 
 def spectrum(res: dict, variants, *, epoch: int = -1, zero_rel: float = 1e-6,
-             floor: float = 1e-12):
+             floor: float = 1e-12, style: dict = STYLE):
     """Every eigenvalue of the last-layer Hessian at one epoch as |lambda| / lambda_1, sorted,
     log scale, values below ``floor`` drawn at it; negative ones marked with crosses; the
     dotted line is ``zero_rel``."""
@@ -100,7 +104,7 @@ def spectrum(res: dict, variants, *, epoch: int = -1, zero_rel: float = 1e-6,
     for v in variants:
         r = next(r for (w, _), r in res.items() if w == v)  # first seed
         lam = np.asarray(r["ll_eigs"])[epoch]
-        kind, ls, lab = STYLE[v]
+        kind, ls, lab = style[v]
         rel = np.abs(lam) / lam[0]
         order = np.argsort(-rel)
         idx = np.arange(1, lam.size + 1)
@@ -117,7 +121,7 @@ def spectrum(res: dict, variants, *, epoch: int = -1, zero_rel: float = 1e-6,
     return fig
 
 
-def search_grid(table: pd.DataFrame):
+def search_grid(table: pd.DataFrame, *, style: dict = STYLE):
     """Validation accuracy of every (lr, l2) of the search, one heatmap per network."""
     nets = list(dict.fromkeys(table.network))
     fig, axes = plt.subplots(1, len(nets), figsize=(4.4 * len(nets), 3.4), squeeze=False)
@@ -131,7 +135,7 @@ def search_grid(table: pd.DataFrame):
         ax.set_yticks(range(grid.shape[0]), [f"{c:g}" for c in grid.index] if j == 0 else [])
         ax.set_xlabel("Adam learning rate")
         ax.grid(False)
-        ax.text(0.02, 1.02, STYLE[v][2], transform=ax.transAxes, fontsize=8)
+        ax.text(0.02, 1.02, style[v][2], transform=ax.transAxes, fontsize=8)
     axes[0, 0].set_ylabel("l2 weight (weight_decay)")
     fig.colorbar(im, ax=axes[0].tolist(), label="validation accuracy")
     return fig

@@ -26,12 +26,20 @@ Probe contract (``functional.py``): parameters and buffers are cloned, the model
 are restored, and ``bn_mode`` is explicit. In ``"batch"`` mode BatchNorm layers get ``None`` for
 their running statistics, so they normalise with the batch and update nothing: an in-place
 update of a captured buffer is not allowed inside ``torch.func`` transforms.
+
+Probe specs for the run store (``runs.Runs.probe``), each measured on a checkpoint's model:
+``LastLayerHessian`` (every eigenvalue of the W2 block), ``HessianTopK`` (Lanczos on the whole
+Hessian) and ``Accuracies`` (seed 002's training and validation accuracy; the validation set
+is carved from the training images that follow the trajectory's own, and standardised with
+the trajectory's statistics). The Hessians are taken on the first ``size`` training images,
+one fixed batch for every step and every network.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import scipy.linalg
@@ -39,8 +47,10 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
+from .. import data
 from ..functional import Tensors, clone_state, loss_fn, probing
 from ..models import weight_layers
+from ..train import StepContext, evaluate
 
 MAX_DENSE_PARAMS = 20_000  # a dense Hessian above this size costs > 3 GB in float64
 _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -222,3 +232,85 @@ def pseudo_condition(eigenvalues: np.ndarray | torch.Tensor, *, k: int = 10) -> 
     if lam.size < k:
         raise ValueError(f"pseudo_condition needs at least k={k} eigenvalues; got {lam.size}")
     return float(lam[0] / lam[k - 1])
+
+
+# ---------------------------------------------------------------- probe specs for the run store
+
+@dataclass(frozen=True)
+class LastLayerHessian:
+    """Every eigenvalue of the exact Hessian w.r.t. the last layer's weight (seed 002's W2),
+    descending, on the first ``size`` training images; plus the scale of that layer's input
+    (mean of h^2) and its number of constant coordinates (silent ReLUs, constant after BN)."""
+
+    size: int = 1000              # the fixed Hessian batch: the first ``size`` training images
+    bn_mode: str = "batch"        # BN statistics inside the Hessian
+
+    def measure(self, ctx: StepContext) -> dict[str, np.ndarray]:
+        X, y = ctx.data.X_train[:self.size], ctx.data.y_train[:self.size]
+        H = last_layer_hessian(ctx.model, X, y, bn_mode=self.bn_mode, loss=ctx.cfg.loss)  # (P2, P2)
+        h = last_layer_input(ctx.model, X, bn_mode=self.bn_mode)  # (N, in)
+        return {"eigenvalues": torch.linalg.eigvalsh(H.double()).flip(0).cpu().numpy(),
+                "feat_sq": np.array(float(h.pow(2).mean())),
+                "const_units": np.array(int((h.amax(0) == h.amin(0)).sum()))}
+
+
+@dataclass(frozen=True)
+class HessianTopK:
+    """The ``k`` largest eigenvalues of the Hessian of all parameters by Lanczos
+    (``hessian_topk``) on the first ``size`` training images; NaN where fewer were found."""
+
+    size: int = 1000
+    k: int = 10
+    bn_mode: str = "batch"
+    tol: float = 1e-3             # relative accuracy certified by the residual bound
+    max_iter: int = 200
+    seed: int = 0                 # Lanczos start vector
+
+    def measure(self, ctx: StepContext) -> dict[str, np.ndarray]:
+        X, y = ctx.data.X_train[:self.size], ctx.data.y_train[:self.size]
+        e = hessian_topk(ctx.model, X, y, k=self.k, bn_mode=self.bn_mode, loss=ctx.cfg.loss,
+                         tol=self.tol, max_iter=self.max_iter, seed=self.seed)
+        top = np.full(self.k, np.nan)
+        top[:len(e.eigenvalues)] = e.eigenvalues
+        return {"eigenvalues": top, "num_matvecs": np.array(e.num_matvecs),
+                "converged": np.array(e.converged)}
+
+
+@lru_cache(maxsize=4)
+def _held_out(name: str, n: int, start: int, size: int, device: str,
+              dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    full = data.load(name, device=device, train_size=start + size, dtype=dtype)
+    if start < n or len(full.X_train) < start + size:
+        raise ValueError(f"The validation set (training images {start}..{start + size - 1} of "
+                         f"{name}) must follow the trajectory's {n} training images and exist "
+                         f"({name} has {len(full.X_train)}); lower val_size or train_size")
+    A = full.X_train[:n]  # the trajectory's images, standardised with other statistics
+    mean, std = A.mean(dim=(0, 2, 3), keepdim=True), A.std(dim=(0, 2, 3), keepdim=True)
+    return (full.X_train[start:] - mean) / std, full.y_train[start:]
+
+
+def held_out(d: data.Data, start: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training images ``start .. start + size - 1`` of ``d``'s data set, which ``d`` does not
+    hold, standardised as ``d`` is: with the statistics of ``d``'s own training images."""
+    return _held_out(d.name, len(d.X_train), start, size, str(d.device), d.X_train.dtype)
+
+
+@dataclass(frozen=True)
+class Accuracies:
+    """Loss and accuracy (BN with running statistics) on the first ``train_size`` training
+    images, on the validation set (``val_size`` training images from ``val_start`` on) and on
+    the test set."""
+
+    val_start: int                # first validation image; after every trajectory's own
+    val_size: int = 10_000
+    train_size: int = 10_000      # training images evaluated (the first ones)
+
+    def measure(self, ctx: StepContext) -> dict[str, np.ndarray]:
+        d = ctx.data
+        Xv, yv = held_out(d, self.val_start, self.val_size)
+        out = {}
+        for name, X, y in (("train", d.X_train[:self.train_size], d.y_train[:self.train_size]),
+                           ("val", Xv, yv), ("test", d.X_test, d.y_test)):
+            loss, acc = evaluate(ctx.model, X, y, loss=ctx.cfg.loss)
+            out[f"{name}_loss"], out[f"{name}_acc"] = np.array(loss), np.array(acc)
+        return out
