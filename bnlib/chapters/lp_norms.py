@@ -65,7 +65,7 @@ class Params(ChapterParams):
     dln_lr: float = param(D["dln_lr"], Interval(float, 0, 1, **_POS), "DLN gradient-descent step (paper: 1e-6)")
     dln_loss: str = param("mse_sum", OneOf(("mse_sum", "mse")), "DLN loss summed or averaged over points (choice)")
     dln_steps: int = param(D["dln_steps"], _STEPS, "DLN steps (paper: 10,000; quick: 2,500, choice)")
-    dln_probe_every: int = param(50, _STEPS, "DLN steps between landscape probes (choice)")
+    dln_probe_every: int = param(100, _STEPS, "DLN steps between landscape probes (choice)")
     dln_multipliers: tuple = param((0.01, 0.1, 1.0, 10.0, 30.0), ListOf(Interval(float, 0, 1e4, **_POS)),
                                    "DLN steps along the gradient, in units of dln_lr (paper: [1/100, 30])")
     margin: float = param(0.05, Interval(float, 0, 1), "'comparable to BN': accuracy within this (choice)")
@@ -74,11 +74,11 @@ class Params(ChapterParams):
 
 
 PROFILES = {
-    "smoke": {**profiles.VGG["smoke"], **profiles.DLN["smoke"], "probe_every": 3, "multipliers": (1.0, 4.0),
+    "smoke": {**profiles.VGG["smoke"], **profiles.DLN["smoke"], "probe_every": 2, "multipliers": (1.0, 4.0),
               "probe_size": 16, "hist_samples": 256, "dln_probe_every": 10, "dln_multipliers": (1.0, 30.0)},
     "quick": {},
-    "paper": {**profiles.VGG["paper"], **profiles.DLN["paper"], "probe_every": 100, "act_layers": (3, 11),
-              "dln_probe_every": 100},
+    "paper": {**profiles.VGG["paper"], **profiles.DLN["paper"], "probe_every": 250, "act_layers": (3, 11),
+              "dln_probe_every": 200},
 }
 KEY_SETTINGS = ("dataset", "depth", "width", "lr", "num_steps", "lp_norm_of", "lp_center", "lp_eps", "lp_affine",
                 "lp_momentum", "dln_lr", "dln_loss", "dln_steps", "num_seeds")
@@ -102,7 +102,8 @@ def sweep(store: Store, cfg: Params, arch: str, data_spec: DataSpec, model: Mode
 
 
 def probe_steps(cfg: Params, arch: str) -> list[int]:
-    """The training steps probed along the gradient: 0, probe_every, ... (before each update)."""
+    """The training steps probed along the gradient: 0, probe_every, ... (before each update); on
+    the store's default checkpoints where the profile allows (smoke, paper), else a few steps away."""
     vgg = arch == "vgg"
     return list(range(0, cfg.num_steps if vgg else cfg.dln_steps, cfg.probe_every if vgg else cfg.dln_probe_every))
 
@@ -143,8 +144,7 @@ def _row(cfg: Params, arch: str, r: dict) -> dict:
     row = {"final train loss": np.inf if h.diverged else float(np.mean(tail)), "diverged": h.diverged,
            "mean train loss": np.inf if h.diverged else float(np.mean(h.train_loss))}
     row.update({k: float(np.mean(f(ls))) if len(ls["step"]) else np.nan
-                for k, f in zip(LANDSCAPE, (lambda p: p["loss_max"] - p["loss_min"], lambda p: p["grad_diff_max"],
-                                            lambda p: p["beta_eff"]))})
+                for k, (_, f) in zip(LANDSCAPE, landscape.QUANTITIES.values())})
     if arch == "dln":
         return row
     row["test acc"] = np.nan if h.diverged else float(h.test_acc[-1])

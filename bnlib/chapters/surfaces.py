@@ -68,7 +68,7 @@ PROFILES = {
                   eval_size=200, probe_every=4, multipliers=(0.5, 2.0), surface_size=64, lenet_grid=3,
                   vgg_grid=3, line_points=5, sharp_dirs=2),
     "quick": {},
-    "paper": dict(lenet_steps=7800, vgg_steps=7800, vgg_width=1.0, eval_size=10_000, probe_every=100,
+    "paper": dict(lenet_steps=7800, vgg_steps=7800, vgg_width=1.0, eval_size=10_000, probe_every=150,
                   multipliers=(0.5, 1.0, 1.5, 2.0, 3.0, 4.0), surface_size=10_000, lenet_grid=51, vgg_grid=51,
                   line_points=101, sharp_dirs=32, points_per_call=8),
 }
