@@ -100,7 +100,7 @@ def test_specs_are_the_shared_trajectories(profile):
     training = chapters.resolve("training", profile=profile)
     assert profiles.vgg_specs(cfg) == profiles.vgg_specs(training) and cfg.lr == training.lr
     assert ch.dln_specs(cfg) == profiles.dln_specs(cfg)
-    assert ch.dln_specs(cfg)[1].norm_output is None
+    assert ch.dln_specs(cfg)[1].norm_output is False  # the builder default, made explicit
     other = chapters.resolve("ics_measure", profile=profile, dln_norm_output=True, dln_loss="mse")
     linear, dln, gd = ch.dln_specs(other)
     assert (dln.norm_output, gd.loss) == (True, "mse")

@@ -71,7 +71,7 @@ KEY_SETTINGS = ("dataset", "depth", "width", "lr", "lr_small", "batch_size", "nu
 def dln_specs(cfg: Params) -> tuple[DataSpec, ModelSpec, TrainConfig]:
     """The shared DLN (``profiles.dln_specs``) with this chapter's two options; at their
     defaults the specs are exactly the other chapters' (norm_output None = the builder's False)."""
-    linear, dln, gd = profiles.dln_specs(cfg, norm_output=cfg.dln_norm_output or None)
+    linear, dln, gd = profiles.dln_specs(cfg, norm_output=cfg.dln_norm_output)
     return linear, dln, replace(gd, loss=cfg.dln_loss)
 
 
