@@ -130,8 +130,6 @@ def line_search(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str
     return out
 
 
-
-
 @dataclass(frozen=True)
 class LineSearch:
     """The line-search probe as a spec: ``line_search`` on the step's batch, before its update.
