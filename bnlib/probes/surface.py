@@ -318,20 +318,26 @@ def partial_path(probe: object, model: nn.Module) -> Path:
 
 
 @dataclass(frozen=True)
-class Plane:
+class _Around:
+    """Options every probe around the weights shares: the batch, the directions, BN mode."""
+
+    size: int = 500                   # training images the loss is averaged over
+    norm: str = "filter"              # direction normalisation (directions.NORMS)
+    ignore_bias_bn: bool = True       # zero direction for biases and BN parameters
+    bn_mode: str = "running"          # BN statistics (Li et al.: running)
+    points_per_call: int = 1          # grid points per vmapped forward pass
+
+
+@dataclass(frozen=True)
+class Plane(_Around):
     """Li et al.'s 2D surface around the probed weights: the loss on the ``points`` x ``points``
     grid over [-span, span]^2 of the plane of two normalised random directions (seeds
     ``seeds``), on the first ``size`` training images. Resumable (``partial_path``).
     Returns ``grid`` (n,), ``loss`` and ``acc`` (n, n) and ``time_s`` (the grid's wall time)."""
 
-    size: int = 500                   # training images the loss is averaged over
     points: int = 21                  # grid points per axis (Li et al.: 51)
     span: float = 1.0                 # half-width of the grid, in direction units
     seeds: tuple = (1, 2)             # seeds of the two directions
-    norm: str = "filter"              # direction normalisation (directions.NORMS)
-    ignore_bias_bn: bool = True       # zero direction for biases and BN parameters
-    bn_mode: str = "running"          # BN statistics (Li et al.: running)
-    points_per_call: int = 1          # grid points per vmapped forward pass
 
     def measure(self, ctx: StepContext) -> dict[str, np.ndarray]:
         X, y = _subset(ctx, self.size)
@@ -348,18 +354,13 @@ class Plane:
 
 
 @dataclass(frozen=True)
-class Slices:
+class Slices(_Around):
     """1D slices through the probed weights along each normalised random direction (seeds
     ``seeds``), ``points`` coefficients on [-span, span]: ``xs`` (n,), ``loss`` (D, n)."""
 
-    size: int = 500
     points: int = 25
     span: float = 1.0
     seeds: tuple = (1, 2)
-    norm: str = "filter"
-    ignore_bias_bn: bool = True
-    bn_mode: str = "running"
-    points_per_call: int = 1
 
     def measure(self, ctx: StepContext) -> dict[str, np.ndarray]:
         X, y = _subset(ctx, self.size)
@@ -397,19 +398,14 @@ class Interpolation:
 
 
 @dataclass(frozen=True)
-class Sharpness:
+class Sharpness(_Around):
     """``sharpness`` at the probed weights: the mean loss rise at distance ``radius`` along
     ``directions`` normalised random directions (seeds ``seed``, ``seed + 1``, ...), both signs.
     Returns ``loss`` (at the weights), ``rise`` and ``rise_std``."""
 
-    size: int = 500
     radius: float = 0.25
     directions: int = 8
     seed: int = 10
-    norm: str = "filter"
-    ignore_bias_bn: bool = True
-    bn_mode: str = "running"
-    points_per_call: int = 1
 
     def measure(self, ctx: StepContext) -> dict[str, np.ndarray]:
         X, y = _subset(ctx, self.size)
