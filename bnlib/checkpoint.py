@@ -1,5 +1,6 @@
 """A trainer's checkpoint as flat arrays: weights, buffers, optimiser state, RNG states, step
-and the records so far, so training resumes bit-identically and probes see step t exactly.
+and (for resuming) the records so far, so training resumes bit-identically and probes see
+step t exactly.
 
 Keys: ``model/<name>`` (state_dict), ``opt/<param index>/<key>`` (optimiser state tensors),
 ``rng/torch`` and ``rng/<module>`` (generator states of noise layers), ``hist/...`` (records)
@@ -22,8 +23,10 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().copy()
 
 
-def state(tr: Trainer) -> dict[str, np.ndarray]:
-    """The checkpoint of ``tr`` at its current step."""
+def state(tr: Trainer, *, records: bool = True) -> dict[str, np.ndarray]:
+    """The checkpoint of ``tr`` at its current step; without ``records`` (what probes read:
+    weights, optimiser and RNG states, step) it is much smaller, but training that resumes
+    from it keeps no records of the steps before it."""
     from .train import _stack, _stack_records
 
     out = {f"model/{k}": _np(v) for k, v in tr.model.state_dict().items()}
@@ -33,14 +36,15 @@ def state(tr: Trainer) -> dict[str, np.ndarray]:
     for name, m in tr.model.named_modules():
         if isinstance(getattr(m, "generator", None), torch.Generator):
             out[f"rng/{name}"] = _np(m.generator.get_state())
-    out["hist/train_loss"] = np.array(tr.losses, dtype=np.float64)
-    out["hist/train_acc"] = np.array(tr.accs, dtype=np.float64)
-    out["hist/time_s"] = np.array(tr.times, dtype=np.float64)
-    out.update({f"rec/{k}": v for k, v in _stack_records(tr.recs).items()})
-    for name, d in _stack(tr.probed).items():
-        out.update({f"probe/{name}/{k}": v for k, v in d.items()})
-    meta = {"step": tr.step, "diverged": tr.diverged, "train_time": tr.train_time, "evals": tr.evals,
-            "num_recs": len(tr.recs)}
+    meta = {"step": tr.step, "diverged": tr.diverged, "train_time": tr.train_time, "evals": [], "num_recs": 0}
+    if records:
+        out["hist/train_loss"] = np.array(tr.losses, dtype=np.float64)
+        out["hist/train_acc"] = np.array(tr.accs, dtype=np.float64)
+        out["hist/time_s"] = np.array(tr.times, dtype=np.float64)
+        out.update({f"rec/{k}": v for k, v in _stack_records(tr.recs).items()})
+        for name, d in _stack(tr.probed).items():
+            out.update({f"probe/{name}/{k}": v for k, v in d.items()})
+        meta.update(evals=tr.evals, num_recs=len(tr.recs))
     out["meta"] = np.array(json.dumps(meta))
     return out
 
@@ -69,9 +73,10 @@ def load_state(tr: Trainer, arrays: dict[str, np.ndarray]) -> None:
     m = meta(arrays)
     tr.step, tr.diverged, tr.train_time = m["step"], m["diverged"], m["train_time"]
     tr.evals = [tuple(e) for e in m["evals"]]
-    tr.losses = arrays["hist/train_loss"].tolist()
-    tr.accs = arrays["hist/train_acc"].tolist()
-    tr.times = arrays["hist/time_s"].tolist()
+    empty = np.zeros(0)
+    tr.losses = arrays.get("hist/train_loss", empty).tolist()
+    tr.accs = arrays.get("hist/train_acc", empty).tolist()
+    tr.times = arrays.get("hist/time_s", empty).tolist()
     recs = {k[4:]: v for k, v in arrays.items() if k.startswith("rec/")}
     tr.recs = [{k: v[r] for k, v in recs.items()} for r in range(m["num_recs"])]
     tr.probed = {}

@@ -91,10 +91,11 @@ def param(default: Any, constraint: Interval | OneOf | ListOf, help: str) -> Any
 
 @dataclass(frozen=True)
 class ChapterParams:
-    """Fields every chapter has: the profile it was resolved from and the seed."""
+    """Fields every chapter has: the profile it was resolved from, the seed and the device."""
 
     profile: str = param("quick", OneOf(PROFILES), "profile the defaults come from")
     seed: int = param(0, Interval(int, 0, 2**31 - 1), "random seed (choice)")
+    device: str = param("auto", OneOf(("auto", "cpu", "cuda", "mps")), "compute device (auto: CUDA, MPS, CPU)")
 
 
 def chapter_of(params_cls: type) -> str:

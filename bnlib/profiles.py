@@ -13,8 +13,10 @@ trajectory by asking for a different record schedule.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from .config import ChapterParams, Interval, OneOf, param
 from .data import DataSpec
 from .models import ModelSpec
 from .train import TrainConfig
@@ -40,6 +42,41 @@ DLN: dict[str, dict[str, Any]] = {
 }
 DLN_RECORDS = {"smoke": dict(eval_every=10, record_every=5), "quick": dict(eval_every=100, record_every=50),
                "paper": dict(eval_every=100, record_every=50)}
+
+
+_STEPS = Interval(int, 1, 1_000_000)
+_V, _D = VGG["quick"], DLN["quick"]
+
+
+@dataclass(frozen=True)
+class VGGParams(ChapterParams):
+    """The shared VGG settings: every chapter that trains the book's VGG takes these fields,
+    with these defaults (the quick profile), so they all ask for the same trajectories."""
+
+    dataset: str = param(_V["dataset"], OneOf(("cifar10", "cifar10-mini")), "VGG training data (paper: CIFAR-10)")
+    train_size: int = param(_V["train_size"], Interval(int, 2, 60_000), "training images used (paper: all 50,000)")
+    depth: int = param(_V["depth"], OneOf((11, 13, 16, 19)), "VGG depth (paper: 'VGG-like'; quick: 11, choice)")
+    width: float = param(_V["width"], Interval(float, 0, 4, low_open=True),
+                         "VGG channel multiplier (paper 1; quick 1/8, choice)")
+    lr: float = param(0.1, Interval(float, 0, 10, low_open=True), "VGG SGD learning rate (paper: 0.1)")
+    batch_size: int = param(_V["batch_size"], Interval(int, 2, 60_000), "VGG examples per SGD step (paper: 128)")
+    num_steps: int = param(_V["num_steps"], _STEPS, "VGG SGD steps per run (paper: 15,000; quick: 250, choice)")
+    eval_every: int = param(_V["eval_every"], _STEPS, "VGG steps between test evaluations (choice)")
+    eval_size: int = param(_V["eval_size"], Interval(int, 1, 10_000), "test images per evaluation (choice)")
+    num_seeds: int = param(_V["num_seeds"], Interval(int, 1, 20), "seeds per setting: seed, seed + 1, ... (choice)")
+
+
+@dataclass(frozen=True)
+class DLNParams(ChapterParams):
+    """The shared deep-linear-network settings (see ``VGGParams``)."""
+
+    dln_depth: int = param(_D["dln_depth"], Interval(int, 2, 200), "DLN layers (paper: 25)")
+    dln_width: int = param(_D["dln_width"], Interval(int, 1, 1000), "DLN width and input dimension (paper: 10)")
+    dln_points: int = param(_D["dln_points"], Interval(int, 2, 1_000_000), "DLN data points, all in every step "
+                            "(paper: 1000)")
+    dln_lr: float = param(_D["dln_lr"], Interval(float, 0, 1, low_open=True),
+                          "DLN gradient-descent learning rate (paper: 1e-6)")
+    dln_steps: int = param(_D["dln_steps"], _STEPS, "DLN full-batch steps (paper: 10,000; quick: 2,500, choice)")
 
 
 def seeds(cfg: Any) -> list[int]:

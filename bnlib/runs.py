@@ -237,15 +237,15 @@ class Store:
 
         def on_step(t: train.Trainer) -> None:
             if t.step in wanted:
-                write_arrays(self._ckpt(traj, t.step), t.state())
+                write_arrays(self._ckpt(traj, t.step), t.state(records=False))
             if t.step % self.resume_every == 0 and t.step < traj.train.num_steps:
                 write_arrays(p / "resume.npz", t.state())
 
         if tr.step == 0 and 0 in wanted:
-            write_arrays(self._ckpt(traj, 0), tr.state())
+            write_arrays(self._ckpt(traj, 0), tr.state(records=False))
         tr.run(traj.train.num_steps, on_step=on_step, progress=self.progress, desc=traj.label())
         if tr.diverged:  # the last state reached is the last probe-able one
-            write_arrays(self._ckpt(traj, tr.step), tr.state())
+            write_arrays(self._ckpt(traj, tr.step), tr.state(records=False))
         hist = tr.history()
         write_arrays(p / "history.npz", hist.to_arrays())
         for f in (p / "resume.npz", p / "resume.npz.sha256"):
@@ -298,7 +298,7 @@ class Store:
             if arrays is not None:
                 tr.load_state(arrays)
         tr.run(step, progress=False)
-        write_arrays(self._ckpt(traj, step), tr.state())
+        write_arrays(self._ckpt(traj, step), tr.state(records=False))
         return tr
 
     def probe(self, traj: Trajectory, probe: Any, steps: tuple[int, ...] | list[int]) -> Arrays:

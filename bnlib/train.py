@@ -291,9 +291,9 @@ class Trainer:
                        np.array(self.times), ev[:, 0].astype(int), ev[:, 1], ev[:, 2], self.diverged,
                        _stack(self.probed), records)
 
-    def state(self) -> dict[str, np.ndarray]:
+    def state(self, *, records: bool = True) -> dict[str, np.ndarray]:
         """A checkpoint as flat arrays: ``model/``, ``opt/``, ``rng/`` and the records so far."""
-        return checkpoint.state(self)
+        return checkpoint.state(self, records=records)
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         """Continue from a checkpoint made by ``state()`` (bit-identical to never stopping)."""

@@ -59,7 +59,6 @@ class Params(ChapterParams):
     train_eval_size: int = param(10_000, Interval(int, 1, 59_000),
                                  "training images for the per-epoch training accuracy (choice)")
     num_seeds: int = param(1, Interval(int, 1, 20), "seeds per network (choice)")
-    device: str = param("auto", OneOf(("auto", "cpu", "cuda", "mps")), "compute device")
 
 
 PROFILES = {

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .. import models, profiles
 from ..claims import Claim, Criterion, verdict
-from ..config import ChapterParams, Interval, ListOf, OneOf, param
+from ..config import Interval, ListOf, OneOf, param
 from ..data import DataSpec
 from ..models import ModelSpec
 from ..train import History, TrainConfig
@@ -24,41 +24,23 @@ from ..train import History, TrainConfig
 TITLE = "Does BatchNorm reduce internal covariate shift?"
 NORMS, NETS = ("none", "bn"), ("vgg", "dln")
 PAPER_CONVS, PAPER_DLN = 13, 25  # the paper's layer numbers count 13 convs (VGG-16) and 25 DLN layers
-V, D = profiles.VGG["quick"], profiles.DLN["quick"]
 _LR, _STEPS = Interval(float, 0, 10, low_open=True), Interval(int, 1, 1_000_000)
 SOURCE = "Santurkar et al. 2018, Sec. 2.2, Fig. 3"
 
 
 @dataclass(frozen=True)
-class Params(ChapterParams):
-    dataset: str = param(V["dataset"], OneOf(("cifar10", "cifar10-mini")), "VGG training data (paper: CIFAR-10)")
-    depth: int = param(V["depth"], OneOf((11, 13, 16, 19)), "VGG depth (paper: 'VGG-like'; quick: 11, choice)")
-    width: float = param(V["width"], Interval(float, 0, 4, low_open=True),
-                         "channel multiplier of the VGG (paper 1; quick 1/8, choice)")
-    lr: float = param(0.1, _LR, "VGG SGD learning rate (paper: 0.1)")
+class Params(profiles.VGGParams, profiles.DLNParams):
     lr_small: float = param(0.01, _LR, "the VGG's second, smaller learning rate (paper: 0.01)")
-    batch_size: int = param(V["batch_size"], Interval(int, 2, 50_000), "examples per SGD step (paper: 128)")
-    num_steps: int = param(V["num_steps"], _STEPS, "VGG SGD steps per run (paper: 15,000; quick: 250, choice)")
     ics_every: int = param(10, _STEPS, "VGG steps between ICS measurements (choice)")
     vgg_layers: tuple = param((5, 10), ListOf(Interval(int, 1, PAPER_CONVS)),
                               "VGG layers shown, numbered as in a 13-conv VGG (paper: 5, 10)")
-    eval_every: int = param(V["eval_every"], _STEPS, "VGG steps between test evaluations (choice)")
-    eval_size: int = param(V["eval_size"], Interval(int, 1, 10_000), "test images per evaluation (choice)")
-    train_size: int = param(V["train_size"], Interval(int, 2, 50_000), "training images used (paper: all 50,000)")
-    dln_depth: int = param(D["dln_depth"], Interval(int, 2, 100), "DLN layers (paper: 25)")
-    dln_width: int = param(D["dln_width"], Interval(int, 1, 1000), "DLN width and input dimension (paper: 10)")
-    dln_points: int = param(D["dln_points"], Interval(int, 2, 1_000_000), "DLN data points (paper: 1000)")
-    dln_lr: float = param(D["dln_lr"], _LR, "DLN gradient-descent learning rate (paper: 1e-6)")
     dln_lr_small: float = param(1e-7, _LR, "the DLN's second, smaller learning rate (paper: 1e-7)")
-    dln_steps: int = param(D["dln_steps"], _STEPS, "DLN full-batch steps (paper: 10,000; quick: 2,500, choice)")
     dln_ics_every: int = param(50, _STEPS, "DLN steps between ICS measurements (choice)")
     dln_layers: tuple = param((9, 17), ListOf(Interval(int, 1, PAPER_DLN)),
                               "DLN layers shown, numbered as in a 25-layer DLN (paper: 9, 17)")
     dln_norm_output: bool = param(False, OneOf((False, True)), "BN also after the DLN's last layer (choice)")
     dln_loss: str = param("mse_sum", OneOf(("mse_sum", "mse")),
                           "DLN loss summed or averaged over the points (choice; paper silent)")
-    num_seeds: int = param(V["num_seeds"], Interval(int, 1, 20), "seeds per setting (choice)")
-    device: str = param("auto", OneOf(("auto", "cpu", "cuda", "mps")), "compute device")
 
 
 PROFILES = {"smoke": {**profiles.VGG["smoke"], **profiles.DLN["smoke"], "ics_every": 2, "dln_ics_every": 5},

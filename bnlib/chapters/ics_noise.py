@@ -16,7 +16,7 @@ import pandas as pd
 
 from .. import models, profiles
 from ..claims import Claim, Criterion, verdict
-from ..config import ChapterParams, Interval, ListOf, OneOf, param
+from ..config import Interval, ListOf, OneOf, param
 from ..probes.activations import distribution_shift
 from ..train import History
 
@@ -26,23 +26,14 @@ NOISY = ("noisy_bn", "noise")  # the networks with Algorithm 1's noise layers
 PAPER_CONVS = 13  # conv layers of the paper-profile VGG-16, the depth its layer numbers refer to
 V = profiles.VGG["quick"]
 _LAYER = Interval(int, 1, PAPER_CONVS)
-_POS = Interval(float, 0, 10, low_open=True)
 _STEPS = Interval(int, 1, 1_000_000)
 _DATA = ("cifar10", "mnist", "cifar10-mini", "mnist-mini")
 SOURCE = "Santurkar et al. 2018, Sec. 2.1, Fig. 2"
 
 
 @dataclass(frozen=True)
-class Params(ChapterParams):
+class Params(profiles.VGGParams):
     dataset: str = param(V["dataset"], OneOf(_DATA), "training data (paper: CIFAR-10; seed 001: another data set)")
-    depth: int = param(V["depth"], OneOf((11, 13, 16, 19)), "VGG depth (paper: 'VGG-like'; quick 11, choice)")
-    width: float = param(V["width"], _POS, "channel multiplier of the VGG (paper 1; quick 1/8, choice)")
-    lr: float = param(0.1, _POS, "SGD learning rate (paper: 0.1)")
-    batch_size: int = param(V["batch_size"], Interval(int, 2, 60_000), "examples per SGD step (paper: 128)")
-    num_steps: int = param(V["num_steps"], _STEPS, "SGD steps per run (paper: 15,000; quick: 250, choice)")
-    eval_every: int = param(V["eval_every"], _STEPS, "steps between test evaluations (choice)")
-    eval_size: int = param(V["eval_size"], Interval(int, 1, 10_000), "test images per evaluation (choice)")
-    train_size: int = param(V["train_size"], Interval(int, 2, 60_000), "training images used (paper: all 50,000)")
     n_mu: float = param(0.5, Interval(float, 0, 10), "half-range of the per-unit noise mean mu_j (paper: 0.5)")
     n_sigma: float = param(1.25, Interval(float, 1, 10), "upper end of the per-unit noise scale sigma_j (paper: 1.25)")
     r_mu: float = param(0.1, Interval(float, 0, 10), "per-sample half-range of the additive noise m (paper: 0.1)")
@@ -52,8 +43,6 @@ class Params(ChapterParams):
     layers_fig2: tuple = param((2, 9, 13), ListOf(_LAYER), "layers of Fig. 2, numbered in a 13-conv VGG (paper)")
     num_samples: int = param(1024, _STEPS, "activations sampled per layer for the bands (choice)")
     num_units: int = param(3, Interval(int, 1, 64), "random units per layer in Fig. 7 (choice)")
-    num_seeds: int = param(V["num_seeds"], Interval(int, 1, 20), "seeds per network (choice)")
-    device: str = param("auto", OneOf(("auto", "cpu", "cuda", "mps")), "compute device")
 
 
 PROFILES = {"smoke": {**profiles.VGG["smoke"], "num_samples": 256}, "quick": {}, "paper": profiles.VGG["paper"]}

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .. import profiles
 from ..claims import Claim, Criterion, verdict
-from ..config import ChapterParams, Interval, ListOf, OneOf, param
+from ..config import Interval, ListOf, OneOf, param
 from ..data import DataSpec
 from ..models import ModelSpec
 from ..probes import activations, evaluation, kurtosis, landscape
@@ -28,23 +28,12 @@ NORMS = ("none", "bn", "l1", "l2", "linf", "ln", "gn")  # plotting order
 LP = ("l1", "l2", "linf")
 LANDSCAPE = ("loss range", "grad-diff max", "beta_eff")  # the three panels of the paper's Fig. 4
 SRC = "Santurkar et al. 2018, Sec. 3.3"
-V, D = profiles.VGG["quick"], profiles.DLN["quick"]
 _POS = dict(low_open=True)
 _STEPS = Interval(int, 1, 1_000_000)
 
 
 @dataclass(frozen=True)
-class Params(ChapterParams):
-    dataset: str = param(V["dataset"], OneOf(("cifar10", "cifar10-mini")), "VGG training data (paper: CIFAR-10)")
-    depth: int = param(V["depth"], OneOf((11, 13, 16, 19)), "VGG depth (paper: 'VGG-like'; quick: 11, choice)")
-    width: float = param(V["width"], Interval(float, 0, 4, **_POS), "VGG channel multiplier (paper 1; quick 1/8)")
-    lr: float = param(0.1, Interval(float, 0, 10, **_POS), "VGG SGD learning rate (paper: 0.1)")
-    batch_size: int = param(V["batch_size"], Interval(int, 1, 50_000), "VGG examples per SGD step (paper: 128)")
-    num_steps: int = param(V["num_steps"], _STEPS, "VGG SGD steps (paper: 15,000; quick: 250, choice)")
-    eval_every: int = param(V["eval_every"], _STEPS, "VGG steps between test evaluations (choice)")
-    eval_size: int = param(V["eval_size"], Interval(int, 1, 10_000), "test images per evaluation (choice)")
-    train_size: int = param(V["train_size"], Interval(int, 1, 50_000), "VGG training images (paper: all 50,000)")
-    num_seeds: int = param(V["num_seeds"], Interval(int, 1, 20), "seeds per setting (choice)")
+class Params(profiles.VGGParams, profiles.DLNParams):
     lp_norm_of: str = param("raw", OneOf(("raw", "centered")),
                             "lp norm of the raw or the centred input (paper: 'before shifting the mean')")
     lp_center: bool = param(True, OneOf((True, False)), "lp layers subtract the batch mean (paper: yes)")
@@ -59,18 +48,12 @@ class Params(ChapterParams):
     act_layers: tuple = param((3, 7), ListOf(Interval(int, 1, 20)), "VGG layers whose activations are studied (choice)")
     probe_size: int = param(256, Interval(int, 2, 10_000), "fixed images for the activation histograms (choice)")
     hist_samples: int = param(4096, Interval(int, 16, 1_000_000), "activations kept per histogram (choice)")
-    dln_depth: int = param(D["dln_depth"], Interval(int, 2, 200), "DLN layers (paper: 25)")
-    dln_width: int = param(D["dln_width"], Interval(int, 1, 1000), "DLN width (paper: 10)")
-    dln_points: int = param(D["dln_points"], Interval(int, 2, 100_000), "DLN data points (paper: 1000)")
-    dln_lr: float = param(D["dln_lr"], Interval(float, 0, 1, **_POS), "DLN gradient-descent step (paper: 1e-6)")
     dln_loss: str = param("mse_sum", OneOf(("mse_sum", "mse")), "DLN loss summed or averaged over points (choice)")
-    dln_steps: int = param(D["dln_steps"], _STEPS, "DLN steps (paper: 10,000; quick: 2,500, choice)")
     dln_probe_every: int = param(100, _STEPS, "DLN steps between landscape probes (choice)")
     dln_multipliers: tuple = param((0.01, 0.1, 1.0, 10.0, 30.0), ListOf(Interval(float, 0, 1e4, **_POS)),
                                    "DLN steps along the gradient, in units of dln_lr (paper: [1/100, 30])")
     margin: float = param(0.05, Interval(float, 0, 1), "'comparable to BN': accuracy within this (choice)")
     similar_factor: float = param(3.0, Interval(float, 1, 1e3), "'similar smoothing': within this factor of BN")
-    device: str = param("auto", OneOf(("auto", "cpu", "cuda", "mps")), "compute device")
 
 
 PROFILES = {

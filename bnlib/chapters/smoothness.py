@@ -13,7 +13,7 @@ import pandas as pd
 
 from .. import profiles
 from ..claims import VERDICTS, Claim, Criterion, verdict
-from ..config import ChapterParams, Interval, ListOf, OneOf, param
+from ..config import Interval, ListOf, OneOf, param
 from ..probes import landscape
 from ..probes.landscape import LineSearch
 
@@ -27,27 +27,12 @@ _pos = partial(Interval, float, 0, low_open=True)  # _pos(high): a float in (0, 
 
 
 @dataclass(frozen=True)
-class Params(ChapterParams):
-    dataset: str = param(V["dataset"], OneOf(("cifar10", "cifar10-mini")), "VGG training data (paper: CIFAR-10)")
-    train_size: int = param(V["train_size"], Interval(int, 128, 50_000), "training images used (paper: all 50,000)")
-    depth: int = param(V["depth"], OneOf((11, 13, 16, 19)), "VGG depth (paper: 'VGG-like'; quick 11, choice)")
-    width: float = param(V["width"], _pos(4), "VGG channel multiplier (paper 1; quick 1/8, choice)")
-    lr: float = param(0.1, _pos(10), "VGG SGD learning rate (paper: 0.1)")
-    batch_size: int = param(V["batch_size"], Interval(int, 2, 50_000), "VGG examples per step (paper: 128)")
-    num_steps: int = param(V["num_steps"], _STEPS, "VGG SGD steps (paper: 15,000; quick 250, choice)")
-    eval_every: int = param(V["eval_every"], _STEPS, "VGG steps between test evaluations (choice)")
-    eval_size: int = param(V["eval_size"], Interval(int, 1, 10_000), "test images per evaluation (choice)")
-    num_seeds: int = param(V["num_seeds"], Interval(int, 1, 20), "seeds per setting (choice)")
+class Params(profiles.VGGParams, profiles.DLNParams):
     probe_every: int = param(25, _STEPS, "VGG steps between probes (paper: every step; choice)")
     mult_min: float = param(0.5, _pos(100), "smallest VGG step multiplier s (paper: 1/2)")
     mult_max: float = param(4.0, _pos(100), "largest VGG step multiplier s (paper: 4)")
     num_mults: int = param(6, Interval(int, 2, 100), "multipliers per line, log-spaced (choice)")
     direction_kind: str = param("unit", OneOf(("unit", "filter")), "random directions: unit or per filter (choice)")
-    dln_depth: int = param(D["dln_depth"], Interval(int, 2, 200), "DLN layers (paper: 25)")
-    dln_width: int = param(D["dln_width"], Interval(int, 1, 1000), "DLN width (paper: 10)")
-    dln_points: int = param(D["dln_points"], Interval(int, 2, 1_000_000), "DLN points, all in every step (paper: 1000)")
-    dln_lr: float = param(D["dln_lr"], _pos(1), "DLN gradient-descent learning rate (paper: 1e-6)")
-    dln_steps: int = param(D["dln_steps"], _STEPS, "DLN steps (paper: 10,000; quick 2,500, choice)")
     dln_probe_every: int = param(100, _STEPS, "DLN steps between probes (choice)")
     dln_mult_min: float = param(0.01, _pos(1000), "smallest DLN step multiplier (paper: 1/100)")
     dln_mult_max: float = param(30.0, _pos(1000), "largest DLN step multiplier (paper: 30)")
@@ -57,7 +42,6 @@ class Params(ChapterParams):
     dln_sweep_steps: int = param(D["dln_steps"], _STEPS, "DLN steps per sweep run (choice)")
     trained_below: float = param(0.9, Interval(float, 0, 1, low_open=True, high_open=True),
                                  "a run 'trains' if its final loss < this x its initial loss (choice)")
-    device: str = param("auto", OneOf(("auto", "cpu", "cuda", "mps")), "compute device")
 
 
 _SMOKE, _PAPER = {**profiles.VGG["smoke"], **profiles.DLN["smoke"]}, {**profiles.VGG["paper"], **profiles.DLN["paper"]}

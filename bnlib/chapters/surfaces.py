@@ -60,7 +60,6 @@ class Params(ChapterParams):
     radius: float = param(0.25, Interval(float, 0, 100, **_POS), "sharpness radius in direction units (choice)")
     sharp_dirs: int = param(8, Interval(int, 1, 1000), "random directions for sharpness (choice)")
     points_per_call: int = param(1, Interval(int, 1, 4096), "grid points per vmapped forward (1 on CPU; more on a GPU)")
-    device: str = param("auto", OneOf(("auto", "cpu", "cuda", "mps")), "compute device")
 
 
 PROFILES = {

@@ -15,36 +15,20 @@ import pandas as pd
 
 from .. import profiles, theory
 from ..claims import Claim, Criterion, verdict
-from ..config import ChapterParams, Interval, OneOf, param
+from ..config import Interval, param
 from ..probes.capture import rel_slack
 from ..train import History
 
 TITLE = "The theory, derived and checked"
-V = profiles.VGG["quick"]
 LAYERS = ("conv", "fc")
 SRC, SRC0 = "Santurkar et al. 2018, Sec. 4", "seed 000, Sec. 2"
 
 
 @dataclass(frozen=True)
-class Params(ChapterParams):
-    dataset: str = param(V["dataset"], OneOf(("cifar10", "cifar10-mini")), "training data (paper: CIFAR-10)")
-    train_size: int = param(V["train_size"], Interval(int, 1, 50_000), "training images used (paper: all 50,000)")
-    depth: int = param(V["depth"], OneOf((11, 13, 16, 19)), "VGG depth (paper: 'VGG-like'; quick: 11, choice)")
-    width: float = param(V["width"], Interval(float, 0, 4, low_open=True),
-                         "channel multiplier of the VGG (paper 1; quick 1/8, choice)")
-    lr: float = param(0.1, Interval(float, 0, 10, low_open=True), "SGD learning rate (paper: 0.1)")
-    batch_size: int = param(V["batch_size"], Interval(int, 2, 50_000),
-                            "examples per step, m of the classifier's BN layer (paper: 128)")
-    num_steps: int = param(V["num_steps"], Interval(int, 1, 1_000_000),
-                           "SGD steps of the shared VGG run (paper: 15,000; quick: 250, choice)")
-    eval_every: int = param(V["eval_every"], Interval(int, 1, 1_000_000), "steps between test evaluations (choice)")
-    eval_size: int = param(V["eval_size"], Interval(int, 1, 10_000), "test images per evaluation (choice)")
-    num_seeds: int = param(V["num_seeds"], Interval(int, 1, 20),
-                           "seeds of the shared VGG runs (choice); this chapter probes the first")
+class Params(profiles.VGGParams):
     probe_every: int = param(25, Interval(int, 1, 1_000_000), "steps between theory probes (choice)")
     conv_bn: int = param(4, Interval(int, 1, 16), "conv BN layer probed, 1-based in forward order (choice)")
     num_instances: int = param(5000, Interval(int, 10, 10_000_000), "random instances per statement (choice)")
-    device: str = param("auto", OneOf(("auto", "cpu", "cuda", "mps")), "compute device")
 
 
 PROFILES = {"smoke": {**profiles.VGG["smoke"], "probe_every": 2, "num_instances": 100}, "quick": {},

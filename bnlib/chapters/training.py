@@ -14,32 +14,18 @@ import pandas as pd
 
 from .. import profiles
 from ..claims import Claim, Criterion, verdict
-from ..config import ChapterParams, Interval, OneOf, param
+from ..config import Interval, param
 from ..train import History
 
 TITLE = "Training with and without BatchNorm"
 NORMS = ("none", "bn")
-V = profiles.VGG["quick"]
 SOURCE = "Santurkar et al. 2018, Fig. 1"
 
 
 @dataclass(frozen=True)
-class Params(ChapterParams):
-    dataset: str = param(V["dataset"], OneOf(("cifar10", "cifar10-mini")), "training data (paper: CIFAR-10)")
-    depth: int = param(V["depth"], OneOf((11, 13, 16, 19)), "VGG depth (paper: 'VGG-like'; quick: 11, choice)")
-    width: float = param(V["width"], Interval(float, 0, 4, low_open=True),
-                         "channel multiplier of the VGG (paper 1; quick 1/8, choice)")
-    lr: float = param(0.1, Interval(float, 0, 10, low_open=True), "SGD learning rate (paper: 0.1)")
+class Params(profiles.VGGParams):
     lr_large: float = param(0.5, Interval(float, 0, 10, low_open=True),
                             "the larger learning rate of Fig. 1 (paper: 0.5)")
-    batch_size: int = param(V["batch_size"], Interval(int, 1, 50_000), "examples per SGD step (paper: 128)")
-    num_steps: int = param(V["num_steps"], Interval(int, 1, 1_000_000),
-                           "SGD steps per run (paper: 15,000; quick: 250, choice)")
-    eval_every: int = param(V["eval_every"], Interval(int, 1, 1_000_000), "steps between test evaluations (choice)")
-    eval_size: int = param(V["eval_size"], Interval(int, 1, 10_000), "test images per evaluation (choice)")
-    train_size: int = param(V["train_size"], Interval(int, 1, 50_000), "training images used (paper: all 50,000)")
-    num_seeds: int = param(V["num_seeds"], Interval(int, 1, 20), "seeds per setting (choice)")
-    device: str = param("auto", OneOf(("auto", "cpu", "cuda", "mps")), "compute device")
 
 
 PROFILES = {"smoke": profiles.VGG["smoke"], "quick": {}, "paper": profiles.VGG["paper"]}
