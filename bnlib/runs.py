@@ -14,7 +14,7 @@ Layout under ``<root>`` (argument, else ``$BNLIB_RUNS``, else ``./_runs``)::
 
     traj/<key>/spec.json      specs, code version, step count
     traj/<key>/history.npz    the finished trajectory's records (its manifest marks it done)
-    traj/<key>/resume.npz     the last resume point while training (deleted when done)
+    traj/<key>/resume-<step>.npz  resume points while training (the newest two; deleted when done)
     traj/<key>/ckpt/<step>.npz  checkpoints that probes read
     traj/<key>/used.json      which chapter trained it and which ones used it
     probe/<key>/<probe key>.npz  probe results
@@ -165,6 +165,12 @@ def read_arrays(path: Path) -> Arrays | None:
         return None
 
 
+def _remove(path: Path) -> None:
+    """Remove an array file and its checksum."""
+    path.unlink(missing_ok=True)
+    Path(f"{path}.sha256").unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive lock on ``path`` (created if needed), held for the block."""
@@ -229,7 +235,7 @@ class Store:
         _atomic(p / "spec.json", lambda tmp: Path(tmp).write_text(json.dumps(
             {**traj.specs(), "label": traj.label(), "code": code_version(TRAJECTORY_CODE)}, indent=1)))
         tr = self._trainer(traj)
-        resume = read_arrays(p / "resume.npz")
+        resume = self._resume_point(p)
         if resume is not None:
             tr.load_state(resume)
             print(f"[bnlib] {traj.label()}: resuming at step {tr.step}", file=sys.stderr)
@@ -239,7 +245,9 @@ class Store:
             if t.step in wanted:
                 write_arrays(self._ckpt(traj, t.step), t.state(records=False))
             if t.step % self.resume_every == 0 and t.step < traj.train.num_steps:
-                write_arrays(p / "resume.npz", t.state())
+                write_arrays(p / f"resume-{t.step:08d}.npz", t.state())
+                for old in sorted(p.glob("resume-*.npz"))[:-2]:  # a kill mid-write leaves the previous one
+                    _remove(old)
 
         if tr.step == 0 and 0 in wanted:
             write_arrays(self._ckpt(traj, 0), tr.state(records=False))
@@ -248,11 +256,20 @@ class Store:
             write_arrays(self._ckpt(traj, tr.step), tr.state(records=False))
         hist = tr.history()
         write_arrays(p / "history.npz", hist.to_arrays())
-        for f in (p / "resume.npz", p / "resume.npz.sha256"):
-            f.unlink(missing_ok=True)
+        for old in p.glob("resume-*.npz"):
+            _remove(old)
         self.trained.append(traj.key())
         self._mark_used(traj, trained=True)
         return hist
+
+    @staticmethod
+    def _resume_point(p: Path) -> Arrays | None:
+        """The newest intact resume point (one whose write a kill interrupted is skipped)."""
+        for f in sorted(p.glob("resume-*.npz"), reverse=True):
+            arrays = read_arrays(f)
+            if arrays is not None:
+                return arrays
+        return None
 
     def _ckpt(self, traj: Trajectory, step: int) -> Path:
         return self.path(traj) / "ckpt" / f"{step:08d}.npz"
@@ -419,7 +436,7 @@ def listing(root: str | os.PathLike | None = None) -> list[dict]:
         done = (p / "history.npz").exists()
         steps = spec.get("train", {}).get("num_steps", "?")
         rows.append({"key": p.name, "label": spec.get("label", "?"), "steps": steps,
-                     "state": "done" if done else ("partial" if (p / "resume.npz").exists() else "empty"),
+                     "state": "done" if done else ("partial" if any(p.glob("resume-*.npz")) else "empty"),
                      "checkpoints": len(list((p / "ckpt").glob("*.npz"))),
                      "probes": len(list(probes.glob("*.npz"))) if probes.exists() else 0,
                      "bytes": _size(p) + (_size(probes) if probes.exists() else 0),
