@@ -93,8 +93,11 @@ class Trajectory:
         return {"data": asdict(self.data), "model": asdict(self.model), "train": asdict(self.train),
                 "seed": self.seed}
 
-    def key(self) -> str:
-        return _hash({**self.specs(), "code": code_version(TRAJECTORY_CODE), "torch": torch.__version__})
+    def key(self, device: str = "cpu") -> str:
+        """The store key on a device of type ``device`` ("cpu", "cuda", "mps"): kernels differ
+        between devices, so the same specs give (slightly) different numbers on each."""
+        specs = {**self.specs(), "code": code_version(TRAJECTORY_CODE), "torch": torch.__version__}
+        return _hash(specs if device == "cpu" else {**specs, "device": device})
 
     def label(self) -> str:
         t = self.train
@@ -108,9 +111,9 @@ def probe_code(probe: Any) -> str:
     return code_version((*TRAJECTORY_CODE, "probes", "theory", mod))
 
 
-def probe_meta(traj: Trajectory, probe: Any, steps: tuple[int, ...]) -> dict:
+def probe_meta(traj: Trajectory, probe: Any, steps: tuple[int, ...], device: str = "cpu") -> dict:
     """Everything a probe's results depend on; its hash is the results' key."""
-    return {"traj": traj.key(), "probe": f"{type(probe).__module__}.{type(probe).__qualname__}",
+    return {"traj": traj.key(device), "probe": f"{type(probe).__module__}.{type(probe).__qualname__}",
             "spec": asdict(probe), "steps": list(steps), "code": probe_code(probe)}
 
 
@@ -205,8 +208,11 @@ class Store:
         self.resume_every, self.progress = resume_every, progress
         self.trained: list[str] = []  # keys this Store trained (the rest it loaded)
 
+    def key(self, traj: Trajectory) -> str:
+        return traj.key(self.device.type)
+
     def path(self, traj: Trajectory) -> Path:
-        return self.root / "traj" / traj.key()
+        return self.root / "traj" / self.key(traj)
 
     # -- training
 
@@ -233,7 +239,8 @@ class Store:
         p = self.path(traj)
         p.mkdir(parents=True, exist_ok=True)
         _atomic(p / "spec.json", lambda tmp: Path(tmp).write_text(json.dumps(
-            {**traj.specs(), "label": traj.label(), "code": code_version(TRAJECTORY_CODE)}, indent=1)))
+            {**traj.specs(), "label": traj.label(), "device": self.device.type,
+             "code": code_version(TRAJECTORY_CODE)}, indent=1)))
         tr = self._trainer(traj)
         resume = self._resume_point(p)
         if resume is not None:
@@ -258,7 +265,7 @@ class Store:
         write_arrays(p / "history.npz", hist.to_arrays())
         for old in p.glob("resume-*.npz"):
             _remove(old)
-        self.trained.append(traj.key())
+        self.trained.append(self.key(traj))
         self._mark_used(traj, trained=True)
         return hist
 
@@ -322,8 +329,8 @@ class Store:
         """``probe.measure(ctx)`` at each of ``steps`` of ``traj``: ``{"step": (K,), key: (K, ...)}``,
         cached; a changed probe parameter re-probes from the checkpoints, never retrains."""
         steps = tuple(sorted({int(s) for s in steps}))
-        meta = probe_meta(traj, probe, steps)
-        path = self.root / "probe" / traj.key() / f"{_hash(meta)}.npz"
+        meta = probe_meta(traj, probe, steps, self.device.type)
+        path = self.root / "probe" / self.key(traj) / f"{_hash(meta)}.npz"
         cached = read_arrays(path)
         if cached is not None:
             self._mark_used(traj)

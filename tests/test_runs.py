@@ -158,3 +158,7 @@ def test_two_processes_asking_for_one_trajectory_train_it_once(tmp_path):
     assert sorted(o[0] for o in outs) == ["LOADED", "TRAINED"]
     assert outs[0][1:] == outs[1][1:]
     assert runs.listing(tmp_path)[0]["state"] == "done"
+
+
+def test_the_device_type_is_part_of_the_key():
+    assert TRAJ.key() == TRAJ.key("cpu") != TRAJ.key("cuda") != TRAJ.key("mps")
