@@ -389,11 +389,13 @@ class Runs(dict):
     """Trajectories of a sweep, keyed by (varied values..., seed); ``.hist`` holds their
     Histories, ``probe`` measures them all from the store."""
 
-    def __init__(self, store: Store, trajs: dict[tuple, Trajectory], checkpoints: tuple[int, ...] = ()):
+    def __init__(self, store: Store, trajs: dict[tuple, Trajectory], checkpoints: tuple[int, ...] = (),
+                 hist: dict[tuple, History] | None = None):
         super().__init__(trajs)
         self.store = store
         t0 = time.perf_counter()
-        self.hist = {k: store.history(t, checkpoints=checkpoints) for k, t in trajs.items()}
+        self.hist = hist if hist is not None else {k: store.history(t, checkpoints=checkpoints)
+                                                   for k, t in trajs.items()}
         self.wall_time_s = time.perf_counter() - t0
 
     def probe(self, probe: Any, steps: Callable[[History], list[int]] | list[int]) -> dict[tuple, Arrays]:
@@ -405,10 +407,7 @@ class Runs(dict):
         """The sub-sweep whose trajectories have these spec values (e.g. ``norm="bn"``)."""
         keep = {k: t for k, t in self.items()
                 if all(_value(t, n) == v for n, v in values.items())}
-        sub = dict.__new__(Runs)
-        dict.__init__(sub, keep)
-        sub.store, sub.hist, sub.wall_time_s = self.store, {k: self.hist[k] for k in keep}, 0.0
-        return sub
+        return Runs(self.store, keep, hist={k: self.hist[k] for k in keep})
 
 
 def _value(traj: Trajectory, name: str) -> Any:

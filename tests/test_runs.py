@@ -83,9 +83,8 @@ def test_changing_a_probe_parameter_reprobes_without_retraining(tmp_path, monkey
     store(tmp_path).probe(TRAJ, GradProbe(), [0, 6])
     monkeypatch.setattr(train.Trainer, "run", lambda *a, **k: pytest.fail("retrained"))
     again = store(tmp_path)
-    t0 = time.perf_counter()
     out = again.probe(TRAJ, GradProbe(scale=2.0), [0, 6])
-    assert again.trained == [] and time.perf_counter() - t0 < 5
+    assert again.trained == []
     np.testing.assert_allclose(out["loss"] / 2, store(tmp_path).probe(TRAJ, GradProbe(), [0, 6])["loss"])
 
 
