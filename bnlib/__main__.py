@@ -1,6 +1,6 @@
 """Command line: ``python -m bnlib {book,run,params,store}``.
 
-  python -m bnlib book [--profile quick] [--only CH ...] [--force]   execute chapters, build HTML
+  python -m bnlib book [--profile quick] [--only CH ...] [-j N]      execute chapters, build HTML
   python -m bnlib run CH [--profile P] [-p NAME VALUE ...] [-o OUT]  re-run one chapter
   python -m bnlib params CH [--cell]                                 a chapter's parameters (or its cell)
   python -m bnlib store [--prune]                                    list (or prune) the run store
@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--only", nargs="+", metavar="CHAPTER", help="execute only these chapters")
     b.add_argument("--force", action="store_true", help="execute even if unchanged")
     b.add_argument("--no-build", action="store_true", help="execute only, do not build the HTML")
+    b.add_argument("--jobs", "-j", type=int, default=book.default_jobs(),
+                   help="chapters executed side by side (default: %(default)s, the cores here, at most 4)")
     r = sub.add_parser("run", help="execute one chapter with new parameters")
     r.add_argument("chapter")
     r.add_argument("--profile", default="quick", choices=config.PROFILES)
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "book":
-            return book.book(profile=args.profile, only=args.only, force=args.force,
+            return book.book(profile=args.profile, only=args.only, force=args.force, jobs=args.jobs,
                              build_html=not args.no_build)
         if args.cmd == "store":
             if args.prune:

@@ -6,11 +6,12 @@ In prose write ``{glue:text}`key``` (strings and numbers) or ``{glue:text}`key:.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import Markdown, display, update_display
 
 from . import claims as claims_
 from . import config
@@ -45,8 +46,21 @@ def _fmt(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
+_SETTINGS: dict[str, Any] = {}  # the header shown by ``settings``, completed by ``finish``
+
+
+def _seeds(cfg) -> str:
+    from . import profiles
+
+    out = ", ".join(map(str, profiles.seeds(cfg)))
+    if hasattr(cfg, "variant_seeds"):
+        out += f" (core runs); {', '.join(map(str, profiles.seeds(cfg, 'variant_seeds')))} (variants)"
+    return out
+
+
 def settings(cfg, *, chapter: str | None = None) -> None:
-    """Glue the profile and the chapter's key settings, and show them as the page header."""
+    """Glue the profile and the chapter's key settings, and show them as the page header
+    (its run time is filled in by ``finish()`` at the end of the page)."""
     mod, known = config.spec_module(type(cfg)), config.fields(type(cfg))
     glue("profile", cfg.profile)
     rows = []
@@ -56,10 +70,23 @@ def settings(cfg, *, chapter: str | None = None) -> None:
     scale = {"smoke": "a plumbing test on tiny data, not a result",
              "quick": "CPU-sized: smaller models and fewer steps than the paper",
              "paper": "the papers' own settings"}[cfg.profile]
-    display(Markdown(
-        f":::{{admonition}} Executed with the `{cfg.profile}` profile\n:class: note\n\n"
-        f"This page was executed with the **{cfg.profile}** profile ({scale}). Key settings:\n\n"
-        "| parameter | value | meaning |\n| --- | --- | --- |\n" + "\n".join(rows) + "\n:::\n"))
+    text = (f":::{{admonition}} Executed with the `{cfg.profile}` profile\n:class: note\n\n"
+            f"This page was executed with the **{cfg.profile}** profile ({scale}), seeds {_seeds(cfg)}. "
+            "{run_time}Key settings:\n\n"
+            "| parameter | value | meaning |\n| --- | --- | --- |\n" + "\n".join(rows) + "\n:::\n")
+    _SETTINGS.update(text=text, t0=time.perf_counter())
+    display(Markdown(text.format(run_time="")), display_id="bnlib-settings")
+
+
+def finish() -> float:
+    """Write the page's run time (training and probes not already in the store included) into
+    the settings header shown by ``settings``; return it in seconds."""
+    took = time.perf_counter() - _SETTINGS["t0"]
+    when = time.strftime("%Y-%m-%d", time.gmtime())
+    run = f"It ran in **{took / 60:.1f} min** here on {when} (a run another page had already trained is loaded, not retrained). "
+    update_display(Markdown(_SETTINGS["text"].format(run_time=run)), display_id="bnlib-settings")
+    glue("run_time_min", round(took / 60, 1))
+    return took
 
 
 def claims(rows: list[claims_.Claim], *, prefix: str = "claim") -> pd.DataFrame:

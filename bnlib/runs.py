@@ -175,15 +175,39 @@ def _remove(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` (created if needed), held for the block."""
+def _locked(path: Path, *, wait: bool = True) -> Iterator[bool]:
+    """An exclusive lock on ``path`` (created if needed), held for the block; yields whether it
+    was taken (always, if ``wait``; without ``wait``, False when another process holds it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# Training on the CPU always uses one thread: float32 sums differ with the thread count (a
+# relative 1e-4 in VGG losses), so a trajectory's numbers would depend on the machine. The
+# book runs chapters side by side instead (``bnlib book --jobs``).
+CPU_TRAIN_THREADS = 1
+
+
+@contextlib.contextmanager
+def train_threads(device: torch.device) -> Iterator[None]:
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(CPU_TRAIN_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # ---------------------------------------------------------------- the store
@@ -216,12 +240,15 @@ class Store:
 
     # -- training
 
-    def history(self, traj: Trajectory, *, checkpoints: tuple[int, ...] = ()) -> History:
+    def history(self, traj: Trajectory, *, checkpoints: tuple[int, ...] = (), wait: bool = True) -> History | None:
         """The finished trajectory's History: loaded, or trained now (at most once per store),
-        saving checkpoints at ``checkpoints`` (plus the first and last step) for probes."""
+        saving checkpoints at ``checkpoints`` (plus the first and last step) for probes.
+        Without ``wait``, None if another process is training it now."""
         done = self._finished(traj)
         if done is None:
-            with _locked(self.path(traj) / ".lock"):
+            with _locked(self.path(traj) / ".lock", wait=wait) as mine:
+                if not mine:
+                    return None
                 done = self._finished(traj) or self._train(traj, checkpoints)
         self._mark_used(traj)
         return done
@@ -258,7 +285,8 @@ class Store:
 
         if tr.step == 0 and 0 in wanted:
             write_arrays(self._ckpt(traj, 0), tr.state(records=False))
-        tr.run(traj.train.num_steps, on_step=on_step, progress=self.progress, desc=traj.label())
+        with train_threads(self.device):
+            tr.run(traj.train.num_steps, on_step=on_step, progress=self.progress, desc=traj.label())
         if tr.diverged:  # the last state reached is the last probe-able one
             write_arrays(self._ckpt(traj, tr.step), tr.state(records=False))
         hist = tr.history()
@@ -321,7 +349,8 @@ class Store:
             arrays = read_arrays(self._ckpt(traj, have[-1])) if have else None
             if arrays is not None:
                 tr.load_state(arrays)
-        tr.run(step, progress=False)
+        with train_threads(self.device):
+            tr.run(step, progress=False)
         write_arrays(self._ckpt(traj, step), tr.state(records=False))
         return tr
 
@@ -381,6 +410,13 @@ def store(cfg: Any, **kw: Any) -> Store:
                  **kw)
 
 
+def _histories(store: Store, trajs: dict[tuple, Trajectory], checkpoints: tuple[int, ...]) -> dict:
+    """Every trajectory's History, in ``trajs``' order; one another process is training now is
+    left for later, so chapters run side by side share the training instead of waiting."""
+    got = {k: store.history(t, checkpoints=checkpoints, wait=False) for k, t in trajs.items()}
+    return {k: h if h is not None else store.history(trajs[k], checkpoints=checkpoints) for k, h in got.items()}
+
+
 def _names(spec: Any) -> list[str]:
     return [f.name for f in fields(spec)]
 
@@ -394,8 +430,7 @@ class Runs(dict):
         super().__init__(trajs)
         self.store = store
         t0 = time.perf_counter()
-        self.hist = hist if hist is not None else {k: store.history(t, checkpoints=checkpoints)
-                                                   for k, t in trajs.items()}
+        self.hist = hist if hist is not None else _histories(store, trajs, checkpoints)
         self.wall_time_s = time.perf_counter() - t0
 
     def probe(self, probe: Any, steps: Callable[[History], list[int]] | list[int]) -> dict[tuple, Arrays]:

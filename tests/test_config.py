@@ -8,7 +8,7 @@ from bnlib import chapters, config
 def test_quick_defaults_and_profile_overrides():
     quick = chapters.resolve("training")
     paper = chapters.resolve("training", profile="paper")
-    assert (quick.profile, quick.depth, quick.width, quick.num_steps) == ("quick", 11, 0.125, 250)
+    assert (quick.profile, quick.depth, quick.width, quick.num_steps) == ("quick", 11, 0.125, 1500)
     assert (paper.depth, paper.width, paper.num_steps) == (16, 1.0, 15_000)
 
 

@@ -70,10 +70,11 @@ def test_key_follows_every_spec_field():
 
 def test_probe_on_checkpoints_equals_probe_attached_during_training(tmp_path):
     s = store(tmp_path)
-    stored = s.probe(TRAJ, GradProbe(), [0, 3, 5, 11])  # 3 and 5 have no checkpoint: replayed
-    model = models.build(VGG, 2)
-    attached = train.fit(model, data.get(CIFAR), SGD, seed=2, progress=False,
-                         probes=[train.Probe("g", GradProbe().measure, every=1)]).probes["g"]
+    with runs.train_threads(torch.device("cpu")):  # the store trains on one CPU thread; probe on it too
+        stored = s.probe(TRAJ, GradProbe(), [0, 3, 5, 11])  # 3 and 5 have no checkpoint: replayed
+        model = models.build(VGG, 2)
+        attached = train.fit(model, data.get(CIFAR), SGD, seed=2, progress=False,
+                             probes=[train.Probe("g", GradProbe().measure, every=1)]).probes["g"]
     for k in ("loss", "grad_norm"):
         np.testing.assert_array_equal(stored[k], attached[k][[0, 3, 5, 11]])
     assert {3, 5} <= set(s.checkpoint_steps(TRAJ))  # replayed states are kept for next time
@@ -161,3 +162,23 @@ def test_two_processes_asking_for_one_trajectory_train_it_once(tmp_path):
 
 def test_the_device_type_is_part_of_the_key():
     assert TRAJ.key() == TRAJ.key("cpu") != TRAJ.key("cuda") != TRAJ.key("mps")
+
+
+def test_training_does_not_depend_on_the_callers_thread_count(tmp_path):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        h2 = store(tmp_path / "a").history(TRAJ)
+        torch.set_num_threads(1)
+        h1 = store(tmp_path / "b").history(TRAJ)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(h1.train_loss, h2.train_loss)
+    assert torch.get_num_threads() == before
+
+
+def test_sweep_skips_a_trajectory_another_process_is_training(tmp_path):
+    s = store(tmp_path)
+    with runs._locked(s.path(TRAJ) / ".lock"):  # as if another process were training it
+        assert s.history(TRAJ, wait=False) is None
+    assert s.history(TRAJ, wait=False) is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import color, label
+from . import band, color, label
 
 
 def running_mean(y: np.ndarray, window: int) -> np.ndarray:
@@ -14,18 +14,6 @@ def running_mean(y: np.ndarray, window: int) -> np.ndarray:
     n = np.arange(1, len(y) + 1)
     lo = np.maximum(n - window, 0)
     return (c[n] - c[lo]) / (n - lo)
-
-
-def _band(ax, x_list, y_list, kind, lw=1.6):
-    """Mean line with a min..max band over seeds (curves cut at the shortest run)."""
-    n = min(len(y) for y in y_list)
-    if n == 0:
-        return
-    Y = np.stack([y[:n] for y in y_list])
-    x = x_list[0][:n]
-    ax.plot(x, Y.mean(0), color=color(kind), label=label(kind), lw=lw)
-    if len(y_list) > 1:
-        ax.fill_between(x, Y.min(0), Y.max(0), color=color(kind), alpha=0.2, lw=0)
 
 
 def curves(hist: dict, *, norms, lrs, seeds, metric: str, smooth: int = 1, ylabel: str = "",
@@ -45,7 +33,7 @@ def curves(hist: dict, *, norms, lrs, seeds, metric: str, smooth: int = 1, ylabe
             else:
                 xs = [h.eval_step for h in hs]
                 ys = [getattr(h, metric) for h in hs]
-            _band(ax, xs, ys, norm)
+            band(ax, xs, ys, norm)
             for h, x, y in zip(hs, xs, ys):
                 if h.diverged and len(y):
                     ax.plot(x[-1], y[-1], "x", color=color(norm), ms=9, mew=2)
