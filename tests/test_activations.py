@@ -246,7 +246,7 @@ def test_chapter_runs_on_mnist_and_noisy_bn_shifts_match_the_noise_prediction(tm
     """
     from bnlib.chapters import ics_noise as ch
 
-    cfg = chapters.resolve("ics_noise", profile="smoke", dataset="mnist-mini", num_steps=8)
+    cfg = chapters.resolve("ics_noise", profile="smoke", dataset="mnist-mini", num_steps=8, variant_steps=8)
     store = runs.Store(tmp_path, progress=False)
     mnist, vgg, sgd = profiles.vgg_specs(cfg)
     assert mnist.pad_to == 32 and vgg.in_channels == 1
@@ -260,10 +260,11 @@ def test_chapter_runs_on_mnist_and_noisy_bn_shifts_match_the_noise_prediction(tm
     assert rec["step"].tolist() == list(ch.record_steps(cfg)) == [0, 2, 4, 6]
     assert rec["post1.mean"].shape == (4, 8) and rec["post8.var"].shape == (4, 64)  # width 1/8 of 64, 512
     pred = ch.noise_only_shift(cfg)
-    st = ch.stability(cfg, hist).set_index(["network", "layer"])
+    shifts = ch.shifts_per_seed(cfg, hist)
+    st = ch.stability(shifts).set_index(["network", "layer"])
     for i in layers:
         assert st.loc[("noisy_bn", i), "mean shift"] == pytest.approx(pred["mean_shift"], rel=0.35)
         assert st.loc[("noisy_bn", i), "var shift"] == pytest.approx(pred["var_shift"], rel=0.35)
         assert st.loc[("bn", i), "mean shift"] < pred["mean_shift"] / 5
     noise_on = noisy.probe(NoiseOnAccuracy(), ch.at_end)
-    assert {c.verdict for c in ch.claims(cfg, hist, noise_on)} <= set(VERDICTS)
+    assert {c.verdict for c in ch.claims(cfg, hist, noise_on, shifts)} <= set(VERDICTS)

@@ -2,6 +2,8 @@
 
 Four VGGs trained alike: standard, + BN (the shared ``profiles.VGG`` runs, the training chapter's),
 + "noisy" BN (BN then the time-varying noise of Algorithm 1) and standard + the same noise without BN.
+The noisy nets are variants (``variant_steps`` x ``variant_seeds``), so every comparison is made on
+the variant seeds at step ``variant_steps``, the core runs cut there.
 Per-unit moments at each normaliser's output come from the always-on records (Fig. 7, ``stability``),
 the percentile bands of Figs. 1c and 2 from ``probes.activations.ActivationBands`` on checkpoints at
 the record schedule. Defaults are the quick profile.
@@ -9,25 +11,29 @@ the record schedule. Defaults are the quick profile.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from .. import models, profiles
-from ..claims import Claim, Criterion, verdict
+from ..claims import CHANCE_LOSS, Claim, Criterion, Gap, left_chance, less, verdict
 from ..config import Interval, ListOf, OneOf, param
 from ..probes.activations import distribution_shift
 from ..train import History
+from .training import acc_at, tail_loss, thresholds  # noqa: F401  (thresholds: the page's table)
 
 TITLE = "Does BatchNorm work by controlling covariate shift?"
 NORMS = ("none", "bn", "noisy_bn", "noise")
 NOISY = ("noisy_bn", "noise")  # the networks with Algorithm 1's noise layers
+NAME = {"none": "standard", "bn": "BN", "noisy_bn": "noisy BN", "noise": "noise only"}
 PAPER_CONVS = 13  # conv layers of the paper-profile VGG-16, the depth its layer numbers refer to
 V = profiles.VGG["quick"]
 _LAYER = Interval(int, 1, PAPER_CONVS)
 _STEPS = Interval(int, 1, 1_000_000)
 _DATA = ("cifar10", "mnist", "cifar10-mini", "mnist-mini")
+_FRAC = Interval(float, 0, 1, low_open=True)
 SOURCE = "Santurkar et al. 2018, Sec. 2.1, Fig. 2"
 
 
@@ -43,10 +49,23 @@ class Params(profiles.VGGParams):
     layers_fig2: tuple = param((2, 9, 13), ListOf(_LAYER), "layers of Fig. 2, numbered in a 13-conv VGG (paper)")
     num_samples: int = param(1024, _STEPS, "activations sampled per layer for the bands (choice)")
     num_units: int = param(3, Interval(int, 1, 64), "random units per layer in Fig. 7 (choice)")
+    k: float = param(2.0, Interval(float, 0, 100), "a mean gap must exceed k seed spreads when not every seed "
+                     "agrees: 2 sd of the per-seed gaps (choice)")
+    chance_frac: float = param(0.9, _FRAC, "a net left chance if every seed's tail loss < chance_frac x ln 10: "
+                               "10% below a uniform guess is beyond batch noise of a 100-step mean (choice)")
+    tail_frac: float = param(0.1, _FRAC, "final loss = mean batch loss over the last tail_frac of the compared "
+                             "steps: 100 batches average out batch-to-batch noise (choice)")
+    near_frac: float = param(0.25, _FRAC, "'noisy BN nearly matches BN': its loss excess over BN at most this "
+                             "fraction of the standard net's, i.e. 4x closer to BN than the standard net is (choice)")
+    acc_margin: float = param(0.03, Interval(float, 0, 1), "'nearly matches' on test accuracy: noisy BN at most "
+                              "this far below BN; 3 points, twice the sd (1.5) of a difference of two accuracies "
+                              "on 2,000 images (choice)")
 
 
 PROFILES = {"smoke": {**profiles.VGG["smoke"], "num_samples": 256}, "quick": {}, "paper": profiles.VGG["paper"]}
-KEY_SETTINGS = ("dataset", "depth", "width", "lr", "batch_size", "num_steps", "num_seeds")
+KEY_SETTINGS = ("dataset", "depth", "width", "lr", "batch_size", "num_steps", "num_seeds", "variant_steps",
+                "variant_seeds")
+THRESHOLDS = ("k", "chance_frac", "tail_frac", "near_frac", "acc_margin")
 
 
 def noise(cfg: Params) -> dict[str, float]:
@@ -54,9 +73,10 @@ def noise(cfg: Params) -> dict[str, float]:
     return dict(n_mu=cfg.n_mu, n_sigma=cfg.n_sigma, r_mu=cfg.r_mu, r_sigma=cfg.r_sigma)
 
 
-def record_steps(cfg: Params) -> tuple[int, ...]:
-    """The steps of the always-on records (the profile's ``record_every``): the probes' checkpoints."""
-    return tuple(range(0, cfg.num_steps, profiles.VGG_RECORDS[cfg.profile]["record_every"]))
+def record_steps(cfg: Params, steps: int | None = None) -> tuple[int, ...]:
+    """The steps of the always-on records (the profile's ``record_every``) in a run of ``steps``
+    steps (``num_steps`` if None): the probes' checkpoints."""
+    return tuple(range(0, steps or cfg.num_steps, profiles.VGG_RECORDS[cfg.profile]["record_every"]))
 
 
 def at_records(h: History) -> list[int]:
@@ -73,7 +93,13 @@ def prose_settings(cfg: Params) -> dict:
     """Settings the prose quotes that the header box does not show (glued as ``cfg_<name>``)."""
     rec = profiles.VGG_RECORDS[cfg.profile]
     return {"cfg_eval_size": cfg.eval_size, "cfg_num_samples": cfg.num_samples, "cfg_num_units": cfg.num_units,
-            "cfg_probe_every": rec["record_every"], "cfg_probe_size": rec["record_size"]}
+            "cfg_probe_every": rec["record_every"], "cfg_probe_size": rec["record_size"],
+            "cfg_compare_steps": cfg.variant_steps, "cfg_compare_seeds": ", ".join(map(str, compared_seeds(cfg)))}
+
+
+def compared_seeds(cfg: Params) -> list[int]:
+    """The seeds every comparison uses: the variant seeds (the noisy nets'), a prefix of the core seeds."""
+    return profiles.seeds(cfg, "variant_seeds")
 
 
 def n_convs(depth: int) -> int:
@@ -91,25 +117,27 @@ def recorded_layers(cfg: Params) -> list[int]:
     return sorted({map_layer(i, cfg.depth) for i in (*cfg.layers_fig1, *cfg.layers_fig2)})
 
 
-def _tail(x: np.ndarray, frac: float = 0.1) -> float:
-    return float(np.mean(x[-max(1, int(len(x) * frac)):]))  # mean over the last 10% of the steps
+def per_seed(cfg: Params, hist: dict, noise_on: dict) -> pd.DataFrame:
+    """One row per (network, compared seed), all at step ``variant_steps`` (the noisy nets' length):
+    diverged, final training loss (tail mean, noise on), test accuracy (noise off) and, for the
+    noisy nets, test accuracy with the noise kept on (``noise_on``: NoiseOnAccuracy results)."""
+    rows, n = [], cfg.variant_steps
+    for norm in NORMS:
+        for s in compared_seeds(cfg):
+            h, on = hist[(norm, cfg.lr, s)], noise_on.get((norm, cfg.lr, s), {})
+            rows.append({"network": norm, "seed": s, "diverged": h.diverged and h.steps_done <= n,
+                         "final train loss": tail_loss(h, cfg.tail_frac, n), "final test acc": acc_at(h, n),
+                         "final test acc, noise on": on["test_acc"][-1] if len(on.get("step", ())) else np.nan})
+    return pd.DataFrame(rows).set_index(["network", "seed"])
 
 
 def summary(cfg: Params, hist: dict, noise_on: dict) -> pd.DataFrame:
-    """One row per network: training loss and accuracy over the last 10% of the steps, final test
-    accuracy (noise off) and with the noise kept on (``noise_on``: NoiseOnAccuracy results). Seed
-    means; a diverged run counts as infinite loss, nan accuracy."""
-    rows = []
-    for norm in NORMS:
-        keys = [(norm, cfg.lr, s) for s in profiles.seeds(cfg)]
-        hs = [hist[k] for k in keys]
-        on = [noise_on[k]["test_acc"][-1] if len(noise_on.get(k, {}).get("step", ())) else np.nan for k in keys]
-        rows.append({"network": norm, "diverged runs": sum(h.diverged for h in hs),
-                     "final train loss": np.mean([np.inf if h.diverged else _tail(h.train_loss) for h in hs]),
-                     "final train acc": np.mean([np.nan if h.diverged else _tail(h.train_acc) for h in hs]),
-                     "final test acc": np.mean([np.nan if h.diverged else h.test_acc[-1] for h in hs]),
-                     "final test acc, noise on": np.mean(on)})
-    return pd.DataFrame(rows)
+    """One row per network: diverged runs and seed means of ``per_seed``'s numbers (a diverged
+    run counts as infinite loss, nan accuracy)."""
+    df = per_seed(cfg, hist, noise_on)
+    out = df.drop(columns="diverged").groupby(level="network", sort=False).mean()
+    out.insert(0, "diverged runs", df["diverged"].groupby(level="network", sort=False).sum().astype(int))
+    return out.reset_index()
 
 
 def headline(table: pd.DataFrame) -> dict:
@@ -118,31 +146,48 @@ def headline(table: pd.DataFrame) -> dict:
     for n, r in table.set_index("network").iterrows():
         on, why = r["final test acc, noise on"], "diverged" if n in NOISY else "no noise"
         out.update({f"loss_{n}": r["final train loss"], f"acc_{n}": r["final test acc"],
-                    f"div_{n}": "diverged" if r["diverged runs"] else "finished",
+                    f"div_{n}": f"diverged in {int(r['diverged runs'])} seed(s)" if r["diverged runs"] else "finished",
                     f"acc_on_{n}": f"{on:.1%}" if on == on else f"not measured ({why})"})
     return out
 
 
-def stability(cfg: Params, hist: dict) -> pd.DataFrame:
-    """Per (network, layer): ``distribution_shift`` of the records ``post{i}`` (normaliser output), seed mean."""
+def shifts_per_seed(cfg: Params, hist: dict) -> pd.DataFrame:
+    """Per (network, compared seed, layer): ``distribution_shift`` of the records ``post{i}``
+    (normaliser output) at the record steps before ``variant_steps``, the span every network ran."""
     rows = []
     for norm in NORMS:
-        recs = [hist[(norm, cfg.lr, s)].records for s in profiles.seeds(cfg)]
-        for i in recorded_layers(cfg):
-            sh = [distribution_shift(r[f"post{i}.mean"], r[f"post{i}.var"]) for r in recs]
-            rows.append({"network": norm, "layer": i, "mean shift": np.mean([x["mean_shift"] for x in sh]),
-                         "var shift": np.mean([x["var_shift"] for x in sh])})
+        for s in compared_seeds(cfg):
+            rec = hist[(norm, cfg.lr, s)].records
+            keep = rec["step"] < cfg.variant_steps if "step" in rec else np.zeros(0, bool)
+            for i in recorded_layers(cfg):
+                sh = (distribution_shift(rec[f"post{i}.mean"][keep], rec[f"post{i}.var"][keep]) if keep.sum() > 1
+                      else {"mean_shift": np.nan, "var_shift": np.nan})  # a run that died before 2 records
+                rows.append({"network": norm, "seed": s, "layer": i, "mean shift": sh["mean_shift"],
+                             "var shift": sh["var_shift"]})
     return pd.DataFrame(rows)
 
 
+def stability(shifts: pd.DataFrame) -> pd.DataFrame:
+    """Per (network, layer): the shifts' means over seeds."""
+    return shifts.groupby(["network", "layer"], sort=False)[["mean shift", "var shift"]].mean().reset_index()
+
+
+def median_shifts(shifts: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
+    """{"mean shift" | "var shift": {network: per-seed medians over the recorded layers}}, seeds sorted."""
+    med = shifts.groupby(["network", "seed"])[["mean shift", "var shift"]].median()
+    return {c: {n: med.loc[n, c].sort_index().tolist() for n in med.index.unique("network")} for c in med}
+
+
 def shift_numbers(stab: pd.DataFrame) -> dict:
-    """Shifts per network and layer, their ranges over layers, and noisy BN's ratios to standard."""
+    """Shifts per network and layer, their ranges over layers, and noisy BN's ratios to standard
+    (range and median over layers)."""
     s, out = stab.set_index(["network", "layer"]), {}
     for k, c in (("mshift", "mean shift"), ("vshift", "var shift")):
         out.update({f"{k}_{n}_{i}": v for (n, i), v in s[c].items()})
-        out.update({f"{k}_{n}_{m}": getattr(s.loc[n, c], m)() for n in NORMS for m in ("min", "max")})
+        out.update({f"{k}_{n}_{m}": getattr(s.loc[n, c], m)() for n in NORMS for m in ("min", "max", "median")})
     ratio = s.loc["noisy_bn"] / s.loc["none"]  # per layer, noisy BN over standard
     return {**out, "ratio_min": ratio["mean shift"].min(), "ratio_max": ratio["mean shift"].max(),
+            "ratio_median": ratio["mean shift"].median(), "vratio_median": ratio["var shift"].median(),
             "vratio_min": ratio["var shift"].min(), "vratio_max": ratio["var shift"].max(), "n_layers": len(ratio),
             "n_less_stable": int(((ratio["mean shift"] > 1) & (ratio["var shift"] > 1)).sum())}
 
@@ -156,53 +201,110 @@ def noise_only_shift(cfg: Params, *, n: int = 200_000) -> dict[str, float]:
     return distribution_shift(mu, sigma**2 + cfg.r_sigma**2 + cfg.r_mu**2 / 3)
 
 
-def _near_bn(loss: dict, acc: dict, diverged: bool) -> tuple[str, str]:
-    gap_std, gap_noisy = loss["none"] - loss["bn"], loss["noisy_bn"] - loss["bn"]
-    return (f"excess {gap_noisy:.3f} vs {gap_std:.3f} (test accuracy {acc['noisy_bn']:.1%} vs {acc['bn']:.1%})",
-            verdict(gap_std > 0 and gap_noisy <= gap_std / 4, partly=bool(loss["noisy_bn"] < loss["none"]),
-                    diverged=diverged))
+# ---------------------------------------------------------------- criteria (pure functions of numbers)
+
+def _pre(none: Sequence[float], chance_frac: float, diverged: bool) -> tuple[bool, str]:
+    """Precondition: no needed run diverged and the standard net left chance on every seed."""
+    if diverged:
+        return False, "; inconclusive: a run the comparison needs diverged"
+    if not left_chance(none, frac=chance_frac):
+        return False, (f"; inconclusive: the standard net did not leave chance "
+                       f"(tail loss >= {chance_frac * CHANCE_LOSS:.2f})")
+    return True, ""
 
 
-def _beat_standard(loss: dict, acc: dict, diverged: bool) -> tuple[str, str]:
-    beats = [loss[n] < loss["none"] and acc[n] > acc["none"] for n in ("bn", "noisy_bn")]
-    return (f"loss {loss['bn']:.3f} / {loss['noisy_bn']:.3f} vs {loss['none']:.3f}; test accuracy "
-            f"{acc['bn']:.1%} / {acc['noisy_bn']:.1%} vs {acc['none']:.1%}",
-            verdict(all(beats), partly=any(beats), diverged=diverged))
+def _decide(gaps: Sequence[Gap], *, partly: bool, precondition: bool) -> str:
+    """reproduced if every gap holds; else partly (the row's own criterion); else inconclusive if
+    a gap is swamped by the seed spread; else not reproduced. Inconclusive first if a precondition fails."""
+    if not precondition:
+        return "inconclusive"
+    if not all(g.holds for g in gaps) and not partly and any(g.swamped for g in gaps):
+        return "inconclusive"
+    return verdict(all(g.holds for g in gaps), partly=partly)
 
 
-def _less_stable(n_less_stable: int, n_layers: int, diverged: bool) -> tuple[str, str]:
-    return f"{n_less_stable} of {n_layers} layers", verdict(n_less_stable == n_layers, partly=n_less_stable > 0,
-                                                            diverged=diverged)
+def _d(a: Sequence[float], b: Sequence[float], c: float = 1.0) -> list[float]:
+    return [c * (x - y) for x, y in zip(a, b)]
 
 
-def _stalls(loss: dict, acc: dict, noise_diverged: bool, chance: float) -> tuple[str, str]:
-    measured = "diverged" if noise_diverged else f"test accuracy {acc['noise']:.1%} (standard {acc['none']:.1%})"
-    return measured, verdict(noise_diverged or acc["noise"] < chance + 0.05, partly=bool(loss["noise"] > loss["none"]))
+def _near_bn(loss: dict, acc: dict, near_frac: float, acc_margin: float, k: float, chance_frac: float,
+             diverged: bool) -> tuple[str, str]:
+    ok, why = _pre(loss["none"], chance_frac, diverged)
+    bn_helps = less(loss["bn"], loss["none"], k=k)
+    if ok and not bn_helps.holds:
+        ok, why = False, "; inconclusive: BN's loss is not below the standard net's, so near BN is not far from it"
+    g_loss = less(_d(loss["noisy_bn"], loss["bn"]), _d(loss["none"], loss["bn"], near_frac), k=k)
+    g_acc = less(acc["bn"], acc["noisy_bn"], k=k, margin=-acc_margin)
+    text = (f"loss excess over BN: {g_loss.text(('noisy BN', f'{near_frac:g} x standard'))}; test accuracy: "
+            f"{g_acc.text(('BN', 'noisy BN'), '{:.1%}')}")
+    return text + why, _decide((g_loss, g_acc), partly=g_loss.holds != g_acc.holds, precondition=ok)
 
 
+def _beat_standard(loss: dict, acc: dict, k: float, chance_frac: float, diverged: bool) -> tuple[str, str]:
+    ok, why = _pre(loss["none"], chance_frac, diverged)
+    gaps = {n: (less(loss[n], loss["none"], k=k), less(acc["none"], acc[n], k=k)) for n in ("bn", "noisy_bn")}
+    text = "; ".join(f"{NAME[n]}: loss {gl.text((NAME[n], 'standard'))}, test accuracy "
+                     f"{ga.text(('standard', NAME[n]), '{:.1%}')}" for n, (gl, ga) in gaps.items())
+    one = any(gl.holds and ga.holds for gl, ga in gaps.values())
+    return text + why, _decide([g for p in gaps.values() for g in p], partly=one, precondition=ok)
+
+
+def _less_stable(mshift: dict, vshift: dict, loss_none: Sequence[float], k: float, chance_frac: float,
+                 diverged: bool) -> tuple[str, str]:
+    ok, why = _pre(loss_none, chance_frac, diverged)
+    gm = less(mshift["none"], mshift["noisy_bn"], k=k)
+    gv = less(vshift["none"], vshift["noisy_bn"], k=k)
+    text = (f"median over layers, mean shift: {gm.text(('standard', 'noisy BN'), '{:.4f}')}; variance shift: "
+            f"{gv.text(('standard', 'noisy BN'), '{:.4f}')}")
+    return text + why, _decide((gm, gv), partly=gm.holds != gv.holds, precondition=ok)
+
+
+def _stalls(noise: Sequence[float], none: Sequence[float], k: float, chance_frac: float,
+            none_diverged: bool) -> tuple[str, str]:
+    ok, why = _pre(none, chance_frac, none_diverged)
+    stalled = [not left_chance([x], frac=chance_frac) for x in noise]  # a diverged run (inf) did not train
+    worse = less(none, noise, k=k)
+    vals = ", ".join("diverged" if np.isinf(x) else f"{x:.3f}" for x in noise)
+    text = (f"noise-only final loss {vals} (stalled on {sum(stalled)}/{len(noise)} seeds; threshold "
+            f"{chance_frac * CHANCE_LOSS:.2f}); {worse.text(('standard', 'noise only'))}")
+    swamped = not all(stalled) and worse.swamped
+    return text + why, verdict(all(stalled), partly=worse.holds, precondition=ok and not swamped)
+
+
+PRE = ("Precondition: the standard net left chance (tail loss < {chance_frac:g} ln 10 on every seed at step "
+       "{steps}) and no run the row compares diverged. ")
+ALL = "on every paired seed, or mean gap > {k:g} seed spreads"
 CRITERIA = {
     "near_bn": Criterion("Noisy BN nearly matches BN", SOURCE,
-                         "final training loss: noisy BN's excess over BN is at most 1/4 of the standard "
-                         "net's excess over BN (partly: noisy BN still below standard)", _near_bn),
+                         PRE + "Also BN's loss < standard's. Both: noisy BN's final-loss excess over BN < "
+                         "{near_frac:g} x the standard net's excess, and noisy BN's test accuracy > BN's "
+                         "- {acc_margin:.0%}, "
+                         + ALL + " (partly: only one of the two)", _near_bn),
     "beat_standard": Criterion("BN and noisy BN both beat the standard net", SOURCE,
-                               "lower final training loss and higher final test accuracy than standard, for "
-                               "both (partly: for one of them)", _beat_standard),
+                               PRE + "For each of BN and noisy BN: final training loss < standard's and test "
+                               "accuracy > standard's, " + ALL + " (partly: both hold for one of the two)",
+                               _beat_standard),
     "less_stable": Criterion("Noisy BN's distributions are less stable than even the standard net's", SOURCE,
-                             "mean shift and variance shift of noisy BN above the standard net's, in every "
-                             "recorded layer (partly: in some)", _less_stable),
+                             PRE + "Median over the recorded layers of the mean shift and of the variance shift: "
+                             "noisy BN > standard, " + ALL + " (partly: only one of the two)", _less_stable),
     "noise_stalls": Criterion("The same noise without BN prevents training", "Santurkar et al. 2018, Sec. 2.1",
-                              "the noise-only net diverges or ends within 5 points of chance ({chance:.0%}) "
-                              "test accuracy (partly: it trains, but worse than standard)", _stalls),
+                              PRE + "The noise-only net's final training loss (noise on) stays >= {chance_frac:g} "
+                              "ln 10 on every seed, or it diverges (partly: it trains, but its loss > standard's, "
+                              + ALL + ")", _stalls),
 }
 
 
-def claims(cfg: Params, hist: dict, noise_on: dict) -> list[Claim]:
-    """The four claims of Sec. 2.1, each decided by its criterion on the runs' numbers."""
-    s = summary(cfg, hist, noise_on).set_index("network")
-    loss, acc, dv = s["final train loss"].to_dict(), s["final test acc"].to_dict(), s["diverged runs"] > 0
-    sh = shift_numbers(stability(cfg, hist))
-    return [CRITERIA["near_bn"](loss=loss, acc=acc, diverged=bool(dv["bn"] or dv["noisy_bn"])),
-            CRITERIA["beat_standard"](loss=loss, acc=acc, diverged=bool(dv["none"])),
-            CRITERIA["less_stable"](n_less_stable=sh["n_less_stable"], n_layers=sh["n_layers"],
-                                    diverged=bool(dv["none"] or dv["noisy_bn"])),
-            CRITERIA["noise_stalls"](loss=loss, acc=acc, noise_diverged=bool(dv["noise"]), chance=1 / 10)]
+def claims(cfg: Params, hist: dict, noise_on: dict, shifts: pd.DataFrame) -> list[Claim]:
+    """The four claims of Sec. 2.1, decided on the compared seeds at step ``variant_steps``."""
+    df = per_seed(cfg, hist, noise_on)
+    loss = {n: df.loc[n, "final train loss"].tolist() for n in NORMS}
+    acc = {n: df.loc[n, "final test acc"].tolist() for n in NORMS}
+    dv = {n: bool(df.loc[n, "diverged"].any()) for n in NORMS}
+    med = median_shifts(shifts)
+    th = dict(k=cfg.k, chance_frac=cfg.chance_frac, steps=cfg.variant_steps)
+    return [CRITERIA["near_bn"](loss=loss, acc=acc, near_frac=cfg.near_frac, acc_margin=cfg.acc_margin,
+                                diverged=dv["none"] or dv["bn"] or dv["noisy_bn"], **th),
+            CRITERIA["beat_standard"](loss=loss, acc=acc, diverged=dv["none"] or dv["bn"] or dv["noisy_bn"], **th),
+            CRITERIA["less_stable"](mshift=med["mean shift"], vshift=med["var shift"], loss_none=loss["none"],
+                                    diverged=dv["none"] or dv["noisy_bn"], **th),
+            CRITERIA["noise_stalls"](noise=loss["noise"], none=loss["none"], none_diverged=dv["none"], **th)]

@@ -16,9 +16,15 @@ def running_mean(y: np.ndarray, window: int) -> np.ndarray:
     return (c[n] - c[lo]) / (n - lo)
 
 
-def curves(hist: dict, *, norms, lrs, seeds, metric: str, smooth: int = 1, ylabel: str = "",
-           logy: bool = False):
-    """One panel per learning rate; a line (band: min..max over seeds) per normaliser.
+def seeds_of(hist: dict, norm: str, lr: float) -> list[int]:
+    """The seeds ``hist`` (keyed ``(norm, lr, seed)``) holds for one network and learning rate."""
+    return sorted(k[-1] for k in hist if k[:-1] == (norm, lr))
+
+
+def curves(hist: dict, *, norms, lrs, metric: str, smooth: int = 1, ylabel: str = "",
+           logy: bool = False, max_step: int | None = None):
+    """One panel per learning rate; a line (band: min..max over the seeds ``hist`` holds) per
+    normaliser, up to ``max_step`` (all steps if None).
 
     ``metric`` is ``train_loss`` / ``train_acc`` (per step, smoothed over ``smooth`` steps)
     or ``test_loss`` / ``test_acc`` (at evaluation steps). A diverged run ends with an x.
@@ -26,15 +32,20 @@ def curves(hist: dict, *, norms, lrs, seeds, metric: str, smooth: int = 1, ylabe
     fig, axes = plt.subplots(1, len(lrs), figsize=(5.2 * len(lrs), 3.6), sharey=True, squeeze=False)
     for ax, lr in zip(axes[0], lrs):
         for norm in norms:
-            hs = [hist[(norm, lr, s)] for s in seeds]
+            hs = [hist[(norm, lr, s)] for s in seeds_of(hist, norm, lr)]
             if metric.startswith("train"):
                 xs = [np.arange(1, h.steps_done + 1) for h in hs]
                 ys = [running_mean(getattr(h, metric), smooth) for h in hs]
             else:
                 xs = [h.eval_step for h in hs]
                 ys = [getattr(h, metric) for h in hs]
+            if max_step is not None:
+                ys = [y[x <= max_step] for x, y in zip(xs, ys)]
+                xs = [x[x <= max_step] for x in xs]
             band(ax, xs, ys, norm)
             for h, x, y in zip(hs, xs, ys):
+                if h.diverged and max_step is not None and h.steps_done > max_step:
+                    continue  # it diverged after the steps shown
                 if h.diverged and len(y):
                     ax.plot(x[-1], y[-1], "x", color=color(norm), ms=9, mew=2)
                     ax.annotate("diverged", (x[-1], y[-1]), textcoords="offset points",
