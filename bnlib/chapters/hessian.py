@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import models
-from ..claims import Claim, Criterion, verdict
+from .. import models, plots
+from ..claims import Claim, Criterion, identity, left_chance, less, verdict
 from ..config import ChapterParams, Interval, ListOf, OneOf, param
 from ..data import DataSpec
 from ..models import ModelSpec
@@ -39,15 +39,15 @@ class Params(ChapterParams):
     val_size: int = param(10_000, Interval(int, 1, 30_000),
                           "validation images, the training images after train_size (choice)")
     hidden: int = param(100, Interval(int, 1, 4096), "hidden units (seed: 100)")
-    epochs: int = param(6, Interval(int, 1, 1000), "training epochs (seed: 30; quick: 6)")
+    epochs: int = param(30, Interval(int, 1, 1000), "training epochs (seed: 30)")
     batch_size: int = param(128, Interval(int, 2, 59_000), "examples per Adam step (choice)")
     lrs: tuple = param((1e-3, 1e-2, 1e-1), ListOf(Interval(float, 0, 10, low_open=True)),
                        "Adam learning rates searched (seed: 'a range'; values our choice)")
     l2s: tuple = param((0.0, 1e-3, 1e-2, 1e-1), ListOf(Interval(float, 0, 10)),
                        "l2 weights searched (torch weight_decay; values our choice)")
-    search_epochs: int = param(1, Interval(int, 1, 100), "epochs per search run (choice)")
+    search_epochs: int = param(1, Interval(int, 1, 100), "epochs per search run (choice; quick: 1, CPU budget)")
     search_size: int = param(20_000, Interval(int, 1, 59_000),
-                             "training images used by the search runs (choice)")
+                             "training images used by the search runs (choice; quick: 20,000, CPU budget)")
     hessian_size: int = param(1000, Interval(int, 2, 59_000),
                               "fixed training batch for every Hessian (choice)")
     hessian_bn_mode: str = param("batch", OneOf(("batch", "running")),
@@ -55,24 +55,47 @@ class Params(ChapterParams):
     top_k: int = param(10, Interval(int, 2, 100), "eigenvalues in kappa' (seed: 10)")
     lanczos_tol: float = param(1e-3, Interval(float, 0, 1, low_open=True),
                                "relative accuracy of the full-Hessian eigenvalues (choice)")
-    full_every: int = param(1, Interval(int, 1, 1000), "epochs between full-Hessian runs (choice)")
+    dense_epochs: int = param(6, Interval(int, 0, 1000),
+                              "epochs probed one by one from the start (choice: the early epochs change most)")
+    probe_every: int = param(5, Interval(int, 1, 1000),
+                             "epochs between probes after dense_epochs (choice; quick: 5, CPU budget)")
+    full_every: int = param(10, Interval(int, 1, 1000),
+                            "epochs between full-Hessian (Lanczos) runs, besides epochs 0, 1 and the last (choice)")
     train_eval_size: int = param(10_000, Interval(int, 1, 59_000),
                                  "training images for the per-epoch training accuracy (choice)")
-    num_seeds: int = param(1, Interval(int, 1, 20), "seeds per network (choice)")
+    num_seeds: int = param(2, Interval(int, 1, 20),
+                           "seeds of the standard and BN-after-ReLU networks (choice; quick: 2)")
+    before_seeds: int = param(1, Interval(int, 1, 20),
+                              "seeds of the BN-before-ReLU sensitivity check (choice; quick: 1, CPU budget)")
+    timing_rounds: int = param(12, Interval(int, 2, 1000),
+                               "interleaved timing rounds, the replicates of the speed claims (choice)")
+    timing_steps: int = param(40, Interval(int, 1, 10_000), "Adam steps per network per timing round (choice)")
+    gap_k: float = param(2.0, Interval(float, 0, 100),
+                         "a mean gap must exceed k seed spreads when seeds disagree (verdicts.md's default)")
+    acc_margin: float = param(0.003, Interval(float, 0, 1),
+                              "accuracy margin: twice the standard error of a 98% accuracy on 10,000 images")
+    time_margin: float = param(0.05, Interval(float, 0, 10),
+                               "relative time margin: 5% of the standard net's time, below which we call "
+                               "two timings equal (timer and scheduling jitter)")
+    chance_frac: float = param(0.9, Interval(float, 0, 1, low_open=True),
+                               "a net trained if its final validation loss < frac x ln 10 (chance)")
 
 
 PROFILES = {
     "smoke": dict(dataset="mnist-mini", train_size=1500, val_size=500, epochs=2, batch_size=100,
                   lrs=(1e-3, 1e-1), l2s=(0.0, 1e-2), search_size=1000, hessian_size=200,
-                  train_eval_size=500),
+                  train_eval_size=500, dense_epochs=2, full_every=1, num_seeds=1, timing_rounds=3,
+                  timing_steps=5),
     "quick": {},
-    "paper": dict(epochs=30, lrs=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
-                  l2s=(0.0, 1e-4, 1e-3, 1e-2, 1e-1), search_epochs=5, search_size=50_000,
-                  hessian_size=2000, train_eval_size=50_000, num_seeds=3),
+    "paper": dict(lrs=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1), l2s=(0.0, 1e-4, 1e-3, 1e-2, 1e-1),
+                  search_epochs=5, search_size=50_000, hessian_size=2000, train_eval_size=50_000,
+                  dense_epochs=30, full_every=1, num_seeds=3, before_seeds=3, timing_rounds=30),
 }
 KEY_SETTINGS = ("dataset", "train_size", "val_size", "epochs", "batch_size", "lrs", "l2s",
                 "search_epochs", "search_size", "train_eval_size", "hessian_size", "hessian_bn_mode", "top_k",
-                "lanczos_tol", "num_seeds")
+                "lanczos_tol", "dense_epochs", "probe_every", "full_every", "num_seeds", "before_seeds",
+                "timing_rounds", "timing_steps")
+THRESHOLDS = ("gap_k", "acc_margin", "time_margin", "chance_frac")  # shown with their reasons
 
 
 def specs(cfg: Params, *, lr: float, l2: float, size: int | None = None, epochs: int | None = None
@@ -96,16 +119,36 @@ def search_specs(cfg: Params) -> tuple[DataSpec, ModelSpec, TrainConfig]:
     return specs(cfg, lr=cfg.lrs[0], l2=cfg.l2s[0], size=cfg.search_size, epochs=cfg.search_epochs)
 
 
-def trajectories(data: DataSpec, mlp: ModelSpec, adam: TrainConfig, seeds: list[int]) -> dict:
-    """{(variant, seed): Trajectory} for the three networks of ``VARIANTS``."""
-    nets = {"none": mlp.with_(norm="none"), "bn": mlp, "bn_before": mlp.with_(norm_after_relu=False)}
-    return {(v, s): Trajectory(data, nets[v], adam, s) for v in VARIANTS for s in seeds}
+def trajectories(data: DataSpec, mlp: ModelSpec, adam: TrainConfig, seeds: list[int],
+                 before_seeds: int = 1) -> dict:
+    """{(variant, seed): Trajectory}: no norm and BN after the ReLU on every seed, BN before
+    the ReLU (the sensitivity check) on the first ``before_seeds``."""
+    nets = networks(mlp)
+    return {(v, s): Trajectory(data, nets[v], adam, s) for v in VARIANTS
+            for s in (seeds[:before_seeds] if v == "bn_before" else seeds)}
 
 
-def epoch_ends(cfg: Params, every: int = 1) -> tuple[int, ...]:
-    """Step 0 and the last step of every ``every``-th epoch (and of the last epoch)."""
+def networks(mlp: ModelSpec) -> dict[str, ModelSpec]:
+    """The three MLPs of ``VARIANTS`` from the BN-after-ReLU spec ``mlp``."""
+    return {"none": mlp.with_(norm="none"), "bn": mlp, "bn_before": mlp.with_(norm_after_relu=False)}
+
+
+def probe_epochs(cfg: Params) -> tuple[int, ...]:
+    """Epoch 0 (the initialisation), every epoch up to ``dense_epochs``, then every
+    ``probe_every``-th, and the last."""
+    return tuple(e for e in range(cfg.epochs + 1)
+                 if e <= cfg.dense_epochs or e % cfg.probe_every == 0 or e == cfg.epochs)
+
+
+def full_epochs(cfg: Params) -> tuple[int, ...]:
+    """The probed epochs of the full-Hessian Lanczos runs: 0, 1, every ``full_every``-th, the last."""
+    return tuple(e for e in probe_epochs(cfg) if e <= 1 or e % cfg.full_every == 0 or e == cfg.epochs)
+
+
+def epoch_ends(cfg: Params, epochs: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """The steps that end the probed epochs (``probe_epochs`` by default; 0 = initialisation)."""
     spe = cfg.train_size // cfg.batch_size
-    return tuple(e * spe for e in range(cfg.epochs + 1) if e % every == 0 or e == cfg.epochs)
+    return tuple(e * spe for e in (probe_epochs(cfg) if epochs is None else epochs))
 
 
 def reached(steps: tuple[int, ...]):
@@ -131,55 +174,60 @@ def best(table: pd.DataFrame, variant: str = "none") -> tuple[float, float]:
     return float(row.lr), float(row.l2)
 
 
-def results(cfg: Params, nets, evals: dict, block: dict, full: dict) -> dict:
-    """Per run {(variant, seed)}: per-epoch arrays (epoch 0 = initialisation) of accuracies,
-    losses, last-layer eigenvalues and the full top-k (NaN where not measured), wall time."""
+def results(cfg: Params, nets, evals: dict, block: dict, full: dict, step_s: dict) -> dict:
+    """Per run {(variant, seed)}: per probed epoch (``epoch``; 0 = initialisation) arrays of
+    accuracies, losses, last-layer eigenvalues and the full top-k (NaN where not measured),
+    and the training time ``time_s`` = steps x the interleaved median seconds per step
+    ``step_s[variant]`` (``evaluation.step_times``), not the load-dependent time of the run."""
     spe, out = cfg.train_size // cfg.batch_size, {}
     for key, h in nets.hist.items():
         b, f = block[key], full[key]
-        top, hvps = np.full((len(b["step"]), cfg.top_k), np.nan), np.zeros(len(b["step"]))
-        top[f["step"] // spe], hvps[f["step"] // spe] = f["eigenvalues"], f["num_matvecs"]
-        out[key] = {**{k: v for k, v in evals[key].items() if k != "step"}, "ll_eigs": b["eigenvalues"],
-                    "feat_sq": b["feat_sq"], "const_units": b["const_units"], "full_top": top,
-                    "full_hvps": hvps, "time_s": np.concatenate([[0.0], h.time_s[spe - 1::spe]]),
-                    "diverged": h.diverged}
+        epoch = np.asarray(b["step"]) // spe
+        at = np.searchsorted(epoch, np.asarray(f["step"]) // spe)
+        top, hvps = np.full((len(epoch), cfg.top_k), np.nan), np.full(len(epoch), np.nan)
+        top[at], hvps[at] = f["eigenvalues"], f["num_matvecs"]
+        out[key] = {**{k: v for k, v in evals[key].items() if k != "step"}, "epoch": epoch,
+                    "ll_eigs": b["eigenvalues"], "feat_sq": b["feat_sq"], "const_units": b["const_units"],
+                    "full_top": top, "full_hvps": hvps, "diverged": h.diverged,
+                    "time_s": epoch * spe * float(np.median(step_s[key[0]]))}
     return out
 
 
 def per_epoch(res: dict, variant: str, key: str, fn=None) -> np.ndarray:
-    """(seeds, epochs + 1) array of ``key`` (or ``fn(run)``), NaN-padded after a divergence."""
+    """(seeds, probed epochs) array of ``key`` (or ``fn(run)``), NaN-padded after a divergence."""
     rows = [np.asarray(fn(r) if fn else r[key], float) for (v, _), r in res.items() if v == variant]
     n = max(len(r) for r in rows)
     return np.stack([np.pad(r, (0, n - len(r)), constant_values=np.nan) for r in rows])
 
 
 def kappa(r: dict, key: str = "ll_eigs", k: int = 10) -> np.ndarray:
-    """kappa' = lambda_1 / lambda_k per epoch."""
+    """kappa' = lambda_1 / lambda_k per probed epoch."""
     return np.asarray(r[key])[:, 0] / np.asarray(r[key])[:, k - 1]
 
 
-def accuracy_table(res: dict) -> pd.DataFrame:
-    """Final train / validation / test accuracy and time per epoch, mean over seeds, plus the
-    seed's Table 1."""
+def accuracy_table(res: dict, step_s: dict, spe: int) -> pd.DataFrame:
+    """Final train / validation / test accuracy (mean over seeds) and seconds per epoch
+    (interleaved timing), plus the seed's Table 1."""
     rows = []
     for v in VARIANTS:
         last = {s: np.nanmean(per_epoch(res, v, f"{s}_acc")[:, -1]) for s in SPLITS}
-        t = np.nanmean([np.mean(np.diff(r["time_s"])) for (w, _), r in res.items() if w == v])
-        rows.append({"network": v, "source": "measured", **last, "s/epoch": t})
+        n = len(_runs(res, v))
+        rows.append({"network": v, "source": "measured", "seeds": n, **last,
+                     "s/epoch": spe * float(np.median(step_s[v]))})
     for v, accs in SEED_TABLE1.items():
-        rows.append({"network": v, "source": "seed 002, Table 1", **dict(zip(SPLITS, accs)),
-                     "s/epoch": np.nan})
+        rows.append({"network": v, "source": "seed 002, Table 1", "seeds": np.nan,
+                     **dict(zip(SPLITS, accs)), "s/epoch": np.nan})
     return pd.DataFrame(rows)
 
 
 def time_to_reach(r: dict, target: float, key: str = "val_acc") -> float:
-    """Training wall time at the first epoch end where ``key`` >= target (inf if never)."""
+    """Training time at the first probed epoch where ``key`` >= target (inf if never)."""
     hit = np.flatnonzero(np.asarray(r[key]) >= target)
     return float(r["time_s"][hit[0]]) if hit.size else float("inf")
 
 
 def _runs(res: dict, v: str) -> list[dict]:
-    return [r for (w, _), r in res.items() if w == v]
+    return [r for (w, _), r in sorted(res.items(), key=lambda kv: kv[0][1]) if w == v]
 
 
 def _search_numbers(cfg: Params, table: pd.DataFrame) -> dict:
@@ -188,6 +236,8 @@ def _search_numbers(cfg: Params, table: pd.DataFrame) -> dict:
     for v in ("none", "bn"):
         t = table[table.network == v].set_index(["lr", "l2"]).val_acc
         out[f"search_best_{v}"], out[f"search_lrmax_{v}"] = float(t.max()), float(t.loc[max(cfg.lrs)].max())
+    ahead = out["search_lrmax_bn"] > out["search_lrmax_none"]
+    out["search_lrmax_text"] = f"BatchNorm {'ahead' if ahead else 'not ahead'} at this learning rate"
     grid = table.pivot_table(index=["lr", "l2"], columns="network", values="val_acc")
     like = grid[grid["none"].between(*SEED_LIKE)]
     out["seed_like"] = "; ".join(f"lr {lr:g} with l2 {l2:g} ({r['none']:.1%} without, {r['bn']:.1%} "
@@ -205,105 +255,157 @@ def _variant_numbers(cfg: Params, res: dict, v: str, acc: pd.Series) -> dict:
     out |= {f"lam1_{v}": float(lam1.mean()), f"kappa_{v}": float((lam1 / eigs[:, k - 1]).mean()),
             f"zeros_{v}": float(np.mean(np.sum(np.abs(eigs) <= ZERO_REL * lam1[:, None], 1))),
             f"neg_{v}": float(np.mean(np.sum(eigs < 0, 1))),
-            f"ratio_{v}": float(np.max(np.min(np.abs(eigs), 1) / lam1)),
             f"full_lam1_{v}": float(full[:, 0].mean()), f"full_kappa_{v}": float((full[:, 0] / full[:, k - 1]).mean())}
     for key, name in (("feat_sq", "feat"), ("const_units", "const"), ("full_hvps", "hvps")):
         out[f"{name}_{v}"] = float(np.nanmean(per_epoch(res, v, key)[:, -1]))
     out[f"lam1_per_feat_{v}"] = out[f"lam1_{v}"] / out[f"feat_{v}"]
     out[f"full_over_block_{v}"] = out[f"full_lam1_{v}"] / out[f"lam1_{v}"]
+    out[f"seeds_{v}"] = len(_runs(res, v))
     return out
 
 
-def numbers(cfg: Params, table: pd.DataFrame, res: dict) -> dict[str, float | str]:
+def numbers(cfg: Params, table: pd.DataFrame, res: dict, step_s: dict) -> dict[str, float | str]:
     """Every number the chapter's prose quotes, by glue key (means over seeds, final epoch)."""
+    spe = cfg.train_size // cfg.batch_size
     out = _search_numbers(cfg, table)
     out |= {"seed_epochs": SEED_EPOCHS, "zero_rel": ZERO_REL, "seed_test_none": SEED_TABLE1["none"][2],
-            "seed_test_bn": SEED_TABLE1["bn"][2],
+            "seed_test_bn": SEED_TABLE1["bn"][2], "probe_epochs": ", ".join(map(str, probe_epochs(cfg))),
+            "full_epochs": ", ".join(map(str, full_epochs(cfg))),
             "n_params": sum(p.numel() for p in models.mlp(sizes=(784, cfg.hidden, 10)).parameters())}
-    acc = accuracy_table(res).set_index(["network", "source"])
+    acc = accuracy_table(res, step_s, spe).set_index(["network", "source"])
     for v in VARIANTS:
         out |= _variant_numbers(cfg, res, v, acc.loc[(v, "measured")])
     out["slowdown"], out["acc_gap"] = out["sec_bn"] / out["sec_none"], out["test_bn"] - out["test_none"]
     # kernel of H_W2 without BN: 1 (x) u for every u, and v (x) e_i for every silent unit i
     out["zeros_pred_none"] = cfg.hidden + (10 - 1) * out["const_none"]
-    out["t_fc"] = float(np.mean([r["time_s"][-1] for r in _runs(res, "none")]))
-    out["t_bn"] = float(np.mean([time_to_reach(r, out["val_none"]) for r in _runs(res, "bn")]))
+    out["t_fc"], out["t_bn"] = (float(np.mean(t)) for t in _reach_times(res))
+    seeds = sorted({s for (_, s) in res})
+    out["seed_caption"] = plots.seed_caption(seeds) + (
+        " BatchNorm before the ReLU: one seed." if out["seeds_bn_before"] == 1 < len(seeds) else "")
+    out["thresholds"] = "; ".join(f"{name} = {getattr(cfg, name):g}: {help_(name)}" for name in THRESHOLDS)
     return out
 
 
+def help_(name: str) -> str:
+    """The help text (the reason) of parameter ``name``."""
+    return Params.__dataclass_fields__[name].metadata["help"]
+
+
+def _reach_times(res: dict) -> tuple[list[float], list[float]]:
+    """Per seed: the standard net's total training time, and the time BN needs to reach the
+    standard net's final validation accuracy (same seed)."""
+    none, bn = _runs(res, "none"), _runs(res, "bn")
+    return ([float(r["time_s"][-1]) for r in none],
+            [time_to_reach(b, float(n["val_acc"][-1])) for b, n in zip(bn, none, strict=True)])
+
+
 # ---- the claims -------------------------------------------------------------------------------
+# Each decide() takes paired per-seed values (lists, seeds in the same order for both nets) and
+# ``ok``: the preconditions (no run the comparison needs diverged; the standard net left chance).
 
-def _accuracy(bn: dict, none: dict, diverged: bool) -> tuple[str, str]:
-    text = "; ".join(f"{s} {bn[s]:.1%} vs {none[s]:.1%}" for s in ("test", "val", "train"))
-    return text, verdict(all(bn[s] > none[s] for s in SPLITS), partly=bn["test"] > none["test"],
-                         diverged=diverged)
-
-
-def _sooner(bn: float, none: float, diverged: bool) -> tuple[str, str]:
-    return f"{bn:.3g} s vs {none:.3g} s", verdict(bn < none, diverged=diverged)
-
-
-def _slower(bn: float, none: float) -> tuple[str, str]:
-    return f"{bn:.2f} s vs {none:.2f} s", verdict(bn > none)
+def _accuracy(bn: dict, none: dict, ok: bool, k: float, margin: float) -> tuple[str, str]:
+    gaps = {s: less(none[s], bn[s], k=k, margin=margin) for s in SPLITS}
+    text = "; ".join(f"{s}: " + gaps[s].text(("standard", "BN"), "{:.2%}") for s in ("test", "val", "train"))
+    if not ok or gaps["test"].swamped:
+        return text, "inconclusive"
+    return text, verdict(all(g.holds for g in gaps.values()), partly=gaps["test"].holds)
 
 
-def _smaller(bn: np.ndarray, none: np.ndarray) -> tuple[str, str]:
-    share = float(np.mean(np.asarray(bn)[1:] < np.asarray(none)[1:]))  # trained epochs 1..E
-    return (f"at {share:.0%} of epochs; final {bn[-1]:.3g} vs {none[-1]:.3g}",
-            verdict(share == 1, partly=share > 0))
+def _sooner(bn: list, none: list, ok: bool, k: float, margin: float) -> tuple[str, str]:
+    g = less(bn, none, k=k, margin=margin * float(np.mean(none)))
+    return g.text(("BN", "standard"), "{:.3g} s"), g.verdict(precondition=ok)
 
 
-def _singular(zero: float, zero_rel: float) -> tuple[str, str]:
-    return f"largest min|lambda|/lambda_1: {zero:.1e}", verdict(zero <= zero_rel)
+def _slower(bn: list, none: list, k: float, margin: float) -> tuple[str, str]:
+    g = less(none, bn, k=k, margin=margin * float(np.median(none)))
+    return g.text(("standard", "BN"), "{:.3g} s/step").replace("seeds", "timing rounds"), g.verdict()
 
 
-def _same_order(full: dict, block: dict) -> tuple[str, str]:
-    same = [(full[q]["bn"] < full[q]["none"]) == (block[q]["bn"] < block[q]["none"]) for q in ("lam1", "kappa")]
-    return (f"full lambda_1 {full['lam1']['bn']:.3g} vs {full['lam1']['none']:.3g}, kappa' "
-            f"{full['kappa']['bn']:.3g} vs {full['kappa']['none']:.3g}", verdict(all(same), partly=any(same)))
+def _smaller(bn: list, none: list, bn_last: list, none_last: list, ok: bool, k: float) -> tuple[str, str]:
+    g, last = less(bn, none, k=k), less(bn_last, none_last, k=k)
+    return (f"median over trained epochs: {g.text(('BN', 'standard'), '{:.3g}')}; last epoch: "
+            f"{last.text(('BN', 'standard'), '{:.3g}')}", g.verdict(precondition=ok, partly=last.holds))
+
+
+def _kernel(fewest: int, hidden: int) -> tuple[str, str]:
+    return f"fewest numerically zero eigenvalues over runs and epochs: {fewest}", identity(fewest >= hidden)
+
+
+def _direction(bn: list, none: list, k: float) -> str | None:
+    """"<" or ">" when the seeds decide BN vs standard, else None."""
+    return "<" if less(bn, none, k=k).holds else ">" if less(none, bn, k=k).holds else None
+
+
+def _same_order(full: dict, block: dict, ok: bool, k: float) -> tuple[str, str]:
+    d = {q: (_direction(*full[q], k=k), _direction(*block[q], k=k)) for q in ("lam1", "kappa")}
+    text = "; ".join(f"{q}: full BN {f or '?'} standard, block BN {b or '?'} standard" for q, (f, b) in d.items())
+    decided = [f is not None and b is not None for f, b in d.values()]
+    same = [f == b for f, b in d.values()]
+    return text, verdict(all(same), partly=any(same), precondition=ok and all(decided))
 
 
 CRITERIA = {
     "accuracy": Criterion("BN gives higher accuracy (train, validation and test)", f"{SRC}, Table 1",
-                          "final accuracy of BN > standard on all three sets (partly: on the test set)",
-                          _accuracy),
+                          "final accuracy BN > standard + {acc_margin:g} on all three sets, over the "
+                          "paired seeds (partly: on the test set); inconclusive if a run diverged or the "
+                          "standard net stayed at chance", _accuracy),
     "wall_clock": Criterion("BN converges faster in wall-clock time", f"{SRC}, Figs. 1-2",
-                            "training time BN needs to reach the standard net's final validation "
-                            "accuracy < the standard net's total training time", _sooner),
+                            "per seed: epochs BN needs to reach the standard net's final validation "
+                            "accuracy x BN's s/epoch < the standard net's epochs x its s/epoch, by "
+                            "{time_margin:.0%} (s/epoch: interleaved timing)", _sooner),
     "epoch_time": Criterion("An epoch takes longer with BN", f"{SRC}, Sec. 4.2",
-                            "mean training time per epoch: BN > standard", _slower),
+                            "per-step time, paired timing rounds run interleaved in one process: BN > "
+                            "standard by {time_margin:.0%}; inconclusive when the rounds disagree and "
+                            "their spread swamps the gap", _slower),
     "lambda1": Criterion("BN gives smaller top eigenvalues of the last-layer Hessian", f"{SRC}, Fig. 8",
-                         "lambda_1(BN) < lambda_1(standard) at every trained epoch (partly: at some)",
-                         _smaller),
+                         "per seed, median over trained probed epochs: lambda_1(BN) < lambda_1(standard) "
+                         "(partly: at the last epoch only)", _smaller),
     "kappa": Criterion("BN gives a smaller pseudo-condition number lambda_1/lambda_k", f"{SRC}, Fig. 3",
-                       "kappa' = lambda_1/lambda_{k}: BN < standard at every trained epoch (partly: at some)",
-                       _smaller),
+                       "per seed, median over trained probed epochs: kappa' = lambda_1/lambda_{top_k} BN < "
+                       "standard (partly: at the last epoch only)", _smaller),
     "singular": Criterion("The plain condition number is unusable: the last-layer Hessian is "
-                          "near-singular", f"{SRC}, Sec. 4.3",
-                          "min |lambda| <= {zero_rel:g} lambda_1 in every run and epoch", _singular),
+                          "singular", f"{SRC}, Sec. 4.3",
+                          "identity: the kernel holds 1 ⊗ u for every u, so at least {hidden} eigenvalues "
+                          "are zero (|lambda| <= {zero_rel:g} lambda_1) in every run and probed epoch",
+                          _kernel),
     "full": Criterion("The last layer represents the whole network's curvature", f"{SRC}, Sec. 2.2",
-                      "the full Hessian orders BN vs standard as the last-layer block does (final "
-                      "lambda_1 and kappa'; partly: one of the two)", _same_order),
+                      "the full Hessian orders BN vs standard as the last-layer block does, each decided "
+                      "over the seeds at the last epoch (lambda_1 and kappa'; partly: one of the two); "
+                      "inconclusive if the seeds leave an order undecided", _same_order),
 }
 
 
-def claims(cfg: Params, res: dict) -> list[Claim]:
-    """The seed's claims, each decided by its criterion on the runs' numbers (means over seeds)."""
-    k, acc = cfg.top_k, accuracy_table(res).set_index(["network", "source"])
-    a = {v: acc.loc[(v, "measured")] for v in ("none", "bn")}
-    div = any(r["diverged"] for v in ("none", "bn") for r in _runs(res, v))
-    t_fc = float(np.mean([r["time_s"][-1] for r in _runs(res, "none")]))
-    t_bn = float(np.mean([time_to_reach(r, a["none"]["val"]) for r in _runs(res, "bn")]))
-    curve = {q: {v: per_epoch(res, v, "", fn).mean(0) for v in ("none", "bn")} for q, fn in
-             (("lam1", lambda r: np.asarray(r["ll_eigs"])[:, 0]), ("kappa", lambda r: kappa(r, k=k)))}
-    last = {q: {v: float(np.nanmean(per_epoch(res, v, "", fn)[:, -1])) for v in ("none", "bn")} for q, fn in
+def _trained(cfg: Params, res: dict) -> bool:
+    """Preconditions: no standard or BN run diverged, and every standard run left chance."""
+    runs = [r for v in ("none", "bn") for r in _runs(res, v)]
+    return (not any(r["diverged"] for r in runs)
+            and left_chance([float(r["val_loss"][-1]) for r in _runs(res, "none")], frac=cfg.chance_frac))
+
+
+def _curves(res: dict, fn) -> dict[str, list[list[float]]]:
+    """{"median"/"last": [BN per seed, standard per seed]} of ``fn(run)`` over trained epochs."""
+    vals = {v: [np.asarray(fn(r), float)[1:] for r in _runs(res, v)] for v in ("bn", "none")}
+    return {"median": [[float(np.nanmedian(x)) for x in vals[v]] for v in ("bn", "none")],
+            "last": [[float(x[-1]) for x in vals[v]] for v in ("bn", "none")]}
+
+
+def claims(cfg: Params, res: dict, step_s: dict) -> list[Claim]:
+    """The seed's claims, each decided by its criterion over the paired seeds."""
+    k, ok, spe = cfg.top_k, _trained(cfg, res), cfg.train_size // cfg.batch_size
+    acc = {v: {s: [float(r[f"{s}_acc"][-1]) for r in _runs(res, v)] for s in SPLITS} for v in ("bn", "none")}
+    t_fc, t_bn = _reach_times(res)
+    lam1, kap = _curves(res, lambda r: np.asarray(r["ll_eigs"])[:, 0]), _curves(res, lambda r: kappa(r, k=k))
+    full = {q: [[float(fn(r)[-1]) for r in _runs(res, v)] for v in ("bn", "none")] for q, fn in
             (("lam1", lambda r: np.asarray(r["full_top"])[:, 0]), ("kappa", lambda r: kappa(r, "full_top", k)))}
-    zero = max(float(np.max(np.min(np.abs(r["ll_eigs"]), 1) / r["ll_eigs"][:, 0]))
-               for v in ("none", "bn") for r in _runs(res, v))  # worst run and epoch
-    return [CRITERIA["accuracy"](bn=dict(a["bn"][list(SPLITS)]), none=dict(a["none"][list(SPLITS)]), diverged=div),
-            CRITERIA["wall_clock"](bn=t_bn, none=t_fc, diverged=div),
-            CRITERIA["epoch_time"](bn=a["bn"]["s/epoch"], none=a["none"]["s/epoch"]),
-            CRITERIA["lambda1"](bn=curve["lam1"]["bn"], none=curve["lam1"]["none"]),
-            CRITERIA["kappa"](bn=curve["kappa"]["bn"], none=curve["kappa"]["none"], k=k),
-            CRITERIA["singular"](zero=zero, zero_rel=ZERO_REL),
-            CRITERIA["full"](full=last, block={q: {v: c[-1] for v, c in d.items()} for q, d in curve.items()})]
+    zeros = [int(np.sum(np.abs(e) <= ZERO_REL * e[0])) for r in res.values() for e in np.asarray(r["ll_eigs"])]
+    th = dict(k=cfg.gap_k, time_margin=cfg.time_margin)
+    return [CRITERIA["accuracy"](bn=acc["bn"], none=acc["none"], ok=ok, k=cfg.gap_k, margin=cfg.acc_margin,
+                                 acc_margin=cfg.acc_margin),
+            CRITERIA["wall_clock"](bn=t_bn, none=t_fc, ok=ok, margin=cfg.time_margin, **th),
+            CRITERIA["epoch_time"](bn=list(step_s["bn"]), none=list(step_s["none"]), margin=cfg.time_margin, **th),
+            CRITERIA["lambda1"](bn=lam1["median"][0], none=lam1["median"][1], bn_last=lam1["last"][0],
+                                none_last=lam1["last"][1], ok=ok, k=cfg.gap_k),
+            CRITERIA["kappa"](bn=kap["median"][0], none=kap["median"][1], bn_last=kap["last"][0],
+                              none_last=kap["last"][1], ok=ok, k=cfg.gap_k, top_k=k),
+            CRITERIA["singular"](fewest=min(zeros), hidden=cfg.hidden, zero_rel=ZERO_REL),
+            CRITERIA["full"](full=full, block={"lam1": lam1["last"], "kappa": kap["last"]}, ok=ok, k=cfg.gap_k)]

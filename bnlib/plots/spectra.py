@@ -1,7 +1,7 @@
 """Figures of Hessian spectra and of the runs they were measured on (seed 002, Figs. 1-3, 8).
 
 ``res`` is a dict of runs keyed by (variant, seed), each a dict of per-epoch arrays (epoch 0 =
-initialisation): ``<split>_loss``/``<split>_acc``, ``time_s``, ``ll_eigs`` (epochs, P) every
+initialisation; ``epoch`` names the probed epochs): ``<split>_loss``/``<split>_acc``, ``time_s``, ``ll_eigs`` (epochs, P) every
 eigenvalue of one Hessian block, descending, and ``full_top`` (epochs, k) the top of the full
 spectrum. A line is the mean over seeds and the band spans min to max. ``style`` maps each
 variant to (normaliser kind for the colour, line style, legend label); ``STYLE`` holds the
@@ -29,6 +29,12 @@ def _stack(res: dict, variant: str, fn) -> np.ndarray:
     return np.stack([np.pad(r, (0, n - len(r)), constant_values=np.nan) for r in rows])
 
 
+def _epochs(res: dict, variant: str, n: int) -> np.ndarray:
+    """The probed epochs of ``variant``'s runs (0, 1, ... if a run does not name them)."""
+    r = next(r for (v, _), r in res.items() if v == variant)
+    return np.asarray(r.get("epoch", np.arange(n)))[:n]
+
+
 def _line(ax, x: np.ndarray, Y: np.ndarray, variant: str, style: dict, **kw) -> None:
     kind, ls, lab = style[variant]
     ax.plot(x, np.nanmean(Y, 0), ls, color=color(kind), label=lab, **kw)
@@ -45,7 +51,7 @@ def epoch_curves(res: dict, variants, *, x: str = "epoch", style: dict = STYLE):
             ax = axes[i, j]
             for v in variants:
                 Y = _stack(res, v, lambda r, k=f"{split}_{metric}": r[k])
-                xs = (np.arange(Y.shape[1]) if x == "epoch"
+                xs = (_epochs(res, v, Y.shape[1]) if x == "epoch"
                       else np.nanmean(_stack(res, v, lambda r: r["time_s"]), 0)[: Y.shape[1]])
                 _line(ax, xs, Y, v, style, marker="o", ms=3)
             name = "training" if split == "train" else "validation"
@@ -53,7 +59,7 @@ def epoch_curves(res: dict, variants, *, x: str = "epoch", style: dict = STYLE):
             if metric == "loss":
                 ax.set_yscale("log")
     for ax in axes[1]:
-        ax.set_xlabel("epoch" if x == "epoch" else "training wall-clock time (s)")
+        ax.set_xlabel("epoch" if x == "epoch" else "training time (s): steps x interleaved s/step")
     axes[0, 1].legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -67,7 +73,7 @@ def top_eigenvalues(res: dict, variants, *, key: str = "ll_eigs", k: int = 10, s
         kind, ls, lab = style[v]
         for i in range(k):
             Y = _stack(res, v, lambda r, i=i: np.asarray(r[key])[:, i])
-            ax.plot(np.arange(Y.shape[1]), np.nanmean(Y, 0), ls, color=color(kind),
+            ax.plot(_epochs(res, v, Y.shape[1]), np.nanmean(Y, 0), ls, color=color(kind),
                     alpha=1 - 0.8 * i / k, lw=1.4, marker="o", ms=2)
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
@@ -87,7 +93,7 @@ def kappas(res: dict, variants, *, k: int = 10, style: dict = STYLE):
             Y = _stack(res, v, lambda r, key=key: np.asarray(r[key])[:, 0]
                        / np.asarray(r[key])[:, k - 1])
             ok = ~np.all(np.isnan(Y), 0)  # epochs where this Hessian was computed
-            _line(ax, np.arange(Y.shape[1])[ok], Y[:, ok], v, style, marker="o", ms=3)
+            _line(ax, _epochs(res, v, Y.shape[1])[ok], Y[:, ok], v, style, marker="o", ms=3)
         ax.set_xlabel("epoch")
         ax.set_ylabel(rf"$\kappa' = \lambda_1 / \lambda_{{{k}}}$, {name}")
     axes[0].legend(fontsize=8)
