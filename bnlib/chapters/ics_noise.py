@@ -53,7 +53,7 @@ class Params(profiles.VGGParams):
                      "agrees: 2 sd of the per-seed gaps (choice)")
     chance_frac: float = param(0.9, _FRAC, "a net left chance if every seed's tail loss < chance_frac x ln 10: "
                                "10% below a uniform guess is beyond batch noise of a 100-step mean (choice)")
-    tail_frac: float = param(0.1, _FRAC, "final loss = mean batch loss over the last tail_frac of the compared "
+    tail_frac: float = param(0.1, _FRAC, "final loss: the mean batch loss over the last tail_frac of the compared "
                              "steps: 100 batches average out batch-to-batch noise (choice)")
     near_frac: float = param(0.25, _FRAC, "'noisy BN nearly matches BN': its loss excess over BN at most this "
                              "fraction of the standard net's, i.e. 4x closer to BN than the standard net is (choice)")
@@ -94,7 +94,9 @@ def prose_settings(cfg: Params) -> dict:
     rec = profiles.VGG_RECORDS[cfg.profile]
     return {"cfg_eval_size": cfg.eval_size, "cfg_num_samples": cfg.num_samples, "cfg_num_units": cfg.num_units,
             "cfg_probe_every": rec["record_every"], "cfg_probe_size": rec["record_size"],
-            "cfg_compare_steps": cfg.variant_steps, "cfg_compare_seeds": ", ".join(map(str, compared_seeds(cfg)))}
+            "cfg_compare_steps": cfg.variant_steps,
+            "cfg_compare_epochs": cfg.variant_steps * cfg.batch_size / cfg.train_size,
+            "cfg_compare_seeds": ", ".join(map(str, compared_seeds(cfg)))}
 
 
 def compared_seeds(cfg: Params) -> list[int]:

@@ -34,7 +34,7 @@ class Params(profiles.VGGParams):
                      "agrees: 2 sd of the per-seed gaps (choice)")
     chance_frac: float = param(0.9, _FRAC, "a net left chance if every seed's tail loss < chance_frac x ln 10: "
                                "10% below a uniform guess is beyond batch noise of a 150-step mean (choice)")
-    tail_frac: float = param(0.1, _FRAC, "final loss = mean batch loss over the last tail_frac of the steps: "
+    tail_frac: float = param(0.1, _FRAC, "final loss: the mean batch loss over the last tail_frac of the steps: "
                              "100-150 batches average out batch-to-batch noise (choice)")
     faster_margin: float = param(0.25, _FRAC, "'BN trains faster': BN must reach the standard net's final loss "
                                  "with at least this fraction of the budget to spare, a 4/3 speed-up (choice)")
@@ -82,8 +82,9 @@ def steps_to_reach(h: History, target: float, window: int) -> int | None:
 
 def per_seed(cfg: Params, hist: dict, lr: float) -> pd.DataFrame:
     """One row per (network, seed) at ``lr``: diverged, final training loss, final test accuracy."""
-    rows = [{"network": key[0], "seed": key[-1], "diverged": h.diverged, "final test acc": acc_at(h),
-             "final train loss": tail_loss(h, cfg.tail_frac), "best test acc": float(np.nanmax(h.test_acc))}
+    rows = [{"network": key[0], "seed": key[-1], "diverged": h.diverged,
+             "final train loss": tail_loss(h, cfg.tail_frac), "final test acc": acc_at(h),
+             "best test acc": float(np.nanmax(h.test_acc))}
             for key, h in hist.items() if key[1] == lr]
     return pd.DataFrame(rows).set_index(["network", "seed"]).sort_index()
 
@@ -138,7 +139,7 @@ def _faster(bn_frac: Sequence[float], none: Sequence[float], k: float, chance_fr
     g = less(bn_frac, [1.0] * len(bn_frac), k=k, margin=faster_margin)
     within = less(bn_frac, [1.0] * len(bn_frac), k=k)
     fr = ", ".join("never" if not np.isfinite(f) else f"{f:.0%}" for f in bn_frac)
-    return (f"BN reached it after {fr} of the budget ({g.seeds()})" + why,
+    return (f"steps BN needed, as a fraction of the budget: {fr} ({g.seeds()})" + why,
             g.verdict(precondition=ok, partly=within.holds))
 
 
