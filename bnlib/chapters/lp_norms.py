@@ -1,10 +1,12 @@
 """Chapter "Is BatchNorm the only way to smooth the landscape?" (Santurkar et al. 2018, Sec. 3.3).
 
 The VGG and the deep linear network (DLN) with no normalisation, BatchNorm, lp normalisation
-(p = 1, 2, inf; ``norms.LpNorm``), LayerNorm and GroupNorm; none and BN are the book's shared
-trajectories (``profiles``). Probed from the store: the smoothness chapter's line search, and at
-the end the activations' shape and the test accuracy with batch statistics; the moments over
-training are the always-on records. Everything the paper leaves open about lp is a parameter.
+(p = 1, 2, inf; ``norms.LpNorm``), LayerNorm and GroupNorm. None and BN are the book's shared
+core trajectories (``profiles``: 3 seeds); the other normalisers run ``variant_steps`` on the VGG
+and ``dln_steps`` on the DLN with ``lp_seeds`` seeds. Every VGG comparison is made at the same
+step (``horizon``), the first ``variant_steps`` of the longer core runs. Probed from the store:
+the smoothness chapter's line search, and at the horizon the activations' shape and the test
+accuracy with batch statistics. Everything the paper leaves open about lp is a parameter.
 """
 
 from __future__ import annotations
@@ -14,26 +16,31 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from .. import profiles
-from ..claims import Claim, Criterion, verdict
+from .. import config, profiles
+from ..claims import Claim, Criterion, Gap, left_chance, less, verdict
 from ..config import Interval, ListOf, OneOf, param
-from ..data import DataSpec
-from ..models import ModelSpec
 from ..probes import activations, evaluation, kurtosis, landscape
 from ..runs import Runs, Store, Trajectory
-from ..train import TrainConfig
 
 TITLE = "Is BatchNorm the only way to smooth the landscape? lp normalisation"
 NORMS = ("none", "bn", "l1", "l2", "linf", "ln", "gn")  # plotting order
+CORE = ("none", "bn")
 LP = ("l1", "l2", "linf")
 LANDSCAPE = ("loss range", "grad-diff max", "beta_eff")  # the three panels of the paper's Fig. 4
 SRC = "Santurkar et al. 2018, Sec. 3.3"
 _POS = dict(low_open=True)
 _STEPS = Interval(int, 1, 1_000_000)
+_VARIANTS = ListOf(OneOf(NORMS[2:]))
 
 
 @dataclass(frozen=True)
 class Params(profiles.VGGParams, profiles.DLNParams):
+    vgg_norms: tuple = param(NORMS[2:], _VARIANTS, "normalisers trained on the VGG besides none and BN "
+                             "(paper: l1, l2, linf; LN, GN: choice)")
+    dln_norms: tuple = param(("l1",), _VARIANTS, "normalisers trained on the DLN besides none and BN (paper: "
+                             "l1, l2, linf; quick: l1 only, the one the paper's DLN claim needs, CPU budget)")
+    lp_seeds: int = param(1, Interval(int, 1, 20), "seeds of the lp/LN/GN runs, paired with the first core "
+                          "seeds (paper: 3; quick: 1, CPU budget)")
     lp_norm_of: str = param("raw", OneOf(("raw", "centered")),
                             "lp norm of the raw or the centred input (paper: 'before shifting the mean')")
     lp_center: bool = param(True, OneOf((True, False)), "lp layers subtract the batch mean (paper: yes)")
@@ -42,29 +49,38 @@ class Params(profiles.VGGParams, profiles.DLNParams):
     lp_momentum: float = param(0.1, Interval(float, 0, 1, **_POS),
                                "running-average momentum of the eval statistics (choice: BN's 0.1)")
     gn_groups: int = param(8, Interval(int, 1, 512), "GroupNorm groups, reduced to divide C (choice)")
-    probe_every: int = param(25, _STEPS, "VGG steps between landscape probes (choice)")
+    probe_every: int = param(100, _STEPS, "VGG steps between landscape probes (paper: every step; choice)")
     multipliers: tuple = param((0.5, 1.0, 2.0, 4.0), ListOf(Interval(float, 0, 1e3, **_POS)),
                                "VGG steps along the gradient, in units of lr (paper: [1/2, 4])")
     act_layers: tuple = param((3, 7), ListOf(Interval(int, 1, 20)), "VGG layers whose activations are studied (choice)")
     probe_size: int = param(256, Interval(int, 2, 10_000), "fixed images for the activation histograms (choice)")
     hist_samples: int = param(4096, Interval(int, 16, 1_000_000), "activations kept per histogram (choice)")
     dln_loss: str = param("mse_sum", OneOf(("mse_sum", "mse")), "DLN loss summed or averaged over points (choice)")
-    dln_probe_every: int = param(100, _STEPS, "DLN steps between landscape probes (choice)")
+    dln_probe_every: int = param(200, _STEPS, "DLN steps between landscape probes (choice: the stored checkpoints)")
     dln_multipliers: tuple = param((0.01, 0.1, 1.0, 10.0, 30.0), ListOf(Interval(float, 0, 1e4, **_POS)),
                                    "DLN steps along the gradient, in units of dln_lr (paper: [1/100, 30])")
-    margin: float = param(0.05, Interval(float, 0, 1), "'comparable to BN': accuracy within this (choice)")
-    similar_factor: float = param(3.0, Interval(float, 1, 1e3), "'similar smoothing': within this factor of BN")
+    margin: float = param(0.05, Interval(float, 0, 1), "'comparable to BN': accuracy within this; 5 points is "
+                          "about three standard errors of a difference of two accuracies on 2,000 test images")
+    similar_factor: float = param(3.0, Interval(float, 1, 1e3), "'smooths like BN': within this factor of BN; "
+                                  "these quantities differ by orders of magnitude between networks")
+    k: float = param(2.0, Interval(float, 0, 100), "a gap that does not hold on every seed must exceed k seed "
+                     "spreads (sample std of the per-seed gaps): about a 95% two-sided margin")
+    chance_frac: float = param(0.9, Interval(float, 0, 1, **_POS), "precondition 'left chance': tail loss < "
+                               "this x ln 10, so a net still on its initial plateau is not compared")
 
 
 PROFILES = {
     "smoke": {**profiles.VGG["smoke"], **profiles.DLN["smoke"], "probe_every": 2, "multipliers": (1.0, 4.0),
-              "probe_size": 16, "hist_samples": 256, "dln_probe_every": 10, "dln_multipliers": (1.0, 30.0)},
+              "probe_size": 16, "hist_samples": 256, "dln_probe_every": 10, "dln_multipliers": (1.0, 30.0),
+              "dln_norms": LP},
     "quick": {},
     "paper": {**profiles.VGG["paper"], **profiles.DLN["paper"], "probe_every": 250, "act_layers": (3, 11),
-              "dln_probe_every": 200},
+              "dln_norms": LP, "lp_seeds": 3},
 }
-KEY_SETTINGS = ("dataset", "depth", "width", "lr", "num_steps", "lp_norm_of", "lp_center", "lp_eps", "lp_affine",
-                "lp_momentum", "dln_lr", "dln_loss", "dln_steps", "num_seeds")
+KEY_SETTINGS = ("dataset", "depth", "width", "lr", "num_steps", "variant_steps", "num_seeds", "lp_seeds",
+                "vgg_norms", "dln_norms", "lp_norm_of", "lp_center", "lp_eps", "lp_affine", "lp_momentum",
+                "dln_lr", "dln_loss", "dln_steps", "probe_every", "dln_probe_every")
+THRESHOLDS = ("margin", "similar_factor", "k", "chance_frac")
 
 
 def variant(cfg: Params, norm: str) -> dict:
@@ -76,19 +92,50 @@ def variant(cfg: Params, norm: str) -> dict:
     return {"norm": norm, "groups": cfg.gn_groups} if norm == "gn" else {"norm": norm}
 
 
-def sweep(store: Store, cfg: Params, arch: str, data_spec: DataSpec, model: ModelSpec, train: TrainConfig) -> Runs:
-    """Every normaliser of NORMS (``variant``) on ``arch``'s specs, every seed: ``{(norm, seed): ...}``,
-    with checkpoints at ``probe_steps``. The DLN's loss is ``cfg.dln_loss`` (default: the shared one)."""
-    train = train if arch == "vgg" else replace(train, loss=cfg.dln_loss)
-    return Runs(store, {(n, s): Trajectory(data_spec, model.with_(**variant(cfg, n)), train, s)
-                        for n in NORMS for s in profiles.seeds(cfg)}, checkpoints=tuple(probe_steps(cfg, arch)))
+def norms(cfg: Params, arch: str) -> tuple[str, ...]:
+    """The normalisers trained on ``arch``, in plotting order."""
+    extra = cfg.vgg_norms if arch == "vgg" else cfg.dln_norms
+    return tuple(n for n in NORMS if n in CORE or n in extra)
+
+
+def seeds(cfg: Params, norm: str) -> list[int]:
+    """The seeds of ``norm``: the core seeds for none and BN, the first ``lp_seeds`` of them otherwise."""
+    return profiles.seeds(cfg) if norm in CORE else profiles.seeds(cfg)[:cfg.lp_seeds]
+
+
+def paired(cfg: Params) -> list[int]:
+    """The seeds every normaliser has: the ones the claims pair."""
+    return seeds(cfg, "l1")
+
+
+def horizon(cfg: Params, arch: str) -> int:
+    """The step at which every run of ``arch`` is compared: the variants' length on the VGG
+    (the core runs' first ``variant_steps``), the whole run on the DLN."""
+    return min(cfg.variant_steps, cfg.num_steps) if arch == "vgg" else cfg.dln_steps
+
+
+def nets(store: Store, cfg: Params) -> dict[str, Runs]:
+    """Every normaliser of ``norms`` and its ``seeds`` on both architectures: ``{arch: Runs}`` keyed
+    ``(norm, seed)``. The VGG core pair is the shared 1,500-step run, the others ``variant_steps``;
+    the DLN's loss is ``cfg.dln_loss`` (default: the shared one)."""
+    out = {}
+    for arch in ("vgg", "dln"):
+        trajs = {}
+        for n in norms(cfg, arch):
+            if arch == "vgg":
+                d, m, t = profiles.vgg_specs(cfg, variant=n not in CORE)
+            else:
+                d, m, t = profiles.dln_specs(cfg)
+                t = replace(t, loss=cfg.dln_loss)
+            trajs.update({(n, s): Trajectory(d, m.with_(**variant(cfg, n)), t, s) for s in seeds(cfg, n)})
+        out[arch] = Runs(store, trajs, checkpoints=tuple(probe_steps(cfg, arch)))
+    return out
 
 
 def probe_steps(cfg: Params, arch: str) -> list[int]:
-    """The training steps probed along the gradient: 0, probe_every, ... (before each update); on
-    the store's default checkpoints where the profile allows (smoke, paper), else a few steps away."""
-    vgg = arch == "vgg"
-    return list(range(0, cfg.num_steps if vgg else cfg.dln_steps, cfg.probe_every if vgg else cfg.dln_probe_every))
+    """The training steps probed along the gradient: 0, probe_every, ... below the ``horizon``
+    (before each update; multiples of the stored checkpoints' spacing cost no replay)."""
+    return list(range(0, horizon(cfg, arch), cfg.probe_every if arch == "vgg" else cfg.dln_probe_every))
 
 
 def line_search(cfg: Params, arch: str, norm: str) -> landscape.LineSearch:
@@ -100,126 +147,218 @@ def line_search(cfg: Params, arch: str, norm: str) -> landscape.LineSearch:
 
 
 def at_end(cfg: Params) -> dict:
-    """The probes of a trained VGG: its activations' shape, its test accuracy with batch statistics."""
+    """The probes of a VGG at the horizon: its activations' shape, its test accuracy with batch statistics."""
     return {"shape": kurtosis.ActivationShape(cfg.act_layers, num_samples=cfg.hist_samples, size=cfg.probe_size),
             "batch_acc": evaluation.Evaluation(bn_mode="batch", size=cfg.eval_size)}
 
 
-def measure(cfg: Params, nets: dict[str, Runs]) -> dict[tuple, dict]:
+def measure(cfg: Params, trained: dict[str, Runs]) -> dict[tuple, dict]:
     """Every probe from the store: ``res[arch, norm, seed]`` holds the History (``"hist"``), the
-    line search over training (``"line"``) and, for a VGG that did not diverge, ``at_end``'s results."""
+    line search below the horizon (``"line"``), the horizon (``"end"``) and, for a VGG that had not
+    diverged by then, ``at_end``'s results."""
     res = {}
-    for arch, runs_ in nets.items():
+    for arch, runs_ in trained.items():
         for (norm, seed), traj in runs_.items():
             h, probe = runs_.hist[norm, seed], runs_.store.probe
-            steps = [s for s in probe_steps(cfg, arch) if s <= h.steps_done]
-            r = res[arch, norm, seed] = {"hist": h, "line": probe(traj, line_search(cfg, arch, norm), steps)}
-            if arch == "vgg" and not h.diverged:
-                end = {k: probe(traj, p, [h.steps_done]) for k, p in at_end(cfg).items()}
-                r.update({k: {q: v[0] for q, v in e.items()} for k, e in end.items()})
+            end = min(horizon(cfg, arch), h.steps_done)
+            steps = [s for s in probe_steps(cfg, arch) if s <= end]
+            line = probe(traj, line_search(cfg, arch, norm), steps)
+            r = res[arch, norm, seed] = {"hist": h, "end": end, "line": line}
+            if arch == "vgg" and not _diverged(r):
+                got = {k: probe(traj, p, [end]) for k, p in at_end(cfg).items()}
+                r.update({k: {q: v[0] for q, v in e.items()} for k, e in got.items()})
     return res
 
 
+def _diverged(r: dict) -> bool:
+    """Did the run stop on a non-finite loss before (or at) the horizon?"""
+    return bool(r["hist"].diverged and r["hist"].steps_done <= r["end"])
+
+
 def _row(cfg: Params, arch: str, r: dict) -> dict:
-    """One run's numbers: performance, landscape (mean over probes), activation shift and shape."""
-    h, ls = r["hist"], r["line"]
-    tail = h.train_loss[-max(1, int(len(h.train_loss) * 0.1)):]
-    row = {"final train loss": np.inf if h.diverged else float(np.mean(tail)), "diverged": h.diverged,
-           "mean train loss": np.inf if h.diverged else float(np.mean(h.train_loss))}
-    row.update({k: float(np.mean(f(ls))) if len(ls["step"]) else np.nan
+    """One run's numbers at its horizon: performance, landscape (medians over the probed steps),
+    activation shift (records up to the horizon) and shape."""
+    h, ls, end, bad = r["hist"], r["line"], r["end"], _diverged(r)
+    loss = h.train_loss[:end]
+    row = {"diverged": bad, "final train loss": np.inf if bad else float(np.mean(loss[-max(1, len(loss) // 10):])),
+           "mean train loss": np.inf if bad else float(np.mean(loss))}
+    row.update({k: float(np.median(f(ls))) if len(ls["step"]) else np.nan
                 for k, (_, f) in zip(LANDSCAPE, landscape.QUANTITIES.values())})
     if arch == "dln":
         return row
-    row["test acc"] = np.nan if h.diverged else float(h.test_acc[-1])
+    acc = h.test_acc[h.eval_step <= end]
+    row["test acc"] = np.nan if bad or not len(acc) else float(acc[-1])
     row["test acc (batch stats)"] = float(r["batch_acc"]["test_acc"]) if "batch_acc" in r else np.nan
     rec = h.records
-    shifts = [activations.distribution_shift(rec[f"post{i}.mean"], rec[f"post{i}.var"])
-              for i in cfg.act_layers] if len(rec.get("step", ())) > 1 else []
+    keep = np.asarray(rec.get("step", ())) <= end
+    shifts = [activations.distribution_shift(rec[f"post{i}.mean"][keep], rec[f"post{i}.var"][keep])
+              for i in cfg.act_layers] if keep.sum() > 1 else []
     for k in ("mean", "var"):
         row[f"{k} shift"] = float(np.mean([s[f"{k}_shift"] for s in shifts])) if shifts else np.nan
     shape = r.get("shape", {})
     for i in cfg.act_layers:
         row[f"kurtosis L{i}"] = float(shape.get(f"layer{i}/kurtosis", np.nan))
         row[f"channel kurtosis L{i}"] = float(np.median(shape[f"layer{i}/kurtosis_channel"])) if shape else np.nan
+    row["|kurtosis| median"] = float(np.median([abs(row[f"kurtosis L{i}"]) for i in cfg.act_layers]))
     return row
 
 
+def per_seed(cfg: Params, res: dict, arch: str) -> pd.DataFrame:
+    """``_row`` of every run of ``arch``, indexed by (norm, seed)."""
+    idx = [(n, s) for n in norms(cfg, arch) for s in seeds(cfg, n)]
+    return pd.DataFrame([_row(cfg, arch, res[arch, n, s]) for n, s in idx],
+                        index=pd.MultiIndex.from_tuples(idx, names=("norm", "seed")))
+
+
 def summary(cfg: Params, res: dict, arch: str) -> pd.DataFrame:
-    """One row per normaliser (means over seeds): final loss, test accuracy, the landscape
-    numbers (means over the probed steps), distribution shift and excess kurtosis."""
-    rows = {}
-    for norm in NORMS:
-        per_seed = [_row(cfg, arch, res[arch, norm, s]) for s in profiles.seeds(cfg)]
-        rows[norm] = {k: (any(r[k] for r in per_seed) if k == "diverged" else float(np.mean([r[k] for r in per_seed])))
-                      for k in per_seed[0]}
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("norm")
+    """One row per normaliser at the horizon: means over its seeds (column ``seeds``) of the
+    final and mean training loss, test accuracy, the landscape medians, shift and kurtosis."""
+    df = per_seed(cfg, res, arch)
+    out = df.drop(columns="diverged").groupby(level="norm", sort=False).mean()
+    out.insert(0, "seeds", df.groupby(level="norm", sort=False).size())
+    out.insert(1, "diverged", df["diverged"].groupby(level="norm", sort=False).any())
+    return out
 
 
-def _fmt(values: dict, f: str) -> str:
-    return ", ".join(f"{n} {values[n]:{f}}" for n in ("none", "bn", *LP))
+def thresholds(cfg: Params) -> pd.DataFrame:
+    """The claims' thresholds, their values and the one-line reason for each (shown on the page)."""
+    f = config.fields(Params)
+    return pd.DataFrame([{"threshold": n, "value": getattr(cfg, n), "reason": f[n].metadata["help"]}
+                         for n in THRESHOLDS])
 
 
-def _comparable(acc: dict, margin: float, diverged: bool) -> tuple[str, str]:
-    close = [acc[n] >= acc["bn"] - margin for n in LP]
-    return _fmt(acc, ".1%"), verdict(all(close), partly=any(close), diverged=diverged)
+# ---------------------------------------------------------------- criteria (pure functions)
+
+def _lp(values: dict) -> list[str]:
+    return [n for n in LP if n in values]
 
 
-def _smooth(q: dict, similar_factor: float, diverged: bool) -> tuple[str, str]:
-    ok = [q[n][k] < q["none"][k] and q[n][k] <= similar_factor * q["bn"][k] for n in LP for k in LANDSCAPE]
-    return (f"{sum(ok)} of {len(ok)} checks pass; beta_eff: " + _fmt({n: q[n]["beta_eff"] for n in q}, ".3g"),
-            verdict(all(ok), partly=any(ok), diverged=diverged))
+def _seeds(gaps: dict[str, Gap]) -> str:
+    """"1 seed" or "l1: 3 seeds: holds on 3/3, ...; l2: ..."."""
+    g = next(iter(gaps.values()))
+    return "1 seed" if g.n == 1 else "; ".join(f"{n}: {x.seeds()}" for n, x in gaps.items())
 
 
-def _shift(mean_shift: dict, var_shift: dict, loss: dict, diverged: bool) -> tuple[str, str]:
-    more = [mean_shift[n] > mean_shift["none"] and var_shift[n] > var_shift["none"] for n in LP]
-    some = [mean_shift[n] > mean_shift["none"] or var_shift[n] > var_shift["none"] for n in LP]
-    better = [loss[n] < loss["none"] for n in LP]
-    return (f"mean shift: {_fmt(mean_shift, '.3f')}; var shift: {_fmt(var_shift, '.3f')}; loss: {_fmt(loss, '.3f')}",
-            verdict(all(m and b for m, b in zip(more, better)), partly=all(better) and any(some), diverged=diverged))
+def _decide(holds: list[bool], swamped: bool, precondition: bool, partly: bool) -> str:
+    """Inconclusive on a failed precondition or when a failing gap is swamped by the seed spread."""
+    return verdict(all(holds), partly=partly, precondition=precondition and not (swamped and not all(holds)))
 
 
-def _non_gaussian(kurt: dict) -> tuple[str, str]:
-    heavier = [abs(kurt[n]) > abs(kurt["bn"]) for n in LP]
-    return _fmt(kurt, ".2f"), verdict(all(heavier), partly=any(heavier))
+def _all_but_one(holds: list[bool]) -> bool:
+    return len(holds) >= 2 and sum(holds) >= len(holds) - 1
 
 
-def _l1_beats_bn(mean: dict, final: dict, diverged: bool) -> tuple[str, str]:
-    return (f"mean: l1 {mean['l1']:.4g} vs BN {mean['bn']:.4g}; final: l1 {final['l1']:.4g} vs BN {final['bn']:.4g}",
-            verdict(mean["l1"] < mean["bn"], partly=final["l1"] < final["bn"], diverged=diverged))
+def _mean(x) -> float:
+    return float(np.mean(x))
 
 
-_SMOOTH = ("for each lp net and each of loss range, largest gradient change and effective beta-smoothness (means "
-           "over the probes): < the standard net's and <= {similar_factor:g} x BN's; partly if some of these "
-           "checks pass")
+def _comparable(acc: dict, k: float, margin: float, precondition: bool) -> tuple[str, str]:
+    gaps = {n: less(acc["bn"], acc[n], k=k, margin=-margin) for n in _lp(acc)}
+    holds = [g.holds for g in gaps.values()]
+    text = (f"BN {_mean(acc['bn']):.1%}; " + ", ".join(f"{n} {_mean(acc[n]):.1%}" for n in gaps)
+            + f"; within the margin: {sum(holds)} of {len(holds)} ({_seeds(gaps)})")
+    return text, _decide(holds, any(g.swamped for g in gaps.values()), precondition, _all_but_one(holds))
+
+
+def _smooth(q: dict, k: float, similar_factor: float, precondition: bool) -> tuple[str, str]:
+    below = {n: [less(q[n][x], q["none"][x], k=k) for x in LANDSCAPE] for n in _lp(q)}
+    near = {n: [less(q[n][x], [similar_factor * v for v in q["bn"][x]], k=k) for x in LANDSCAPE] for n in _lp(q)}
+    holds = [all(g.holds for g in below[n] + near[n]) for n in below]
+    partly = all(g.holds for n in below for g in below[n])
+    swamped = any(g.swamped for n in below for g in below[n] + near[n])
+    beta = ", ".join(f"{n} {_mean(q[n]['beta_eff']):.3g}" for n in ("none", "bn", *below))
+    count = lambda gaps: ", ".join(f"{n} {sum(g.holds for g in gaps[n])}/3" for n in gaps)  # noqa: E731
+    text = (f"beta_eff: {beta}; below the standard net: {count(below)}; within x{similar_factor:g} of BN: "
+            f"{count(near)} ({_seeds({n: below[n][-1] for n in below})})")
+    return text, _decide(holds, swamped, precondition, partly)
+
+
+def _shift(mean_shift: dict, var_shift: dict, loss: dict, k: float, precondition: bool) -> tuple[str, str]:
+    lp = _lp(loss)
+    gm = {n: less(mean_shift["none"], mean_shift[n], k=k) for n in lp}
+    gv = {n: less(var_shift["none"], var_shift[n], k=k) for n in lp}
+    gl = {n: less(loss[n], loss["none"], k=k) for n in lp}
+    holds = [gm[n].holds and gv[n].holds and gl[n].holds for n in lp]
+    partly = all(gv[n].holds and gl[n].holds for n in lp)
+    swamped = any(g.swamped for d in (gm, gv, gl) for g in d.values())
+    fmt = lambda d: ", ".join(f"{n} {_mean(d[n]):.3f}" for n in ("none", *lp))  # noqa: E731
+    return (f"mean shift: {fmt(mean_shift)}; var shift: {fmt(var_shift)}; loss: {fmt(loss)} ({_seeds(gl)})",
+            _decide(holds, swamped, precondition, partly))
+
+
+def _non_gaussian(kurt: dict, k: float, precondition: bool) -> tuple[str, str]:
+    gaps = {n: less(kurt["bn"], kurt[n], k=k) for n in _lp(kurt)}
+    holds = [g.holds for g in gaps.values()]
+    text = ", ".join(f"{n} {_mean(kurt[n]):.2f}" for n in ("bn", *gaps)) + f" ({_seeds(gaps)})"
+    return text, _decide(holds, any(g.swamped for g in gaps.values()), precondition, _all_but_one(holds))
+
+
+def _l1_beats_bn(mean: dict, final: dict, k: float, precondition: bool) -> tuple[str, str]:
+    auc, end = less(mean["l1"], mean["bn"], k=k), less(final["l1"], final["bn"], k=k)
+    text = f"mean: {auc.text(('l1', 'BN'), '{:.4g}')}; final: {end.text(('l1', 'BN'), '{:.4g}')}"
+    return text, auc.verdict(precondition=precondition, partly=end.holds)
+
+
+_PRE_TRAINED = "Precondition: the standard VGG left chance (tail loss < {chance_frac:g} ln 10) and no run diverged. "
+_PAIRED = "Paired seeds; a gap holds on every seed or by more than {k:g} seed spreads. "
+_SMOOTH = ("For each lp net, each of loss range, largest gradient change and effective beta-smoothness (medians "
+           "over the probed steps before step {%s}) is below the standard net's and <= {similar_factor:g} x "
+           "BN's. Partly: every lp net is below the standard net on all three, but not all within the factor of BN.")
 CRITERIA = {
-    "comparable": Criterion("All lp schemes reach performance comparable to BatchNorm (VGG)", SRC + ", Fig. 13",
-                            "final test accuracy of each of l1, l2, linf >= BN's - {margin:.0%}", _comparable),
-    **{f"smooth_{a}": Criterion(f"lp schemes smooth the landscape like BatchNorm ({a.upper()})",
-                                SRC + ", Figs. 11, 12", _SMOOTH, _smooth) for a in ("vgg", "dln")},
-    "shift": Criterion("lp activations shift more than the standard network's, yet lp nets train better", SRC,
-                       "for each lp net: mean shift and variance shift (step to step, layers {layers}) > the "
-                       "standard net's, and final training loss < the standard net's; partly if all train better "
-                       "but only some shifts are larger", _shift),
-    "non_gaussian": Criterion("lp activations are no longer Gaussian-like (VGG)", SRC + ", Fig. 14",
-                              "|excess kurtosis| of layer {layer} (pooled) of each lp net > BN's", _non_gaussian),
-    "l1_dln": Criterion("On the deep linear network, l1 normalisation beats BatchNorm", SRC + ", Fig. 13",
-                        "DLN mean training loss over the run (area under the curve): l1 < BN; partly if only the "
-                        "final loss (last 10% of steps) is lower", _l1_beats_bn),
+    "comparable": Criterion(
+        "All lp schemes reach performance comparable to BatchNorm (VGG)", SRC + ", Fig. 13",
+        "Test accuracy at step {horizon} of each lp net > BN's - {margin:.0%}. Partly: for all but one of them. "
+        "Precondition: BN left chance (tail loss < {chance_frac:g} ln 10), no run diverged. " + _PAIRED,
+        _comparable),
+    "smooth_vgg": Criterion("lp schemes smooth the landscape like BatchNorm (VGG)", SRC + ", Fig. 12",
+                            _SMOOTH % "horizon" + " " + _PRE_TRAINED + _PAIRED, _smooth),
+    "smooth_dln": Criterion("lp schemes smooth the landscape like BatchNorm (DLN)", SRC + ", Fig. 12",
+                            _SMOOTH % "dln_steps" + " Precondition: no run diverged. " + _PAIRED, _smooth),
+    "shift": Criterion(
+        "lp activations shift more than the standard network's, yet lp nets train better", SRC,
+        "For each lp net: mean shift and variance shift (record to record up to step {horizon}, layers {layers}) "
+        "> the standard net's, and training loss at step {horizon} < the standard net's. Partly: every lp net "
+        "has the larger variance shift and the lower loss (mean shift not). " + _PRE_TRAINED + _PAIRED, _shift),
+    "non_gaussian": Criterion(
+        "lp activations are no longer Gaussian-like (VGG)", SRC + ", Fig. 14",
+        "Median over layers {layers} of |excess kurtosis| (channels pooled, step {horizon}) of each lp net > BN's. "
+        "Partly: for all but one of them. Precondition: no run diverged. " + _PAIRED, _non_gaussian),
+    "l1_dln": Criterion(
+        "On the deep linear network, l1 normalisation beats BatchNorm", SRC + ", Fig. 13",
+        "DLN mean training loss over the {dln_steps} steps (area under the curve): l1 < BN. Partly: only the "
+        "final loss (last 10% of steps) is lower. Precondition: neither run diverged. " + _PAIRED, _l1_beats_bn),
 }
 
 
+def _values(df: pd.DataFrame, col: str, norms_: tuple, pair: list[int]) -> dict[str, list[float]]:
+    return {n: [float(df.loc[(n, s), col]) for s in pair] for n in norms_}
+
+
 def claims(cfg: Params, res: dict) -> list[Claim]:
-    """The chapter's claims (Santurkar et al. 2018, Sec. 3.3), each decided by its criterion."""
-    v, d = summary(cfg, res, "vgg"), summary(cfg, res, "dln")
-    div = lambda df, norms=NORMS: bool(df.loc[list(norms), "diverged"].any())  # noqa: E731
-    col = lambda df, c: df[c].to_dict()  # noqa: E731
-    q = {a: df[list(LANDSCAPE)].to_dict(orient="index") for a, df in (("vgg", v), ("dln", d))}
-    return [CRITERIA["comparable"](acc=col(v, "test acc"), margin=cfg.margin, diverged=div(v, ("bn", *LP))),
-            *[CRITERIA[f"smooth_{a}"](q=q[a], similar_factor=cfg.similar_factor, diverged=div(df))
-              for a, df in (("vgg", v), ("dln", d))],
-            CRITERIA["shift"](mean_shift=col(v, "mean shift"), var_shift=col(v, "var shift"),
-                              loss=col(v, "final train loss"), diverged=div(v, ("none", *LP)),
-                              layers=", ".join(map(str, cfg.act_layers))),
-            CRITERIA["non_gaussian"](kurt=col(v, f"kurtosis L{cfg.act_layers[-1]}"), layer=cfg.act_layers[-1]),
-            CRITERIA["l1_dln"](mean=col(d, "mean train loss"), final=col(d, "final train loss"),
-                               diverged=div(d, ("l1", "bn")))]
+    """The chapter's claims (Santurkar et al. 2018, Sec. 3.3), each decided by its criterion on
+    the paired seeds at the horizon."""
+    pair = paired(cfg)
+    v, d = per_seed(cfg, res, "vgg"), per_seed(cfg, res, "dln")
+    vn, dn = tuple(n for n in norms(cfg, "vgg") if n in (*CORE, *LP)), tuple(n for n in norms(cfg, "dln")
+                                                                               if n in (*CORE, *LP))
+    ok = lambda df, ns: not any(df.loc[(n, s), "diverged"] for n in ns for s in pair)  # noqa: E731
+    left = lambda n: left_chance(_values(v, "final train loss", (n,), pair)[n], frac=cfg.chance_frac)  # noqa: E731
+    q = {a: {n: {x: _values(df, x, ns, pair)[n] for x in LANDSCAPE} for n in ns} for a, df, ns in
+         (("vgg", v, vn), ("dln", d, dn))}
+    common = dict(k=cfg.k, chance_frac=cfg.chance_frac, horizon=horizon(cfg, "vgg"), dln_steps=cfg.dln_steps,
+                  layers=", ".join(map(str, cfg.act_layers)), similar_factor=cfg.similar_factor)
+    rows = [CRITERIA["comparable"](acc=_values(v, "test acc", vn[1:], pair), margin=cfg.margin,
+                                   precondition=ok(v, vn[1:]) and left("bn"), **common),
+            CRITERIA["smooth_vgg"](q=q["vgg"], precondition=ok(v, vn) and left("none"), **common),
+            CRITERIA["smooth_dln"](q=q["dln"], precondition=ok(d, dn), **common),
+            CRITERIA["shift"](mean_shift=_values(v, "mean shift", vn, pair),
+                              var_shift=_values(v, "var shift", vn, pair),
+                              loss=_values(v, "final train loss", vn, pair),
+                              precondition=ok(v, (vn[0], *vn[2:])) and left("none"), **common),
+            CRITERIA["non_gaussian"](kurt=_values(v, "|kurtosis| median", vn[1:], pair),
+                                     precondition=ok(v, vn[1:]), **common)]
+    if "l1" in dn:
+        rows.append(CRITERIA["l1_dln"](mean=_values(d, "mean train loss", ("l1", "bn"), pair),
+                                       final=_values(d, "final train loss", ("l1", "bn"), pair),
+                                       precondition=ok(d, ("l1", "bn")), **common))
+    return rows

@@ -4,6 +4,7 @@ landscape along the gradient over training, activation histograms, shift against
 Results are ``res[(arch, norm, seed)]``: dicts with ``"hist"`` (a History), ``"line"`` (a
 line-search probe over training: ``step``, ``loss_min``, ``loss_max``, ``grad_diff_max``,
 ``beta_eff``) and, where measured, ``"shape"`` (``probes.kurtosis.activation_shape``'s arrays).
+``seeds_of`` maps each normaliser to its seeds; every curve is ``plots.band`` over them.
 """
 
 from __future__ import annotations
@@ -11,35 +12,52 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import color, label
-from .curves import curves as _curves
+from . import band, color, label
 
 _LANDSCAPE = (("loss range", "loss range along the gradient"),
               ("grad_diff_max", "max gradient change (l2)"),
               ("beta_eff", "effective beta-smoothness"))
 
 
-def training_curves(res: dict, arch: str, *, norms, seeds, lr: float, metric: str,
-                    smooth: int = 1, ylabel: str = "", logy: bool = False):
-    """Training or test curves of every normaliser on ``arch`` (the training chapter's figure)."""
-    hist = {(n, lr, s): res[(arch, n, s)]["hist"] for n in norms for s in seeds}
-    return _curves(hist, norms=norms, lrs=[lr], seeds=seeds, metric=metric, smooth=smooth,
-                   ylabel=ylabel, logy=logy)
+def _trailing(y: np.ndarray, w: int) -> np.ndarray:
+    """Trailing running mean over ``w`` values (shorter at the start)."""
+    c = np.cumsum(np.concatenate([[0.0], np.asarray(y, float)]))
+    i = np.arange(1, len(y) + 1)
+    return (c[i] - c[np.maximum(i - w, 0)]) / np.minimum(i, w)
 
 
-def landscape(res: dict, arch: str, *, norms, seeds):
+def training_curves(res: dict, arch: str, *, seeds_of: dict, metric: str, upto: int, smooth: int = 1,
+                    ylabel: str = "", logy: bool = False):
+    """Training loss (per step, trailing mean over ``smooth``) or a test metric (per evaluation)
+    of every normaliser on ``arch`` up to step ``upto``, mean and min..max band over its seeds."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for norm, seeds in seeds_of.items():
+        hs = [res[arch, norm, s]["hist"] for s in seeds]
+        if metric == "train_loss":
+            ys = [_trailing(h.train_loss[:upto], smooth) for h in hs]
+            xs = [np.arange(1, len(y) + 1) for y in ys]
+        else:
+            xs = [h.eval_step[h.eval_step <= upto] for h in hs]
+            ys = [getattr(h, metric)[h.eval_step <= upto] for h in hs]
+        band(ax, xs, ys, norm)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(ylabel)
+    if logy:
+        ax.set_yscale("log")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def landscape(res: dict, arch: str, *, seeds_of: dict):
     """Loss range, largest gradient change and effective beta-smoothness along the gradient
-    against the training step, one line per normaliser (mean over seeds), log scale."""
+    against the training step, one band per normaliser over its seeds, log scale."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for norm in norms:
-        probes = [res[(arch, norm, s)]["line"] for s in seeds]
-        if not all(len(p["step"]) for p in probes):
-            continue
-        n = min(len(p["step"]) for p in probes)
+    for norm, seeds in seeds_of.items():
+        probes = [res[arch, norm, s]["line"] for s in seeds]
         for ax, (key, _) in zip(axes, _LANDSCAPE):
             ys = [(p["loss_max"] - p["loss_min"]) if key == "loss range" else p[key] for p in probes]
-            ax.plot(probes[0]["step"][:n], np.mean([y[:n] for y in ys], axis=0), marker="o", ms=3,
-                    color=color(norm), label=label(norm))
+            band(ax, [p["step"] for p in probes], ys, norm, marker="o", ms=3)
     for ax, (_, name) in zip(axes, _LANDSCAPE):
         ax.set_xlabel("training step")
         ax.set_ylabel(name)
@@ -50,8 +68,8 @@ def landscape(res: dict, arch: str, *, norms, seeds):
 
 
 def histograms(res: dict, *, norms, layers, seed: int, bins: int = 60):
-    """Histogram of each layer's activations (rows) per normaliser (columns) at the end of
-    training, with a Gaussian of the same mean and variance (dashed) and the excess kurtosis."""
+    """Histogram of each layer's activations (rows) per normaliser (columns) at the horizon,
+    with a Gaussian of the same mean and variance (dashed) and the excess kurtosis; one seed."""
     fig, axes = plt.subplots(len(layers), len(norms), figsize=(1.9 * len(norms), 1.9 * len(layers)),
                              squeeze=False)
     for r, layer in enumerate(layers):
@@ -79,18 +97,18 @@ def histograms(res: dict, *, norms, layers, seed: int, bins: int = 60):
     return fig
 
 
-def shift_vs_loss(table, *, norms):
-    """Final training loss against the step-to-step shift of the activations' mean and
-    variance (two panels), one point per normaliser."""
+def shift_vs_loss(per_seed, *, norms):
+    """Training loss at the horizon against the step-to-step shift of the activations' mean
+    and variance (two panels), one point per run (normaliser and seed)."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
     for ax, col, name in zip(axes, ("mean shift", "var shift"),
                              ("mean shift (spreads per record)", "variance shift (|d log var| per record)")):
         for norm in norms:
-            ax.scatter(table.loc[norm, col], table.loc[norm, "final train loss"], s=40,
-                       color=color(norm), label=label(norm))
+            d = per_seed.xs(norm, level="norm")
+            ax.scatter(d[col], d["final train loss"], s=40, color=color(norm), label=label(norm))
         ax.set_xlabel(name)
         ax.set_xscale("log")
-    axes[0].set_ylabel("final training loss (cross-entropy)")
+    axes[0].set_ylabel("training loss at the horizon")
     axes[1].legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig

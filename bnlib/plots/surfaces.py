@@ -1,7 +1,8 @@
 """Loss-surface figures (Li et al. 2018; seed 000): curves along the gradient over training,
 1D lines, 2D contours and 3D surfaces around trained weights.
 
-Every function takes results ``res[(arch, norm)]``: dicts with ``"line"`` (a line-search probe
+``probe_curves`` takes ``res[(arch, norm, seed)]`` and draws every seed; the others take one
+seed's results ``res[(arch, norm)]`` (``chapters.surfaces.one_seed``): dicts with ``"line"`` (a line-search probe
 over training: ``step``, ``loss_min``, ``loss_max``, ``beta_eff``, ...), ``"interp"``
 (``alphas``, ``loss``), ``"slices"`` (``xs``, ``loss`` (2, n)) and ``"plane"`` (``grid``,
 ``loss`` (n, n)), as ``probes.surface``'s specs return them, and ``labels`` {arch: name}. The
@@ -15,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import colors, ticker
 
-from . import color, label
+from . import band, color, label
 
 
 def _values(loss: np.ndarray, log: bool) -> np.ndarray:
@@ -26,22 +27,24 @@ def _zlabel(log: bool) -> str:
     return "log10 training loss" if log else "training loss (cross-entropy)"
 
 
-def probe_curves(res: dict, *, archs, norms, labels: dict, key: str, ylabel: str, logy: bool = True):
-    """One panel per architecture: a probe quantity against the training step, per norm.
+def probe_curves(res: dict, *, archs, norms, seeds, labels: dict, key: str, ylabel: str, logy: bool = True):
+    """One panel per architecture: a probe quantity against the training step, per norm, from
+    ``res[(arch, norm, seed)]``.
 
-    ``key="range"`` draws the band from the smallest to the largest loss seen along the
-    gradient step (seed 000's "loss variation"); any other key is a line of that probe array.
+    ``key="range"`` shades, per seed, the smallest to the largest loss seen along the gradient
+    step (seed 000's "loss variation"); any other key is ``plots.band`` over ``seeds``.
     """
     fig, axes = plt.subplots(1, len(archs), figsize=(5.2 * len(archs), 3.6), squeeze=False,
                              layout="constrained")
     for ax, arch in zip(axes[0], archs):
         for norm in norms:
-            r = res[arch, norm]["line"]
+            rs = [res[arch, norm, s]["line"] for s in seeds]
             if key == "range":
-                ax.fill_between(r["step"], r["loss_min"], r["loss_max"], color=color(norm), alpha=0.35, lw=0,
-                                label=label(norm))
+                for i, r in enumerate(rs):
+                    ax.fill_between(r["step"], r["loss_min"], r["loss_max"], color=color(norm),
+                                    alpha=0.35 / len(rs), lw=0, label=label(norm) if i == 0 else None)
             else:
-                ax.plot(r["step"], r[key], color=color(norm), label=label(norm))
+                band(ax, [r["step"] for r in rs], [r[key] for r in rs], norm)
         ax.set_xlabel("training step")
         ax.text(0.98, 0.95, labels[arch], transform=ax.transAxes, ha="right", va="top")
         if logy:
