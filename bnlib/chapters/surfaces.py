@@ -80,7 +80,8 @@ PROFILES = {
 }
 THRESHOLDS = ("k", "chance_frac")
 KEY_SETTINGS = ("dataset", "archs", "num_seeds", "lr", "batch_size", "lenet_steps", "vgg_steps", "vgg_width",
-                "probe_every", "surface_size", "lenet_grid", "vgg_grid", "span", "bn_mode", "radius", "sharp_dirs")
+                "probe_every", "surface_size", "lenet_grid", "vgg_grid", "span", "bn_mode", "radius", "sharp_dirs", "k",
+                "chance_frac")
 
 
 def adam(cfg: Params, arch: str) -> TrainConfig:
