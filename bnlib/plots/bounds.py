@@ -1,8 +1,8 @@
 """Figures of bounds and their two sides: how each term of Theorems 4.1 and 4.2 contributes on
 a network, where printed forms fail, and what BN's epsilon changes.
 
-``net`` holds per-step measurements of two BN layers as ``probes.capture.Statements``
-returns them (``"step"`` (K,), ``"<layer>/<key>"`` (K, ...)); ``inst`` the random instances
+``nets`` maps each seed to its per-step measurements of two BN layers as
+``probes.capture.Statements`` returns them (``"step"`` (K,), ``"<layer>/<key>"`` (K, ...)); ``inst`` the random instances
 of ``probes.capture.random_instances``; ``table`` one row per form (statement, form, share
 failing on random instances and on the network).
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import color
+from . import band, color
 
 LAYERS = {"conv": "conv BN layer", "fc": "classifier BN layer (after a linear layer)"}
 
@@ -21,26 +21,30 @@ def _probe(net: dict, layer: str, key: str) -> np.ndarray:
     return np.asarray(net[f"{layer}/{key}"], float)
 
 
-def thm41_terms(net: dict):
+def _bands(ax, nets: dict, fn, kind: str, label: str | None = None, **kw) -> None:
+    """``fn(net)`` against the SGD step, mean line and min..max band over the seeds of ``nets``."""
+    runs = [nets[s] for s in sorted(nets)]
+    band(ax, [np.asarray(n["step"]) for n in runs], [fn(n) for n in runs], kind, label_=label, **kw)
+
+
+def thm41_terms(nets: dict):
     """Per layer: the share of ||g||^2 (sums over units) removed by the mean term and by the
-    correlation term (log scale), and the factor (gamma/sigma)^2 (median and quartiles)."""
+    correlation term (log scale), and the median over units of (gamma/sigma)^2; ``nets`` holds
+    one network dict per seed (mean line, min..max band over seeds)."""
     fig, axes = plt.subplots(2, 2, figsize=(9, 5.2), sharex=True)
-    step = np.asarray(net["step"])
     for col, (layer, title) in enumerate(LAYERS.items()):
-        norm = _probe(net, layer, "thm_4_1/terms/norm").sum(1)
         ax = axes[0, col]
-        for term, c, ls, lab in (("mean", "0.35", "-", "mean term ⟨1,g⟩²/m"),
-                                 ("corr", color("bn"), "--", "correlation term ⟨g,ŷ⟩²/m")):
-            share = _probe(net, layer, f"thm_4_1/terms/{term}").sum(1) / norm
-            ax.plot(step, np.maximum(share, 1e-12), color=c, ls=ls, marker="o", ms=3, label=lab)
+        for term, kind, ls, lab in (("mean", "none", "-", "mean term ⟨1,g⟩²/m"),
+                                    ("corr", "bn", "--", "correlation term ⟨g,ŷ⟩²/m")):
+            _bands(ax, nets, lambda n, term=term: np.maximum(_probe(n, layer, f"thm_4_1/terms/{term}").sum(1)
+                                                            / _probe(n, layer, "thm_4_1/terms/norm").sum(1), 1e-12),
+                   kind, lab, ls=ls, marker="o", ms=3)
         ax.set_yscale("log")
         ax.set_ylabel("share of ‖g‖² removed")
         ax.set_title(title, fontsize="medium")
-        scale = _probe(net, layer, "thm_4_1/terms/scale")
-        q1, med, q3 = np.percentile(scale, [25, 50, 75], axis=1)
         ax = axes[1, col]
-        ax.fill_between(step, q1, q3, color=color("bn"), alpha=0.25, lw=0)
-        ax.plot(step, med, color=color("bn"))
+        _bands(ax, nets, lambda n: np.median(_probe(n, layer, "thm_4_1/terms/scale"), axis=1), "bn",
+               "median over units")
         ax.axhline(1, color="0.3", lw=0.8, ls=":")
         ax.set_yscale("log")
         ax.set_ylabel("(γ/σ)² per unit")
@@ -50,28 +54,27 @@ def thm41_terms(net: dict):
     return fig
 
 
-def thm42_terms(net: dict):
+def thm42_terms(nets: dict):
     """Per layer: the curvature along the gradient and (gamma/sigma)^2 v^T H v (top, symlog),
-    the BN correction relative to the latter (middle), the share of units with <g, yhat> > 0."""
+    the BN correction relative to the latter (middle), the share of units with <g, yhat> > 0;
+    mean line and min..max band over the seeds of ``nets``."""
     fig, axes = plt.subplots(3, 2, figsize=(9, 7), sharex=True)
-    step = np.asarray(net["step"])
     for col, (layer, title) in enumerate(LAYERS.items()):
-        lhs = _probe(net, layer, "thm_4_2/exact/lhs")
-        hess = _probe(net, layer, "thm_4_2/terms/hess")
         ax = axes[0, col]
-        ax.plot(step, lhs, color=color("bn"), lw=2, label="vᵀ(∂²L̂/∂y²)v (measured)")
-        ax.plot(step, hess, color=color("none"), ls="--", label="(γ/σ)² vᵀHv")
-        lin = float(max(np.abs(np.concatenate([lhs, hess])).min(), 1e-30))
-        ax.set_yscale("symlog", linthresh=lin)
+        _bands(ax, nets, lambda n: _probe(n, layer, "thm_4_2/exact/lhs"), "bn", "vᵀ(∂²L̂/∂y²)v (measured)", lw=2)
+        _bands(ax, nets, lambda n: _probe(n, layer, "thm_4_2/terms/hess"), "none", "(γ/σ)² vᵀHv", ls="--")
+        both = np.concatenate([np.abs(_probe(n, layer, f"thm_4_2/{k}")).ravel() for n in nets.values()
+                               for k in ("exact/lhs", "terms/hess")])
+        ax.set_yscale("symlog", linthresh=float(max(both.min(), 1e-30)))
         ax.set_ylabel("quadratic form")
         ax.set_title(title, fontsize="medium")
-        corr = -_probe(net, layer, "thm_4_2/terms/correction")
-        axes[1, col].plot(step, corr / np.abs(hess), color="0.35", marker="o", ms=3)
+        _bands(axes[1, col], nets, lambda n: -_probe(n, layer, "thm_4_2/terms/correction")
+               / np.abs(_probe(n, layer, "thm_4_2/terms/hess")), "none", "", marker="o", ms=3)
         axes[1, col].axhline(0, color="0.3", lw=0.8, ls=":")
         axes[1, col].set_ylabel("correction / |(γ/σ)² vᵀHv|")
         axes[1, col].ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
-        inner = _probe(net, layer, "thm_4_2/terms/inner")
-        axes[2, col].plot(step, (inner > 0).mean(1), color=color("bn"), marker="o", ms=3)
+        _bands(axes[2, col], nets, lambda n: (_probe(n, layer, "thm_4_2/terms/inner") > 0).mean(1), "bn", "",
+               marker="o", ms=3)
         axes[2, col].set_ylim(-0.05, 1.05)
         axes[2, col].set_ylabel("share of units, ⟨g,ŷ⟩ > 0")
         axes[2, col].set_xlabel("SGD step")
