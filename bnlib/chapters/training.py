@@ -112,7 +112,16 @@ def headline(cfg: Params, hist: dict) -> dict:
             "acc_bn": acc["BN", lo], "acc_none": acc["standard", lo],
             "loss_bn_large": loss["BN", hi], "loss_none_large": loss["standard", hi],
             "diverged_large": ", ".join(f"{int(dv[NAMES[n], hi])} of {cfg.variant_seeds} {NAMES[n]}" for n in NORMS),
-            "chance_loss": cfg.chance_frac * CHANCE_LOSS}
+            "chance_loss": cfg.chance_frac * CHANCE_LOSS, "none_large_state": _state(cfg, hist, hi)}
+
+
+def _state(cfg: Params, hist: dict, lr: float) -> str:
+    """Whether the standard net at ``lr`` left chance on every seed, in words for the prose."""
+    loss = per_seed(cfg, hist, lr).loc["none", "final train loss"]
+    if left_chance(loss, frac=cfg.chance_frac):
+        return "left chance on every seed"
+    return (f"did not leave chance on {int((~(loss < cfg.chance_frac * CHANCE_LOSS)).sum())} of {len(loss)} "
+            f"seeds (final loss at or above {cfg.chance_frac * CHANCE_LOSS:.2f}, or diverged)")
 
 
 # ---------------------------------------------------------------- criteria (pure functions of numbers)
