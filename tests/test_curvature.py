@@ -245,3 +245,18 @@ def test_evaluation_validation_set_is_held_out_and_standardised_like_the_trainin
     assert res["train_acc"].shape == res["test_acc"].shape == (2,)
     with pytest.raises(ValueError, match="must follow the trajectory's 300 training images"):
         store.probe(traj, Accuracies(val_start=200, val_size=100), steps=(6,))
+
+
+def test_step_times_interleaved_one_value_per_round_and_network():
+    from bnlib.data import Data
+    from bnlib.probes.evaluation import step_times
+
+    g = torch.Generator().manual_seed(0)
+    d = Data("toy", torch.randn(64, 1, 4, 4, generator=g), torch.randint(10, (64,), generator=g),
+             torch.randn(8, 1, 4, 4), torch.randint(10, (8,)))
+    spec = ModelSpec("mlp", norm="bn", sizes=(16, 8, 10), norm_after_relu=True)
+    threads = torch.get_num_threads()
+    t = step_times({"none": spec.with_(norm="none"), "bn": spec}, d, lr=1e-3, l2=1e-4, batch_size=16,
+                   rounds=3, steps=2)
+    assert set(t) == {"none", "bn"} and all(v.shape == (3,) and np.all(v > 0) for v in t.values())
+    assert torch.get_num_threads() == threads  # the caller's thread count is restored
