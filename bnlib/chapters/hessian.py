@@ -391,7 +391,7 @@ def _curves(res: dict, fn) -> dict[str, list[list[float]]]:
 
 def claims(cfg: Params, res: dict, step_s: dict) -> list[Claim]:
     """The seed's claims, each decided by its criterion over the paired seeds."""
-    k, ok, spe = cfg.top_k, _trained(cfg, res), cfg.train_size // cfg.batch_size
+    k, ok = cfg.top_k, _trained(cfg, res)
     acc = {v: {s: [float(r[f"{s}_acc"][-1]) for r in _runs(res, v)] for s in SPLITS} for v in ("bn", "none")}
     t_fc, t_bn = _reach_times(res)
     lam1, kap = _curves(res, lambda r: np.asarray(r["ll_eigs"])[:, 0]), _curves(res, lambda r: kappa(r, k=k))

@@ -2,8 +2,8 @@
 a network, where printed forms fail, and what BN's epsilon changes.
 
 ``nets`` maps each seed to its per-step measurements of two BN layers as
-``probes.capture.Statements`` returns them (``"step"`` (K,), ``"<layer>/<key>"`` (K, ...)); ``inst`` the random instances
-of ``probes.capture.random_instances``; ``table`` one row per form (statement, form, share
+``probes.capture.Statements`` returns them (``"step"`` (K,), ``"<layer>/<key>"`` (K, ...));
+``inst`` the random instances of ``probes.capture.random_instances``; ``table`` one row per form (statement, form, share
 failing on random instances and on the network).
 """
 
@@ -36,14 +36,15 @@ def thm41_terms(nets: dict):
         ax = axes[0, col]
         for term, kind, ls, lab in (("mean", "none", "-", "mean term ⟨1,g⟩²/m"),
                                     ("corr", "bn", "--", "correlation term ⟨g,ŷ⟩²/m")):
-            _bands(ax, nets, lambda n, term=term: np.maximum(_probe(n, layer, f"thm_4_1/terms/{term}").sum(1)
-                                                            / _probe(n, layer, "thm_4_1/terms/norm").sum(1), 1e-12),
-                   kind, lab, ls=ls, marker="o", ms=3)
+            def removed(n, term=term, layer=layer):
+                p = f"{layer}/thm_4_1/terms/"
+                return np.maximum(np.asarray(n[p + term]).sum(1) / np.asarray(n[p + "norm"]).sum(1), 1e-12)
+            _bands(ax, nets, removed, kind, lab, ls=ls, marker="o", ms=3)
         ax.set_yscale("log")
         ax.set_ylabel("share of ‖g‖² removed")
         ax.set_title(title, fontsize="medium")
         ax = axes[1, col]
-        _bands(ax, nets, lambda n: np.median(_probe(n, layer, "thm_4_1/terms/scale"), axis=1), "bn",
+        _bands(ax, nets, lambda n, layer=layer: np.median(_probe(n, layer, "thm_4_1/terms/scale"), axis=1), "bn",
                "median over units")
         ax.axhline(1, color="0.3", lw=0.8, ls=":")
         ax.set_yscale("log")
@@ -61,20 +62,21 @@ def thm42_terms(nets: dict):
     fig, axes = plt.subplots(3, 2, figsize=(9, 7), sharex=True)
     for col, (layer, title) in enumerate(LAYERS.items()):
         ax = axes[0, col]
-        _bands(ax, nets, lambda n: _probe(n, layer, "thm_4_2/exact/lhs"), "bn", "vᵀ(∂²L̂/∂y²)v (measured)", lw=2)
-        _bands(ax, nets, lambda n: _probe(n, layer, "thm_4_2/terms/hess"), "none", "(γ/σ)² vᵀHv", ls="--")
+        lhs, hess = (lambda n, layer=layer, k=k: _probe(n, layer, f"thm_4_2/{k}") for k in ("exact/lhs", "terms/hess"))
+        _bands(ax, nets, lhs, "bn", "vᵀ(∂²L̂/∂y²)v (measured)", lw=2)
+        _bands(ax, nets, hess, "none", "(γ/σ)² vᵀHv", ls="--")
         both = np.concatenate([np.abs(_probe(n, layer, f"thm_4_2/{k}")).ravel() for n in nets.values()
                                for k in ("exact/lhs", "terms/hess")])
         ax.set_yscale("symlog", linthresh=float(max(both.min(), 1e-30)))
         ax.set_ylabel("quadratic form")
         ax.set_title(title, fontsize="medium")
-        _bands(axes[1, col], nets, lambda n: -_probe(n, layer, "thm_4_2/terms/correction")
-               / np.abs(_probe(n, layer, "thm_4_2/terms/hess")), "none", "", marker="o", ms=3)
+        _bands(axes[1, col], nets, lambda n, layer=layer, hess=hess: -_probe(n, layer, "thm_4_2/terms/correction")
+               / np.abs(hess(n)), "none", "", marker="o", ms=3)
         axes[1, col].axhline(0, color="0.3", lw=0.8, ls=":")
         axes[1, col].set_ylabel("correction / |(γ/σ)² vᵀHv|")
         axes[1, col].ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
-        _bands(axes[2, col], nets, lambda n: (_probe(n, layer, "thm_4_2/terms/inner") > 0).mean(1), "bn", "",
-               marker="o", ms=3)
+        _bands(axes[2, col], nets, lambda n, layer=layer: (_probe(n, layer, "thm_4_2/terms/inner") > 0).mean(1),
+               "bn", "", marker="o", ms=3)
         axes[2, col].set_ylim(-0.05, 1.05)
         axes[2, col].set_ylabel("share of units, ⟨g,ŷ⟩ > 0")
         axes[2, col].set_xlabel("SGD step")

@@ -1,11 +1,11 @@
 """Figures of Hessian spectra and of the runs they were measured on (seed 002, Figs. 1-3, 8).
 
 ``res`` is a dict of runs keyed by (variant, seed), each a dict of per-epoch arrays (epoch 0 =
-initialisation; ``epoch`` names the probed epochs): ``<split>_loss``/``<split>_acc``, ``time_s``, ``ll_eigs`` (epochs, P) every
-eigenvalue of one Hessian block, descending, and ``full_top`` (epochs, k) the top of the full
-spectrum. A line is the mean over seeds and the band spans min to max. ``style`` maps each
-variant to (normaliser kind for the colour, line style, legend label); ``STYLE`` holds the
-MLP variants with BN after and before the ReLU.
+initialisation; ``epoch`` names the probed epochs): ``<split>_loss``/``<split>_acc``,
+``time_s``, ``ll_eigs`` (epochs, P) every eigenvalue of one Hessian block, descending, and
+``full_top`` (epochs, k) the top of the full spectrum. A line is the mean over seeds and the
+band spans min to max. ``style`` maps each variant to (normaliser kind for the colour, line
+style, legend label); ``STYLE`` holds the MLP variants with BN after and before the ReLU.
 """
 
 from __future__ import annotations
