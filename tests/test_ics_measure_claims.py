@@ -1,5 +1,5 @@
-"""The ICS-measurement chapter: its criteria on synthetic numbers (each can pass, fail, and say
-partly / diverged where it has them), its tables on synthetic probe results, and its specs
+"""The ICS-measurement chapter: its criteria on synthetic numbers (each reproduces, fails, and
+is inconclusive or partly where it can be), its tables on synthetic probe results, and its specs
 (the shared trajectories, unchanged)."""
 
 import numpy as np
@@ -11,48 +11,62 @@ from bnlib.chapters import ics_measure as ch
 from bnlib.chapters.ics_measure import CRITERIA
 from bnlib.train import History
 
-
-@pytest.mark.parametrize("cos_bn, l2_bn, diverged, expected", [
-    ([0.5, 0.93], [2.0, 2.0], False, "reproduced"),   # 0.93 <= 0.9 + margin: "similar"
-    ([0.5, 0.99], [2.0, 2.0], False, "partly"),       # one pair has a clearly higher cosine
-    ([0.99, 0.99], [2.0, 0.5], False, "not reproduced"),
-    ([0.5, 0.5], [2.0, 2.0], True, "diverged")])
-def test_ics_larger(cos_bn, l2_bn, diverged, expected):
-    row = CRITERIA["ics_larger"](cos_bn=cos_bn, cos_none=[0.9, 0.9], l2_bn=l2_bn, l2_none=[1.0, 1.0],
-                                 margin=0.05, diverged=diverged)
-    assert row.verdict == expected and "+ 0.05" in row.criterion
+TH = dict(margin=0.05, k=2.0, chance_frac=0.9, compare_from=300, no_ics=0.99, nearly_no_ics=0.9,
+          uncorrelated=0.3, lower_by=0.1, lr=0.1, net="VGG")
+TRAINED, AT_CHANCE = [1.3, 1.2, 1.4], [1.3, 2.25, 1.4]
 
 
-@pytest.mark.parametrize("losses, expected, measured", [
-    ([(1.0, 2.0), (3.0, 4.0)], "reproduced", "2 of 2 settings"),
-    ([(1.0, 2.0), (5.0, 4.0)], "partly", "1 of 2 settings"),
-    ([(3.0, 2.0), (float("inf"), 4.0)], "not reproduced", "0 of 2 settings")])
-def test_trains_better(losses, expected, measured):
-    row = CRITERIA["trains_better"](losses=losses)
-    assert (row.verdict, row.measured) == (expected, measured)
+@pytest.mark.parametrize("cos_bn, l2_bn, tails, diverged, expected", [
+    ([0.5, 0.6, 0.93], [2.0, 2.5, 2.2], TRAINED, False, "reproduced"),   # 0.93 <= 0.9 + margin: "similar"
+    ([0.5, 0.6, 0.7], [0.5, 0.6, 0.4], TRAINED, False, "partly"),        # cosines lower, norms smaller
+    ([0.99, 0.99, 0.99], [2.0, 2.0, 2.0], TRAINED, False, "not reproduced"),
+    ([0.5, 0.6, 0.7], [2.0, 2.0, 2.0], AT_CHANCE, False, "inconclusive"),  # a standard run stayed at chance
+    ([0.5, 0.6, 0.7], [2.0, 2.0, 2.0], TRAINED, True, "inconclusive")])   # a run diverged
+def test_ics_larger(cos_bn, l2_bn, tails, diverged, expected):
+    none = {"cos_none": {4: [0.9, 0.9, 0.9]}, "l2_none": {4: [1.0, 1.0, 1.0]}}
+    row = CRITERIA["ics_larger"](cos_bn={4: cos_bn}, l2_bn={4: l2_bn}, **none, tails_none=tails,
+                                 diverged=diverged, **TH)
+    assert row.verdict == expected and "+ 0.05" in row.criterion and "step 300" in row.criterion
+    assert "3 seeds" in row.measured and ("precondition fails" in row.measured) == (expected == "inconclusive")
+
+
+def test_ics_larger_is_inconclusive_when_the_seeds_disagree_within_their_spread():
+    row = CRITERIA["ics_larger"](cos_bn={4: [0.5, 1.0, 0.3]}, cos_none={4: [0.9, 0.5, 0.9]},
+                                 l2_bn={4: [2.0, 0.1, 2.0]}, l2_none={4: [1.0, 1.0, 1.0]},
+                                 tails_none=TRAINED, diverged=False, **TH)
+    assert row.verdict == "inconclusive"
+
+
+@pytest.mark.parametrize("loss_bn, diverged, expected", [
+    ([1.0, 1.1, 0.9], False, "reproduced"), ([2.0, 2.1, 1.9], False, "not reproduced"),
+    ([1.0, 1.1, 0.9], True, "inconclusive"), ([1.0, 1.6, 1.5], False, "inconclusive")])  # last: swamped
+def test_trains_better(loss_bn, diverged, expected):
+    row = CRITERIA["trains_better"](loss_bn=loss_bn, loss_none=[1.5, 1.5, 1.4], diverged=diverged, **TH)
+    assert row.verdict == expected and row.criterion.startswith("VGG at lr 0.1")
+    assert "3 seeds" in row.measured
 
 
 @pytest.mark.parametrize("cos_none, diverged, expected", [
     ([0.999, 0.995], False, "reproduced"), ([0.999, 0.95], False, "partly"),
-    ([0.999, 0.5], False, "not reproduced"), ([0.999, 0.995], True, "diverged")])
+    ([0.999, 0.5], False, "not reproduced"), ([0.999, 0.995], True, "inconclusive")])
 def test_no_ics(cos_none, diverged, expected):
-    row = CRITERIA["no_ics"](cos_none=cos_none, diverged=diverged)
-    assert row.verdict == expected and row.measured.startswith("median cos 0.999, ")
+    row = CRITERIA["no_ics"](cos_none={9: cos_none, 17: [0.999, 0.999]}, diverged=diverged, **TH)
+    assert row.verdict == expected and "layer 9: 0.999, " in row.measured and "(2 seeds)" in row.measured
 
 
 @pytest.mark.parametrize("cos_bn, diverged, expected", [
     ([0.2, -0.1], False, "reproduced"), ([0.8, 0.5], False, "partly"),
-    ([0.95, 0.99], False, "not reproduced"), ([0.2, -0.1], True, "diverged")])
+    ([0.95, 0.99], False, "not reproduced"), ([0.2, -0.1], True, "inconclusive")])
 def test_uncorrelated(cos_bn, diverged, expected):
-    row = CRITERIA["uncorrelated"](cos_bn=cos_bn, cos_none=[0.999, 0.999], diverged=diverged)
+    row = CRITERIA["uncorrelated"](cos_bn={9: cos_bn}, cos_none={9: [0.999, 0.999]}, diverged=diverged, **TH)
     assert row.verdict == expected
 
 
-def probe_result(cos: list[float], l2: list[float], g_norm: float = 2.0) -> dict:
-    """A synthetic ICS result of 3 measurements x len(cos) layers, the same at every step."""
-    k = len(cos)
-    return {"step": np.array([0, 5, 10]), "layer": np.tile(np.arange(1, k + 1), (3, 1)),
-            "cos": np.tile(cos, (3, 1)), "l2": np.tile(l2, (3, 1)), "g_norm": np.full((3, k), g_norm)}
+def probe_result(cos: list[float], l2: list[float], g_norm: float = 2.0, steps=(0, 5, 10)) -> dict:
+    """A synthetic ICS result of len(steps) measurements x len(cos) layers, the same at every step."""
+    k, n = len(cos), len(steps)
+    return {"step": np.array(steps), "layer": np.tile(np.arange(1, k + 1), (n, 1)),
+            "cos": np.tile(cos, (n, 1)), "l2": np.tile(l2, (n, 1)), "g_norm": np.full((n, k), g_norm)}
 
 
 def history(loss: float, diverged: bool = False) -> History:
@@ -69,27 +83,38 @@ def test_tables_and_claims_on_synthetic_runs():
     ics = {net: {(norm, lr, 0): probe_result(cos=[1.0] + [0.999 if norm == "none" else 0.1] * (n[net] - 1),
                                              l2=[0.0] + [0.01 if norm == "none" else 1.0] * (n[net] - 1))
                  for norm in ch.NORMS for lr in ch.lrs(cfg, net)} for net in ch.NETS}
-    hist = {net: {(norm, lr, 0): history(1.0 if norm == "bn" else 2.0)
+    hist = {net: {(norm, lr, 0): history(1.0 if norm == "bn" else 2.0 if net == "dln" else 1.5)
                   for norm in ch.NORMS for lr in ch.lrs(cfg, net)} for net in ch.NETS}
     t = ch.ics_table(cfg, ics, net="dln")
     assert len(t) == 2 * 2 * cfg.dln_depth
     row = t[(t.norm == "bn") & (t.layer == 2)].iloc[0]
-    assert (row.cos, row.l2, row.rel_l2) == pytest.approx((0.1, 1.0, 0.5))
-    assert list(ch.shown_table(cfg, ics).columns) == ["net", "norm", "lr", "layer", "l2", "rel_l2", "cos"]
-    assert [c.verdict for c in ch.claims(cfg, hist, ics)] == ["reproduced"] * 4
+    assert (row.cos, row.l2, row.rel_l2, row.seeds) == pytest.approx((0.1, 1.0, 0.5, 1))
+    assert list(ch.shown_table(cfg, ics).columns) == ["net", "norm", "lr", "seeds", "layer", "l2", "rel_l2", "cos"]
+    assert [c.verdict for c in ch.claims(cfg, hist, ics)] == ["reproduced"] * 8
     k = ch.key_numbers(cfg, hist, ics)
     assert (k["dln_bn_lower_cos"], k["dln_pairs"]) == (2 * (cfg.dln_depth - 1),) * 2  # layer 1 left out
     assert (k["vgg_cos_bn_a"], k["vgg_loss_bn"], k["vgg_layer_b"]) == (pytest.approx(0.1), 1.0, 6)
+    hist["vgg"][("none", cfg.lr, 0)] = history(2.3)  # the standard VGG stayed at chance
     hist["dln"][("bn", cfg.dln_lr, 0)] = history(np.inf, diverged=True)
-    assert ch.claims(cfg, hist, ics)[2].verdict == "diverged"
+    verdicts = [c.verdict for c in ch.claims(cfg, hist, ics)]
+    assert verdicts[0] == "inconclusive" and verdicts[3] == verdicts[4] == "inconclusive"
     assert isinstance(ch.summary(cfg, hist), pd.DataFrame)
+    assert list(ch.thresholds(cfg)["threshold"]) == list(ch.THRESHOLDS)
+
+
+def test_medians_start_at_compare_from():
+    p = probe_result(cos=[1.0, 0.5], l2=[0.0, 1.0], steps=(0, 100, 300, 400))
+    p["cos"][:2, 1] = -1.0  # the plateau's measurements are left out
+    assert ch.seed_medians(p, "cos", 2, start=300) == 0.5 and ch.seed_medians(p, "cos", 2) == pytest.approx(-0.25)
 
 
 def test_steps_and_reached():
     cfg = chapters.resolve("ics_measure", profile="smoke")
     vgg_at, dln_at = ch.ics_steps(cfg)
-    assert vgg_at == (0, 2, 4) and dln_at == (0, 5, 10, 15, 20, 25)
-    assert ch.reached(dln_at)(history(1.0)) == [0, 5, 10, 15]  # a run that stopped after 20 steps
+    assert vgg_at == (0, 2, 4) and dln_at == (0, 5, 10, 20)
+    assert ch.reached(dln_at)(history(1.0)) == [0, 5, 10]  # a run that stopped after 20 steps
+    assert ch.schedule(1500, 25, 300, 100)[:13] == tuple(range(0, 301, 25))
+    assert ch.schedule(1500, 25, 300, 100)[-2:] == (1300, 1400)
 
 
 @pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])

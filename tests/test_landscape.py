@@ -314,8 +314,9 @@ def test_probe_on_checkpoints_equals_probe_attached_during_training(tmp_path, tr
     steps = [0, 1, 3, traj.train.num_steps - 1]
     store = runs.Store(tmp_path, progress=False)
     store.history(traj, checkpoints=(1,))  # step 3 has no checkpoint: it is replayed from step 1
-    stored = store.probe(traj, spec, steps)
-    attached = _attached(traj, spec)
+    with runs.train_threads(torch.device("cpu")):  # the store trains on one CPU thread; probe on it too
+        stored = store.probe(traj, spec, steps)
+        attached = _attached(traj, spec)
     assert list(stored["step"]) == steps
     assert set(stored) == set(attached)
     for k, v in stored.items():

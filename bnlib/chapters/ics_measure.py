@@ -9,16 +9,17 @@ descent), each with and without BatchNorm (Fig. 3). Defaults are the quick profi
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import pandas as pd
 
 from .. import models, profiles
-from ..claims import Claim, Criterion, verdict
+from ..claims import CHANCE_LOSS, Claim, Criterion, Gap, left_chance, less, verdict
 from ..config import Interval, ListOf, OneOf, param
 from ..data import DataSpec
 from ..models import ModelSpec
+from ..probes.ics import ICS
 from ..train import History, TrainConfig
 
 TITLE = "Does BatchNorm reduce internal covariate shift?"
@@ -31,23 +32,57 @@ SOURCE = "Santurkar et al. 2018, Sec. 2.2, Fig. 3"
 @dataclass(frozen=True)
 class Params(profiles.VGGParams, profiles.DLNParams):
     lr_small: float = param(0.01, _LR, "the VGG's second, smaller learning rate (paper: 0.01)")
-    ics_every: int = param(10, _STEPS, "VGG steps between ICS measurements (choice)")
+    small_steps: int = param(600, _STEPS, "VGG steps at lr_small (paper: 15,000; quick: 600, CPU budget)")
+    small_seeds: int = param(1, Interval(int, 1, 20), "seeds at the second learning rates, VGG and DLN "
+                             "(paper profile: 3; quick: 1, CPU budget)")
+    ics_dense_every: int = param(25, _STEPS, "VGG steps between ICS measurements early on (choice)")
+    ics_dense_until: int = param(300, _STEPS, "VGG step up to which ICS is measured densely (choice: the "
+                                 "standard net's plateau ends near step 300)")
+    ics_every: int = param(100, _STEPS, "VGG steps between ICS measurements after that (choice)")
     vgg_layers: tuple = param((5, 10), ListOf(Interval(int, 1, PAPER_CONVS)),
                               "VGG layers shown, numbered as in a 13-conv VGG (paper: 5, 10)")
     dln_lr_small: float = param(1e-7, _LR, "the DLN's second, smaller learning rate (paper: 1e-7)")
-    dln_ics_every: int = param(50, _STEPS, "DLN steps between ICS measurements (choice)")
+    dln_ics_dense_every: int = param(200, _STEPS, "DLN steps between ICS measurements early on (choice: the "
+                                     "shared DLN's checkpoints)")
+    dln_ics_dense_until: int = param(2000, _STEPS, "DLN step up to which ICS is measured densely (choice: the "
+                                     "standard DLN's loss falls fastest there)")
+    dln_ics_every: int = param(1000, _STEPS, "DLN steps between ICS measurements after that (choice)")
     dln_layers: tuple = param((9, 17), ListOf(Interval(int, 1, PAPER_DLN)),
                               "DLN layers shown, numbered as in a 25-layer DLN (paper: 9, 17)")
     dln_norm_output: bool = param(False, OneOf((False, True)), "BN also after the DLN's last layer (choice)")
     dln_loss: str = param("mse_sum", OneOf(("mse_sum", "mse")),
                           "DLN loss summed or averaged over the points (choice; paper silent)")
+    compare_from: int = param(300, _STEPS, "VGG ICS is compared over the measurements from this step on "
+                              "(choice: after the standard net's plateau, near step 300 at lr 0.1)")
+    k: float = param(2.0, Interval(float, 0, 100), "a gap over seeds holds if it holds on every seed or its mean "
+                     "exceeds k x the seed spread (choice: twice the seed-to-seed standard deviation)")
+    chance_frac: float = param(0.9, Interval(float, 0, 1, low_open=True), "precondition: the standard VGG's tail "
+                               "loss is below this x ln 10 on every seed (choice: clearly off chance)")
+    cos_margin: float = param(0.05, Interval(float, 0, 2), "BN's cosine may exceed the standard net's by this and "
+                              "still count as 'similar' (choice: 1/40 of the cosine's range)")
+    no_ics: float = param(0.99, Interval(float, -1, 1), "a median cosine at least this is 'almost no ICS' "
+                          "(choice: G' within 8 degrees of G)")
+    nearly_no_ics: float = param(0.9, Interval(float, -1, 1), "the weaker bar of 'almost no ICS' "
+                                 "(choice: G' within 26 degrees of G)")
+    uncorrelated: float = param(0.3, Interval(float, 0, 1), "a median |cosine| at most this is 'almost "
+                                "uncorrelated' (choice: G' more than 72 degrees from G)")
+    lower_by: float = param(0.1, Interval(float, 0, 2), "the weaker bar of 'uncorrelated': BN's median cosine "
+                            "below the standard net's by this (choice: 1/20 of the cosine's range)")
 
 
-PROFILES = {"smoke": {**profiles.VGG["smoke"], **profiles.DLN["smoke"], "ics_every": 2, "dln_ics_every": 5},
+THRESHOLDS = ("compare_from", "k", "chance_frac", "cos_margin", "no_ics", "nearly_no_ics", "uncorrelated",
+              "lower_by")
+_SMOKE = {**profiles.VGG["smoke"], **profiles.DLN["smoke"]}
+PROFILES = {"smoke": dict(_SMOKE, small_steps=_SMOKE["num_steps"], ics_dense_every=2, ics_dense_until=2,
+                          ics_every=2, dln_ics_dense_every=5, dln_ics_dense_until=10, dln_ics_every=10,
+                          compare_from=2),
             "quick": {},
-            "paper": {**profiles.VGG["paper"], **profiles.DLN["paper"], "ics_every": 100, "dln_ics_every": 20}}
-KEY_SETTINGS = ("dataset", "depth", "width", "lr", "lr_small", "batch_size", "num_steps", "ics_every",
-                "dln_depth", "dln_lr", "dln_lr_small", "dln_steps", "dln_ics_every", "dln_loss", "num_seeds")
+            "paper": {**profiles.VGG["paper"], **profiles.DLN["paper"], "small_steps": 15_000, "small_seeds": 3,
+                      "ics_dense_every": 50, "ics_dense_until": 1000, "ics_every": 250, "dln_ics_dense_every": 20,
+                      "dln_ics_dense_until": 1000, "dln_ics_every": 100, "compare_from": 1000}}
+KEY_SETTINGS = ("dataset", "depth", "width", "lr", "lr_small", "batch_size", "num_steps", "small_steps",
+                "num_seeds", "small_seeds", "ics_dense_every", "ics_dense_until", "ics_every", "dln_depth", "dln_lr",
+                "dln_lr_small", "dln_steps", "dln_ics_dense_every", "dln_ics_dense_until", "dln_ics_every", "dln_loss")
 
 
 def dln_specs(cfg: Params) -> tuple[DataSpec, ModelSpec, TrainConfig]:
@@ -57,9 +92,15 @@ def dln_specs(cfg: Params) -> tuple[DataSpec, ModelSpec, TrainConfig]:
     return linear, dln, replace(gd, loss=cfg.dln_loss)
 
 
+def schedule(n: int, dense_every: int, dense_until: int, every: int) -> tuple[int, ...]:
+    """Steps below ``n``: every ``dense_every`` up to ``dense_until``, then every ``every``."""
+    return tuple(sorted({*range(0, min(dense_until, n), dense_every), *range(dense_until, n, every)}))
+
+
 def ics_steps(cfg: Params) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The measured steps of the VGG and the DLN: every ``ics_every`` (``dln_ics_every``) from 0."""
-    return tuple(range(0, cfg.num_steps, cfg.ics_every)), tuple(range(0, cfg.dln_steps, cfg.dln_ics_every))
+    """The measured steps of the VGG (core runs) and the DLN: dense early, then sparse."""
+    return (schedule(cfg.num_steps, cfg.ics_dense_every, cfg.ics_dense_until, cfg.ics_every),
+            schedule(cfg.dln_steps, cfg.dln_ics_dense_every, cfg.dln_ics_dense_until, cfg.dln_ics_every))
 
 
 def reached(steps: tuple[int, ...]) -> Callable[[History], list[int]]:
@@ -69,6 +110,33 @@ def reached(steps: tuple[int, ...]) -> Callable[[History], list[int]]:
 
 def lrs(cfg: Params, net: str) -> tuple[float, float]:
     return (cfg.lr, cfg.lr_small) if net == "vgg" else (cfg.dln_lr, cfg.dln_lr_small)
+
+
+def seeds_at(cfg: Params, net: str, lr: float) -> list[int]:
+    """The seeds run at ``lr``: the core seeds at the first lr, ``small_seeds`` at the second."""
+    return profiles.seeds(cfg) if lr == lrs(cfg, net)[0] else profiles.seeds(cfg, "small_seeds")
+
+
+def train_and_probe(cfg: Params, store) -> tuple[dict, dict]:
+    """Train (or load) both networks at both learning rates and measure ICS on the checkpoints:
+    ``hist[net][(norm, lr, seed)]`` and ``ics[net][(norm, lr, seed)]``. The first lr's runs are
+    the shared trajectories; the VGG at ``lr_small`` runs ``small_steps``."""
+    vgg_at, dln_at = ics_steps(cfg)
+    small_at = schedule(cfg.small_steps, cfg.ics_dense_every, cfg.ics_dense_until, cfg.ics_every)
+    cifar, vgg, sgd = profiles.vgg_specs(cfg)
+    linear, dln, gd = dln_specs(cfg)
+    plan = {"vgg": [(cifar, vgg, sgd, {"lr": [cfg.lr]}, profiles.seeds(cfg), vgg_at),
+                    (cifar, vgg, sgd, {"lr": [cfg.lr_small], "num_steps": [cfg.small_steps]},
+                     profiles.seeds(cfg, "small_seeds"), small_at)],
+            "dln": [(linear, dln, gd, {"lr": [lr]}, seeds_at(cfg, "dln", lr), dln_at) for lr in lrs(cfg, "dln")]}
+    hist, ics = {}, {}
+    for net, sweeps in plan.items():
+        hist[net], ics[net] = {}, {}
+        for d, m, t, vary, seeds, at in sweeps:
+            r = store.sweep(d, m, t, norm=list(NORMS), **vary, seeds=seeds, checkpoints=at)
+            hist[net] |= {(k[0], k[1], k[-1]): h for k, h in r.hist.items()}
+            ics[net] |= {(k[0], k[1], k[-1]): p for k, p in r.probe(ICS(), steps=reached(at)).items()}
+    return hist, ics
 
 
 def n_convs(depth: int) -> int:
@@ -84,32 +152,40 @@ def shown_layers(cfg: Params, net: str) -> list[int]:
     return [max(1, round(i * n / paper)) for i in layers]
 
 
-def _median(ps: list[dict], key: str, layer: int) -> float:
-    """Median over training of ``key`` at ``layer`` (finite values), then median over seeds."""
-    vals = []
-    for p in ps:
-        v = (p["l2"] / p["g_norm"] if key == "rel_l2" else p[key])[:, layer - 1]  # (measurements,)
-        vals.append(np.median(v[np.isfinite(v)]) if np.isfinite(v).any() else np.nan)
-    return float(np.median(vals)) if vals else float("nan")
+def seed_medians(p: dict, key: str, layer: int, start: int = 0) -> float:
+    """Median over the measurements at steps >= ``start`` of ``key`` at ``layer`` of one run
+    (finite values; ``rel_l2`` = ||G - G'|| / ||G||); nan if none."""
+    v = (p["l2"] / p["g_norm"] if key == "rel_l2" else p[key])[:, layer - 1][np.asarray(p["step"]) >= start]
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if v.size else float("nan")
+
+
+def per_seed(cfg: Params, ics: dict, net: str, norm: str, lr: float, key: str, layer: int) -> list[float]:
+    """``seed_medians`` of every seed run at ``lr`` (VGG: from ``compare_from``; a run that
+    diverged before any measurement gives nan)."""
+    start = cfg.compare_from if net == "vgg" else 0
+    return [seed_medians(p, key, layer, start) if "l2" in (p := ics[net][(norm, lr, s)]) else float("nan")
+            for s in seeds_at(cfg, net, lr)]
 
 
 def ics_table(cfg: Params, ics: dict, *, net: str, layers: list[int] | None = None) -> pd.DataFrame:
-    """Per (norm, lr, layer): medians over training (then seeds) of ||G - G'||, cos and
-    ||G - G'|| / ||G||, from ``ics[net][(norm, lr, seed)]``; a diverged run gives what it reached."""
+    """Per (norm, lr, layer): the mean over seeds of the per-seed medians (``per_seed``) of
+    ||G - G'||, cos and ||G - G'|| / ||G||, and the number of seeds."""
     rows = []
     for lr in lrs(cfg, net):
         for norm in NORMS:
-            ps = [p for s in profiles.seeds(cfg) if "l2" in (p := ics[net][(norm, lr, s)])]
+            ps = [p for s in seeds_at(cfg, net, lr) if "l2" in (p := ics[net][(norm, lr, s)])]
             for i in layers or range(1, (ps[0]["l2"].shape[1] if ps else 0) + 1):
-                rows.append({"norm": norm, "lr": lr, "layer": i,
-                             **{k: _median(ps, k, i) for k in ("l2", "cos", "rel_l2")}})
+                rows.append({"norm": norm, "lr": lr, "layer": i, "seeds": len(seeds_at(cfg, net, lr)),
+                             **{k: float(np.mean(per_seed(cfg, ics, net, norm, lr, k, i)))
+                                for k in ("l2", "cos", "rel_l2")}})
     return pd.DataFrame(rows)
 
 
 def shown_table(cfg: Params, ics: dict) -> pd.DataFrame:
     """``ics_table`` of the shown layers of both networks, one frame."""
     return pd.concat([ics_table(cfg, ics, net=net, layers=shown_layers(cfg, net)).assign(net=net)
-                      for net in NETS])[["net", "norm", "lr", "layer", "l2", "rel_l2", "cos"]]
+                      for net in NETS])[["net", "norm", "lr", "seeds", "layer", "l2", "rel_l2", "cos"]]
 
 
 def tail_loss(h: History, frac: float = 0.1) -> float:
@@ -118,92 +194,145 @@ def tail_loss(h: History, frac: float = 0.1) -> float:
 
 
 def summary(cfg: Params, hist: dict) -> pd.DataFrame:
-    """One row per (net, norm, lr): diverged runs, final training loss, final test accuracy (VGG)."""
+    """One row per (net, norm, lr): seeds, steps, diverged runs, tail training loss and final
+    test accuracy (VGG), means over seeds."""
     rows = []
     for net in NETS:
         for lr in lrs(cfg, net):
             for norm in NORMS:
-                hs = [hist[net][(norm, lr, s)] for s in profiles.seeds(cfg)]
-                rows.append({"net": net, "norm": norm, "lr": lr, "diverged runs": sum(h.diverged for h in hs),
+                hs = [hist[net][(norm, lr, s)] for s in seeds_at(cfg, net, lr)]
+                rows.append({"net": net, "norm": norm, "lr": lr, "seeds": len(hs),
+                             "steps": max(h.steps_done for h in hs), "diverged runs": sum(h.diverged for h in hs),
                              "final train loss": np.mean([tail_loss(h) for h in hs]),
                              "final test acc": np.mean([np.nan if h.diverged else h.test_acc[-1] for h in hs])})
     return pd.DataFrame(rows)
 
 
-COS_MARGIN = 0.05  # cosines within this of each other count as "similar" (choice)
-NO_ICS, NEARLY_NO_ICS, UNCORRELATED, LOWER_BY = 0.99, 0.9, 0.3, 0.1  # cosine thresholds (choice)
+def thresholds(cfg: Params) -> pd.DataFrame:
+    """The criteria's thresholds with their values and the one-line reason (the help text)."""
+    f = {x.name: x for x in fields(cfg)}
+    return pd.DataFrame([{"threshold": n, "value": getattr(cfg, n), "reason": f[n].metadata["help"]}
+                         for n in THRESHOLDS])
 
 
-def _fmt(cos) -> str:
-    return "median cos " + ", ".join(f"{c:.3f}" for c in cos)
+# ---------------------------------------------------------------- criteria (pure functions of numbers)
+
+def _decide(ok: bool, partly: bool, gaps: list[Gap], precondition: bool) -> str:
+    """A failed precondition, then a holding criterion, then swamped seeds decide, in that order."""
+    if precondition and not ok and any(g.swamped for g in gaps):
+        return "inconclusive"
+    return verdict(ok, partly=partly, precondition=precondition)
 
 
-def _ics_larger(cos_bn: list[float], cos_none: list[float], l2_bn: list[float], l2_none: list[float],
-                margin: float, diverged: bool) -> tuple[str, str]:
-    ok = sum(cb <= cn + margin and lb >= ln for cb, cn, lb, ln in zip(cos_bn, cos_none, l2_bn, l2_none))
-    return f"{ok} of {len(cos_bn)} (layer, lr) pairs", verdict(ok == len(cos_bn), partly=ok > 0, diverged=diverged)
+def _pre_text(tails_none: list[float], frac: float, diverged: bool) -> str:
+    out = "" if left_chance(tails_none, frac=frac) else \
+        f"precondition fails: standard tail loss {', '.join(f'{x:.3f}' for x in tails_none)} not all < " \
+        f"{frac * CHANCE_LOSS:.3f}; "
+    return out + ("precondition fails: a run diverged; " if diverged else "")
 
 
-def _trains_better(losses: list[tuple[float, float]]) -> tuple[str, str]:
-    """``losses``: (final loss BN, final loss standard) per (network, lr)."""
-    better = [bn < none for bn, none in losses]
-    return f"{sum(better)} of {len(better)} settings", verdict(all(better), partly=any(better))
+def _ics_larger(cos_bn: dict, cos_none: dict, l2_bn: dict, l2_none: dict, tails_none: list[float],
+                diverged: bool, margin: float, k: float, chance_frac: float) -> tuple[str, str]:
+    """Per shown layer (dict keys), paired per-seed medians: cos BN < cos standard + ``margin``
+    and ||G - G'|| BN > standard; partly: the cosine part at every layer."""
+    pre = left_chance(tails_none, frac=chance_frac) and not diverged
+    cg = {i: less(cos_bn[i], cos_none[i], k=k, margin=-margin) for i in cos_bn}
+    lg = {i: less(l2_none[i], l2_bn[i], k=k) for i in cos_bn}
+    text = "; ".join(f"layer {i}: cos {cg[i].text(('BN', 'standard'))}; ||G - G'|| "
+                     f"{less(l2_bn[i], l2_none[i]).text(('BN', 'standard'), '{:.3g}')}" for i in cos_bn)
+    ok_cos = all(g.holds for g in cg.values())
+    return (_pre_text(tails_none, chance_frac, diverged) + text,
+            _decide(ok_cos and all(g.holds for g in lg.values()), ok_cos, [*cg.values(), *lg.values()], pre))
 
 
-def _no_ics(cos_none: list[float], diverged: bool) -> tuple[str, str]:
-    c = np.asarray(cos_none)
-    return _fmt(c), verdict(bool(np.all(c >= NO_ICS)), partly=bool(np.all(c >= NEARLY_NO_ICS)), diverged=diverged)
+def _trains_better(loss_bn: list[float], loss_none: list[float], diverged: bool, k: float) -> tuple[str, str]:
+    g = less(loss_bn, loss_none, k=k)
+    return (("precondition fails: a run diverged; " if diverged else "") + g.text(("BN", "standard"), "{:.4g}"),
+            g.verdict(precondition=not diverged))
 
 
-def _uncorrelated(cos_bn: list[float], cos_none: list[float], diverged: bool) -> tuple[str, str]:
-    b, n = np.asarray(cos_bn), np.asarray(cos_none)
-    return _fmt(b), verdict(bool(np.all(np.abs(b) <= UNCORRELATED)), partly=bool(np.mean(b <= n - LOWER_BY) >= 0.5),
-                            diverged=diverged)
+def _per_layer(values: dict) -> str:
+    n = len(next(iter(values.values())))
+    return "; ".join(f"layer {i}: " + ", ".join(f"{v:.3f}" for v in vs) for i, vs in values.items()) + \
+        f" ({n} seed{'s' * (n > 1)})"
 
 
+def _no_ics(cos_none: dict, diverged: bool, no_ics: float, nearly_no_ics: float) -> tuple[str, str]:
+    """Per shown layer, every seed's median cosine >= ``no_ics`` (partly: >= ``nearly_no_ics``)."""
+    c = np.asarray(list(cos_none.values()), float)
+    return (("precondition fails: a run diverged; " if diverged else "") + "median cos " + _per_layer(cos_none),
+            verdict(bool(np.all(c >= no_ics)), partly=bool(np.all(c >= nearly_no_ics)), precondition=not diverged))
+
+
+def _uncorrelated(cos_bn: dict, cos_none: dict, diverged: bool, uncorrelated: float, lower_by: float,
+                  k: float) -> tuple[str, str]:
+    """Per shown layer, every seed's median |cos| of BN <= ``uncorrelated``; partly: BN's median cosine
+    below the standard net's by ``lower_by`` at every layer (paired seeds)."""
+    b = np.abs(np.asarray(list(cos_bn.values()), float))
+    part = all(less(cos_bn[i], cos_none[i], k=k, margin=lower_by).holds for i in cos_bn)
+    return (("precondition fails: a run diverged; " if diverged else "") + "BN median cos " + _per_layer(cos_bn),
+            verdict(bool(np.all(b <= uncorrelated)), partly=part, precondition=not diverged))
+
+
+_PRE = "precondition: the standard net's tail loss < {chance_frac:g} x ln 10 on every seed, no run diverged. "
+_GAP = ("A gap holds if it holds on every seed or its mean exceeds {k:g} x the seed spread; seeds that disagree "
+        "within that spread: inconclusive. ")
 CRITERIA = {
-    "ics_larger": Criterion("With BN, ICS is similar or larger (VGG)", SOURCE,
-                            "at each shown layer and lr, BN's median cos(G, G') is at most the standard net's "
-                            "+ {margin:g} and its median ||G - G'|| at least the standard net's "
-                            "(partly: in some of them)", _ics_larger),
-    "trains_better": Criterion("BN networks still train better", SOURCE,
-                               "lower final training loss with BN, in every network and lr (partly: in some)",
-                               _trains_better),
-    "no_ics": Criterion("The standard DLN has almost no ICS", SOURCE,
-                        f"median cos(G, G') at least {NO_ICS:g} at each shown layer and lr "
-                        f"(partly: at least {NEARLY_NO_ICS:g})", _no_ics),
-    "uncorrelated": Criterion("In the BN DLN, G and G' are almost uncorrelated", SOURCE,
-                              f"median |cos(G, G')| at most {UNCORRELATED:g} at each shown layer and lr (partly: "
-                              f"BN's median cos at least {LOWER_BY:g} below the standard net's in at least half "
-                              "of them)", _uncorrelated),
+    "ics_larger": Criterion(
+        "With BN, ICS is similar or larger (VGG)", SOURCE,
+        "lr {lr:g}; " + _PRE + "At each shown layer, per seed the median over measurements from step {compare_from} on: BN's "
+        "cos(G, G') < the standard net's + {margin:g}, and BN's ||G - G'|| > the standard net's. " + _GAP +
+        "Partly: the cosine part holds at every shown layer, the norm part does not.", _ics_larger),
+    "trains_better": Criterion(
+        "BN networks still train better", SOURCE,
+        "{net} at lr {lr:g}; precondition: no run diverged. Mean training loss over the last 10% of the steps: BN < standard. " + _GAP,
+        _trains_better),
+    "no_ics": Criterion(
+        "The standard DLN has almost no ICS", SOURCE,
+        "lr {lr:g}; precondition: no run diverged. At each shown layer, every seed's median cos(G, G') >= {no_ics:g} "
+        "(partly: >= {nearly_no_ics:g})", _no_ics),
+    "uncorrelated": Criterion(
+        "In the BN DLN, G and G' are almost uncorrelated", SOURCE,
+        "lr {lr:g}; precondition: no run diverged. At each shown layer, every seed's median |cos(G, G')| <= "
+        "{uncorrelated:g} (partly: BN's median cos below the standard net's by more than {lower_by:g} at every "
+        "shown layer, as a gap over paired seeds with k = {k:g})", _uncorrelated),
 }
 
 
-def shown(cfg: Params, ics: dict, net: str, norm: str, key: str) -> list[float]:
-    """Median ``key`` (``ics_table``) of ``norm`` at every shown layer of ``net``, lr by lr."""
-    t = ics_table(cfg, ics, net=net, layers=shown_layers(cfg, net))
-    return t[t["norm"] == norm][key].tolist()
+# ---------------------------------------------------------------- the chapter's claims
+
+def shown(cfg: Params, ics: dict, net: str, norm: str, lr: float, key: str) -> dict[int, list[float]]:
+    """``{layer: per-seed medians}`` of ``key`` at the shown layers of ``net``."""
+    return {i: per_seed(cfg, ics, net, norm, lr, key, i) for i in shown_layers(cfg, net)}
 
 
 def claims(cfg: Params, hist: dict, ics: dict) -> list[Claim]:
-    """The claims of Sec. 2.2 and Fig. 3, each decided by its criterion on the runs' numbers."""
-    s = summary(cfg, hist).set_index(["net", "norm", "lr"])
-    loss, dv = s["final train loss"], s["diverged runs"]
-    diverged = {net: bool(any(dv[(net, n, lr)] for n in NORMS for lr in lrs(cfg, net))) for net in NETS}
-    vgg = {f"{k}_{n}": shown(cfg, ics, "vgg", n, k) for k in ("cos", "l2") for n in NORMS}
-    dln = {f"cos_{n}": shown(cfg, ics, "dln", n, "cos") for n in NORMS}
-    return [CRITERIA["ics_larger"](**vgg, margin=COS_MARGIN, diverged=diverged["vgg"]),
-            CRITERIA["trains_better"](losses=[(loss[(net, "bn", lr)], loss[(net, "none", lr)])
-                                              for net in NETS for lr in lrs(cfg, net)]),
-            CRITERIA["no_ics"](cos_none=dln["cos_none"], diverged=diverged["dln"]),
-            CRITERIA["uncorrelated"](**dln, diverged=diverged["dln"])]
+    """The claims of Sec. 2.2 and Fig. 3, each decided by its criterion on the runs' numbers:
+    per learning rate, on the seeds run there."""
+    th = {n: getattr(cfg, n) for n in THRESHOLDS}
+    hs = lambda net, norm, lr: [hist[net][(norm, lr, s)] for s in seeds_at(cfg, net, lr)]  # noqa: E731
+    div = lambda net, lr: any(h.diverged for n in NORMS for h in hs(net, n, lr))  # noqa: E731
+    rows = [CRITERIA["ics_larger"](**{f"{k}_{n}": shown(cfg, ics, "vgg", n, lr, k) for k in ("cos", "l2")
+                                      for n in NORMS}, tails_none=[tail_loss(h) for h in hs("vgg", "none", lr)],
+                                   diverged=div("vgg", lr), margin=cfg.cos_margin, lr=lr, **th)
+            for lr in lrs(cfg, "vgg")]
+    rows += [CRITERIA["trains_better"](**{f"loss_{n}": [tail_loss(h) for h in hs(net, n, lr)] for n in NORMS},
+                                       diverged=div(net, lr), net=net.upper(), lr=lr, **th)
+             for net in NETS for lr in lrs(cfg, net)[:1]]
+    for lr in lrs(cfg, "dln"):
+        dln = {f"cos_{n}": shown(cfg, ics, "dln", n, lr, "cos") for n in NORMS}
+        rows += [CRITERIA["no_ics"](cos_none=dln["cos_none"], diverged=div("dln", lr), lr=lr, **th),
+                 CRITERIA["uncorrelated"](**dln, diverged=div("dln", lr), lr=lr, **th)]
+    return rows
 
 
 def key_numbers(cfg: Params, hist: dict, ics: dict) -> dict[str, float | int]:
-    """The numbers the chapter's prose quotes (all glued), at the first lr of each network."""
+    """The numbers the chapter's prose quotes (all glued), at the first lr of each network:
+    means over seeds of per-seed medians."""
     out: dict[str, float | int] = {"vgg_convs": n_convs(cfg.depth), "vgg_lr": cfg.lr, "dln_lr": cfg.dln_lr,
                                    "dln_depth": cfg.dln_depth, "dln_width": cfg.dln_width,
-                                   "dln_points": cfg.dln_points}
+                                   "dln_points": cfg.dln_points, "small_seeds": cfg.small_seeds,
+                                   "small_steps": cfg.small_steps, "compare_from": cfg.compare_from}
     loss = summary(cfg, hist).set_index(["net", "norm", "lr"])["final train loss"]
     for net in NETS:
         lr, (a, b) = lrs(cfg, net)[0], shown_layers(cfg, net)[:2]

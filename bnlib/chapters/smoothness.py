@@ -5,61 +5,96 @@ learning-rate sweeps. Defaults are the quick profile."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import partial
 
 import numpy as np
 import pandas as pd
 
-from .. import profiles
-from ..claims import VERDICTS, Claim, Criterion, verdict
+from .. import plots, profiles
+from ..claims import CHANCE_LOSS, Claim, Criterion, Gap, left_chance, less, verdict
 from ..config import Interval, ListOf, OneOf, param
 from ..probes import landscape
 from ..probes.landscape import LineSearch
+from ..train import History
+from .ics_measure import schedule
 
 TITLE = "The smoothing effect: the landscape along the gradient"
 NORMS, ARCHS = ("none", "bn"), ("vgg", "dln")
 DIRECTIONS = {"grad": "along the gradient", "rand": "along a random direction"}
 METRICS = {k: label for k, (label, _) in landscape.QUANTITIES.items()}  # the three quantities of Fig. 4
-V, D = profiles.VGG["quick"], profiles.DLN["quick"]
 _STEPS, _LR = Interval(int, 1, 1_000_000), Interval(float, 0, 100, low_open=True)
 _pos = partial(Interval, float, 0, low_open=True)  # _pos(high): a float in (0, high]
+_FRAC = Interval(float, 0, 1, low_open=True, high_open=True)
 
 
 @dataclass(frozen=True)
 class Params(profiles.VGGParams, profiles.DLNParams):
-    probe_every: int = param(25, _STEPS, "VGG steps between probes (paper: every step; choice)")
+    probe_dense_every: int = param(25, _STEPS, "VGG steps between probes early on (paper: every step; choice)")
+    probe_dense_until: int = param(300, _STEPS, "VGG step up to which probes are dense (choice: the standard "
+                                   "net's plateau ends near step 300)")
+    probe_every: int = param(100, _STEPS, "VGG steps between probes after that (choice)")
     mult_min: float = param(0.5, _pos(100), "smallest VGG step multiplier s (paper: 1/2)")
     mult_max: float = param(4.0, _pos(100), "largest VGG step multiplier s (paper: 4)")
     num_mults: int = param(6, Interval(int, 2, 100), "multipliers per line, log-spaced (choice)")
     direction_kind: str = param("unit", OneOf(("unit", "filter")), "random directions: unit or per filter (choice)")
-    dln_probe_every: int = param(100, _STEPS, "DLN steps between probes (choice)")
+    dln_probe_dense_every: int = param(200, _STEPS, "DLN steps between probes early on (choice: the shared "
+                                       "DLN's checkpoints)")
+    dln_probe_dense_until: int = param(2000, _STEPS, "DLN step up to which probes are dense (choice)")
+    dln_probe_every: int = param(1000, _STEPS, "DLN steps between probes after that (choice)")
     dln_mult_min: float = param(0.01, _pos(1000), "smallest DLN step multiplier (paper: 1/100)")
     dln_mult_max: float = param(30.0, _pos(1000), "largest DLN step multiplier (paper: 30)")
-    sweep_lrs: tuple = param((0.1, 0.5, 2.0), ListOf(_LR, 2), "VGG learning rates of the sweep (choice)")
-    sweep_steps: int = param(V["num_steps"], _STEPS, "VGG steps per sweep run (choice)")
-    dln_sweep_lrs: tuple = param((1e-7, 1e-6, 1e-5, 1e-4), ListOf(_LR, 2), "DLN learning rates of the sweep (choice)")
-    dln_sweep_steps: int = param(D["dln_steps"], _STEPS, "DLN steps per sweep run (choice)")
-    trained_below: float = param(0.9, Interval(float, 0, 1, low_open=True, high_open=True),
-                                 "a run 'trains' if its final loss < this x its initial loss (choice)")
+    sweep_lrs: tuple = param((0.02, 0.1, 0.2, 0.5, 1.0, 2.0), ListOf(_LR, 2), "VGG learning rates of the sweep "
+                             "(choice)")
+    sweep_steps: int = param(300, _STEPS, "VGG steps per sweep run (choice: the standard net leaves its plateau "
+                             "near step 300 at lr 0.1; a shared run at a swept lr is cut to this length)")
+    dln_sweep_lrs: tuple = param((1e-7, 1e-6, 1e-5, 1e-4), ListOf(_LR, 2), "DLN learning rates of the sweep "
+                                 "(choice)")
+    dln_sweep_steps: int = param(2000, _STEPS, "DLN steps per sweep run (paper: 10,000; quick: 2,000, CPU "
+                                 "budget; a shared run at a swept lr is cut to this length)")
+    sweep_seeds: int = param(1, Interval(int, 1, 20), "seeds per swept learning rate (choice; CPU budget)")
+    compare_from: int = param(300, _STEPS, "VGG factors are compared over the probes from this step on (choice: "
+                              "after the standard net's plateau, near step 300 at lr 0.1)")
+    k: float = param(2.0, Interval(float, 0, 100), "a gap over seeds holds if it holds on every seed or its mean "
+                     "exceeds k x the seed spread (choice: twice the seed-to-seed standard deviation)")
+    chance_frac: float = param(0.9, _FRAC, "a VGG run trains if its tail loss < this x ln 10 (choice: clearly off "
+                               "chance; also the precondition of every VGG comparison)")
+    trained_below: float = param(0.9, _FRAC, "a DLN run trains if its tail loss < this x its initial loss "
+                                 "(choice: a 10% drop)")
+    tail_frac: float = param(0.2, _FRAC, "a run is judged on the mean loss over this last fraction of its steps "
+                             "(choice)")
+    early_factor: float = param(100.0, _pos(1e6), "'two orders of magnitude': the early factor must exceed this "
+                                "(paper's wording)")
+    early_partly: float = param(10.0, _pos(1e6), "the weaker bar of the early factor (choice: one order of "
+                                "magnitude)")
 
 
+THRESHOLDS = ("compare_from", "k", "chance_frac", "trained_below", "tail_frac", "early_factor", "early_partly")
 _SMOKE, _PAPER = {**profiles.VGG["smoke"], **profiles.DLN["smoke"]}, {**profiles.VGG["paper"], **profiles.DLN["paper"]}
 PROFILES = {
-    "smoke": dict(_SMOKE, probe_every=2, num_mults=3, dln_probe_every=10, sweep_lrs=(0.1, 2.0),
-                  sweep_steps=_SMOKE["num_steps"], dln_sweep_lrs=(1e-6, 1e-4), dln_sweep_steps=_SMOKE["dln_steps"]),
+    "smoke": dict(_SMOKE, probe_dense_every=2, probe_dense_until=2, probe_every=2, num_mults=3,
+                  dln_probe_dense_every=10, dln_probe_dense_until=10, dln_probe_every=10, sweep_lrs=(0.1, 2.0),
+                  sweep_steps=_SMOKE["num_steps"], dln_sweep_lrs=(1e-6, 1e-4), dln_sweep_steps=_SMOKE["dln_steps"],
+                  compare_from=2),
     "quick": {},
-    "paper": dict(_PAPER, probe_every=100, num_mults=8, dln_probe_every=100, sweep_lrs=(0.01, 0.03, 0.1, 0.3, 1.0, 3.0),
-                  sweep_steps=2000, dln_sweep_lrs=(1e-7, 3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4), dln_sweep_steps=10_000),
+    "paper": dict(_PAPER, probe_dense_every=50, probe_dense_until=1000, probe_every=250, num_mults=8,
+                  dln_probe_dense_every=20, dln_probe_dense_until=1000, dln_probe_every=100,
+                  sweep_lrs=(0.01, 0.03, 0.1, 0.3, 1.0, 3.0), sweep_steps=2000,
+                  dln_sweep_lrs=(1e-7, 3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4), dln_sweep_steps=10_000, sweep_seeds=3,
+                  compare_from=1000),
 }
-KEY_SETTINGS = ("dataset", "depth", "width", "lr", "num_steps", "num_seeds", "probe_every", "mult_min", "mult_max",
-                "num_mults", "direction_kind", "dln_lr", "dln_steps", "sweep_lrs", "sweep_steps")
+KEY_SETTINGS = ("dataset", "depth", "width", "lr", "num_steps", "num_seeds", "probe_dense_every", "probe_dense_until",
+                "probe_every", "mult_min", "mult_max", "num_mults", "direction_kind", "dln_lr", "dln_steps",
+                "dln_probe_dense_every", "dln_probe_dense_until", "dln_probe_every", "sweep_lrs", "sweep_steps",
+                "dln_sweep_steps", "sweep_seeds")
 
 
 def probe_steps(cfg: Params, net: str) -> list[int]:
-    """Steps at which ``net`` is probed along the gradient (random directions: every other)."""
-    n, every = (cfg.num_steps, cfg.probe_every) if net == "vgg" else (cfg.dln_steps, cfg.dln_probe_every)
-    return list(range(0, n, every))
+    """Steps at which ``net`` is probed along the gradient, dense early then sparse (random
+    directions: every other)."""
+    if net == "vgg":
+        return list(schedule(cfg.num_steps, cfg.probe_dense_every, cfg.probe_dense_until, cfg.probe_every))
+    return list(schedule(cfg.dln_steps, cfg.dln_probe_dense_every, cfg.dln_probe_dense_until, cfg.dln_probe_every))
 
 
 def line_searches(cfg: Params) -> dict[tuple[str, str], tuple[LineSearch, object]]:
@@ -75,32 +110,84 @@ def line_searches(cfg: Params) -> dict[tuple[str, str], tuple[LineSearch, object
     return out
 
 
-def factor_summary(along: dict, seeds: list[int]) -> pd.DataFrame:
+def prefix(h: History, n: int) -> History:
+    """The first ``n`` steps of a run: a shorter run at the same constant learning rate and seed
+    sees the same batches, so it is exactly this."""
+    keep = h.eval_step < n
+    return replace(h, train_loss=h.train_loss[:n], train_acc=h.train_acc[:n], time_s=h.time_s[:n],
+                   eval_step=h.eval_step[keep], test_loss=h.test_loss[keep], test_acc=h.test_acc[keep],
+                   diverged=bool(h.diverged and h.steps_done <= n), probes={}, records={})
+
+
+def sweep_runs(cfg: Params, store, specs: dict, shared: dict) -> dict[str, dict[tuple, History]]:
+    """``{net: {(norm, lr, seed): History}}`` of the sweeps: a swept lr with a longer shared run
+    (``shared[net]``: {lr: (specs, seeds)}) takes that run's first steps, every other lr trains
+    its own short run (``specs[net]``; ``sweep_seeds`` seeds)."""
+    seeds = profiles.seeds(cfg, "sweep_seeds")
+    out = {}
+    for net, (lrs, n) in {"vgg": (cfg.sweep_lrs, cfg.sweep_steps), "dln": (cfg.dln_sweep_lrs, cfg.dln_sweep_steps)}.items():
+        out[net] = {}
+        usable = {lr: v for lr, v in shared[net].items() if v[0][2].num_steps >= n and set(seeds) <= set(v[1])}
+        own = [lr for lr in lrs if lr not in usable]
+        if own:
+            r = store.sweep(*specs[net], norm=list(NORMS), lr=own, num_steps=[n], seeds=seeds)
+            out[net] |= {(k[0], k[1], k[-1]): h for k, h in r.hist.items()}
+        for lr in (lr for lr in lrs if lr in usable):
+            r = store.sweep(*usable[lr][0], norm=list(NORMS), lr=[lr], seeds=seeds)
+            out[net] |= {(k[0], k[1], k[-1]): prefix(h, n) for k, h in r.hist.items()}
+    return out
+
+
+def shared_runs(cfg: Params) -> dict:
+    """The longer shared trajectories the sweeps reuse: VGG at lr (core) and 0.5 (variant), DLN at
+    dln_lr (core) and 1e-7 (the ICS chapter's second lr, its first seed)."""
+    core, variant = profiles.vgg_specs(cfg), profiles.vgg_specs(cfg, variant=True)
+    dln = profiles.dln_specs(cfg)
+    return {"vgg": {cfg.lr: (core, profiles.seeds(cfg)), 0.5: (variant, profiles.seeds(cfg, "variant_seeds"))},
+            "dln": {cfg.dln_lr: (dln, profiles.seeds(cfg)), 1e-7: (dln, [cfg.seed])}}
+
+
+def tail(h: History, frac: float) -> float:
+    """Mean loss over the last ``frac`` of the steps run (inf if diverged)."""
+    return float("inf") if h.diverged else float(np.mean(h.train_loss[-max(1, round(h.steps_done * frac)):]))
+
+
+def trains(cfg: Params, net: str, h: History) -> bool:
+    """VGG: tail loss < ``chance_frac`` x ln 10; DLN: tail loss < ``trained_below`` x initial."""
+    if net == "vgg":
+        return left_chance([tail(h, cfg.tail_frac)], frac=cfg.chance_frac)
+    return tail(h, cfg.tail_frac) < cfg.trained_below * float(h.train_loss[0])
+
+
+def factor_summary(cfg: Params, along: dict, seeds: list[int]) -> pd.DataFrame:
     """Per network, direction, quantity and seed, the standard / BN factor (``landscape.factors``):
-    median over probed steps, largest, largest in the first half of training ("early"), last."""
+    the median over probed steps (VGG: from ``compare_from`` on), the largest in the first half of
+    training ("early") and the last."""
     rows = []
     for (net, d), res in along.items():
         for seed in seeds:
             r = landscape.factors(res["none", seed], res["bn", seed])
-            early = r["step"] < r["step"].max() / 2 if len(r["step"]) > 1 else np.ones(len(r["step"]), bool)
-            rows += [{"network": net, "direction": d, "metric": m, "seed": seed, "med": np.median(r[m]),
-                      "max": r[m].max(), "early": r[m][early].max(), "last": r[m][-1]} for m in METRICS]
+            steps, n = r["step"], cfg.num_steps if net == "vgg" else cfg.dln_steps
+            late = steps >= (cfg.compare_from if net == "vgg" else 0)
+            early = steps < n / 2
+            rows += [{"network": net, "direction": d, "metric": m, "seed": seed,
+                      "med": float(np.median(r[m][late])) if late.any() else np.nan,
+                      "early": float(r[m][early].max()) if early.any() else np.nan, "last": r[m][-1]}
+                     for m in METRICS]
     return pd.DataFrame(rows)
 
 
 def sweep_table(cfg: Params, sweeps: dict) -> pd.DataFrame:
-    """One row per (network, norm, lr) of ``{net: Runs keyed (norm, lr, steps, seed)}``: initial loss, final loss
-    (mean over the last fifth of the steps, inf if diverged; seed means), diverged seeds, and whether every
-    seed trains (final < ``trained_below`` x initial)."""
+    """One row per (network, norm, lr) of ``{net: {(norm, lr, seed): History}}``: initial loss, tail loss
+    (seed means; inf if diverged), diverged seeds, and whether every seed trains (``trains``)."""
     rows = []
-    for net, runs in sweeps.items():
-        for norm, lr in sorted({k[:2] for k in runs}, key=lambda k: (NORMS.index(k[0]), k[1])):
-            hs = [h for k, h in runs.hist.items() if k[:2] == (norm, lr)]
-            first = [float(h.train_loss[0]) for h in hs]
-            last = [np.inf if h.diverged else np.mean(h.train_loss[-max(1, round(h.steps_done / 5)):]) for h in hs]
-            rows.append({"network": net, "norm": norm, "lr": lr, "initial loss": np.mean(first),
-                         "final loss": np.mean(last), "diverged": sum(h.diverged for h in hs),
-                         "trains": all(b < cfg.trained_below * a for a, b in zip(first, last))})
+    for net, hist in sweeps.items():
+        for norm, lr in sorted({k[:2] for k in hist}, key=lambda k: (NORMS.index(k[0]), k[1])):
+            hs = [h for k, h in hist.items() if k[:2] == (norm, lr)]
+            rows.append({"network": net, "norm": norm, "lr": lr, "seeds": len(hs), "steps": max(h.steps_done for h in hs),
+                         "initial loss": np.mean([float(h.train_loss[0]) for h in hs]),
+                         "tail loss": np.mean([tail(h, cfg.tail_frac) for h in hs]),
+                         "diverged": sum(h.diverged for h in hs), "trains": all(trains(cfg, net, h) for h in hs)})
     return pd.DataFrame(rows)
 
 
@@ -110,85 +197,133 @@ def largest_lr(table: pd.DataFrame, net: str, norm: str) -> float:
     return float(ok["lr"].max()) if len(ok) else 0.0
 
 
-def numbers(cfg: Params, along: dict, nets: dict, table: pd.DataFrame) -> dict[str, float | str]:
-    """The numbers the prose quotes, by glue key, means over seeds: ``<net>_<direction>_<metric>_<stat>``
-    factors, ``<net>_{gnorm,early_loss,lr}_<norm>``, and settings the page header lacks."""
-    seeds, out = profiles.seeds(cfg), {}
-    summ = factor_summary(along, seeds).groupby(["network", "direction", "metric"], sort=False).mean()
-    for (net, d, m), r in summ.iterrows():
-        out.update({f"{net}_{d}_{m}_{k}": float(r[k]) for k in ("med", "max", "early", "last")})
-    for net, norm in ((net, norm) for net in ARCHS for norm in NORMS):
-        hs = [nets[net].hist[norm, s] for s in seeds]
-        out[f"{net}_gnorm_{norm}"] = np.mean([np.median(along[net, "grad"][norm, s]["grad_norm0"]) for s in seeds])
-        out[f"{net}_early_loss_{norm}"] = np.mean([np.mean(h.train_loss[:max(1, h.steps_done // 2)]) for h in hs])
-        out[f"{net}_lr_{norm}"] = largest_lr(table, net, norm)
-    out.update({k: getattr(cfg, k) for k in ("batch_size", "dln_depth", "dln_width", "dln_points", "dln_probe_every",
-                                             "dln_mult_min", "dln_mult_max", "trained_below", "dln_sweep_steps")})
-    return {**out, "chance_loss": float(np.log(10)),  # cross-entropy of a uniform guess over 10 classes
-            "dln_loss": next(iter(nets["dln"].values())).train.loss,
-            "dln_sweep_lrs": ", ".join(f"{v:g}" for v in cfg.dln_sweep_lrs),
-            "vgg_step_min": cfg.mult_min * cfg.lr, "vgg_step_max": cfg.mult_max * cfg.lr}
+def thresholds(cfg: Params) -> pd.DataFrame:
+    """The criteria's thresholds with their values and the one-line reason (the help text)."""
+    f = {x.name: x for x in fields(cfg)}
+    return pd.DataFrame([{"threshold": n, "value": getattr(cfg, n), "reason": f[n].metadata["help"]}
+                         for n in THRESHOLDS])
 
 
-def _on_seeds(factors: list[float], *, above: float = 1.0, partly_above: float | None = None) -> tuple[str, str]:
-    """Reproduced if every seed's factor exceeds ``above``; partly if some seed's does (with
-    ``partly_above``: if every seed's exceeds that lower bar)."""
-    f = np.asarray(factors, dtype=float)
-    part = (f > partly_above).all() if partly_above is not None else (f > above).any()
-    return (", ".join(f"x{v:.2f}" for v in f) + f" ({len(f)} seed{'s' * (len(f) > 1)})",
-            verdict(bool((f > above).all()), partly=bool(part)))
+# ---------------------------------------------------------------- criteria (pure functions of numbers)
+
+def _log_gap(factors: list[float], k: float, margin: float = 0.0) -> Gap:
+    """"factor > 10**margin" over seeds, on log10 factors (``claims.Gap``)."""
+    return less(np.zeros(len(factors)), np.log10(np.asarray(factors, float)), k=k, margin=margin)
 
 
-def _all_metrics(factors: dict[str, list[float]]) -> tuple[str, str]:
-    """Reproduced if every quantity's factor exceeds 1 on every seed; partly if two of the three do."""
-    ok = [bool((np.asarray(v) > 1).all()) for v in factors.values()]
-    return ", ".join(f"{m} x{np.mean(v):.2f}" for m, v in factors.items()), verdict(all(ok), partly=sum(ok) >= 2)
+def _pre(ok: bool, what: str) -> str:
+    return "" if ok else f"precondition fails: {what}; "
 
 
-def _larger_lr(bn: float, none: float, lrs: str) -> tuple[str, str]:
-    return f"BN {bn:g} vs standard {none:g} (swept {lrs})", verdict(bn > none > 0, partly=bn > none == 0)
+def _factor(factors: list[float], trained: bool, k: float) -> tuple[str, str]:
+    """Standard / BN factor > 1 over paired seeds (on log10 factors)."""
+    g = _log_gap(factors, k)
+    return (_pre(trained, "the standard net did not leave chance on every seed, or a run diverged") +
+            ", ".join(f"x{v:.2f}" for v in factors) + f" (log10 factors; {g.seeds()})", g.verdict(precondition=trained))
+
+
+def _early(factors: list[float], trained: bool, k: float, early_factor: float, early_partly: float) -> tuple[str, str]:
+    """The early maximum factor > ``early_factor`` over seeds (partly: > ``early_partly``)."""
+    g, weak = _log_gap(factors, k, np.log10(early_factor)), _log_gap(factors, k, np.log10(early_partly))
+    return (_pre(trained, "the standard net did not leave chance on every seed, or a run diverged") +
+            ", ".join(f"x{v:.3g}" for v in factors) + f" (largest per seed; {g.seeds()})",
+            "inconclusive" if trained and not g.holds and not weak.holds and weak.swamped
+            else verdict(g.holds, partly=weak.holds, precondition=trained))
+
+
+def _all_metrics(factors: dict[str, list[float]], trained: bool, k: float) -> tuple[str, str]:
+    """Every quantity's factor > 1 over seeds; partly: two of the three; seeds that swamp the
+    gap of a quantity that decides it: inconclusive."""
+    gaps = {m: _log_gap(v, k) for m, v in factors.items()}
+    n_ok = sum(g.holds for g in gaps.values())
+    text = "; ".join(f"{m} " + ", ".join(f"x{x:.2f}" for x in factors[m]) + f" ({g.seeds()})" for m, g in gaps.items())
+    undecided = n_ok < 2 and n_ok + sum(g.swamped for g in gaps.values()) >= 2
+    v = "inconclusive" if trained and undecided else verdict(n_ok == len(gaps), partly=n_ok >= 2, precondition=trained)
+    return _pre(trained, "the standard net did not train on every seed, or a run diverged") + text, v
+
+
+def _larger_lr(bn: float, none: float, lrs: str, seeds: int) -> tuple[str, str]:
+    """BN's largest training lr > the standard net's; inconclusive if the standard net trains at none."""
+    return (_pre(none > 0, "the standard net trains at no swept lr") +
+            f"BN {bn:g} vs standard {none:g} (swept {lrs}; {seeds} seed{'s' * (seeds > 1)})",
+            verdict(bn > none, precondition=none > 0))
 
 
 SRC, SRC10, SRC31 = (f"Santurkar et al. 2018, Sec. {s}" for s in ("3.2, Fig. 4", "3.2, Fig. 10", "3.1"))
-_MED = "median over probed steps of standard / BN {} > 1 on every seed (partly: on some seeds)"
-_ALL = ("median standard / BN factor > 1 for loss range, gradient change and effective beta on every seed{} "
-        "(partly: for two of the three)")
-_LR = ("largest swept lr at which every seed trains (final loss < {trained_below:g} x initial): BN > standard > 0 "
-       "(partly: BN trains at some swept lr, the standard network at none)")
+_PRE_VGG = "precondition: the standard net's tail loss < {chance_frac:g} x ln 10 on every seed, no run diverged. "
+_GAP = ("Holds if it holds on every seed or the mean log10 factor exceeds {k:g} x its seed spread; seeds that "
+        "disagree within that spread: inconclusive.")
+_MED = ("per seed, the median over the probes from step {compare_from} on of the standard / BN @ > 1. " + _GAP)
+_ALL = ("per seed, the median over probes of the standard / BN factor > 1, for each of loss range, gradient change "
+        "and effective beta@. " + _GAP + " Partly: it holds for two of the three.")
+_LR = ("precondition: the standard net trains at some swept lr. Largest swept lr at which every seed trains "
+       "(mean loss over the last {tail_frac:g} of the steps {rule}): BN > standard.")
 CRITERIA = {
-    **{f"vgg_{m}": Criterion(f"VGG: {claim} with BN", SRC, _MED.format(what), _on_seeds) for m, claim, what in (
+    **{f"vgg_{m}": Criterion(f"VGG: {claim} with BN", SRC, _PRE_VGG + _MED.replace("@", what), _factor) for m, claim, what in (
         ("loss_range", "the loss varies less along the gradient", "loss range"),
         ("grad_diff", "the gradient is more predictive", "largest gradient change"),
         ("beta_eff", "effective beta-smoothness is lower", "effective beta-smoothness"))},
     "vgg_early": Criterion("VGG: ... by close to two orders of magnitude early in training", SRC,
-                           "largest standard / BN gradient-change factor in the first half of training (the claim is "
-                           "about a maximum) > 100 on every seed (partly: > 10 on every seed)",
-                           lambda factors: _on_seeds(factors, above=100, partly_above=10)),
+                           _PRE_VGG + "per seed, the largest standard / BN gradient-change factor over the probes of "
+                           "the first half of training (the claim is about a maximum) > {early_factor:g}; over "
+                           "seeds as below. Partly: > {early_partly:g}. " + _GAP, _early),
     "dln": Criterion("DLN: the smoothing effect is present in deep linear networks too", SRC10,
-                     _ALL.format(""), _all_metrics),
-    **{f"{net}_random": Criterion(f"{net.upper()}: random directions behave alike", "Santurkar et al. 2018, Sec. 3.2",
-                                  _ALL.format(", along random ({kind}) directions"), _all_metrics) for net in ARCHS},
+                     "precondition: the standard DLN's tail loss < {trained_below:g} x its initial loss on every seed, "
+                     "no run diverged. " + _ALL.replace("@", ""), _all_metrics),
+    "vgg_random": Criterion("VGG: random directions behave alike", "Santurkar et al. 2018, Sec. 3.2",
+                            _PRE_VGG + _ALL.replace("@", ", along random ({kind}) directions, "
+                                                    "probes from step {compare_from} on"), _all_metrics),
+    "dln_random": Criterion("DLN: random directions behave alike", "Santurkar et al. 2018, Sec. 3.2",
+                            "precondition: as for the DLN row. " + _ALL.replace("@", ", along random ({kind}) directions"),
+                            _all_metrics),
     **{f"{net}_lr": Criterion(f"{net.upper()}: BN trains at larger learning rates", SRC31, _LR, _larger_lr)
        for net in ARCHS},
 }
 
 
-def claims(cfg: Params, along: dict, table: pd.DataFrame) -> list[Claim]:
+def preconditions(cfg: Params, nets: dict) -> dict[str, bool]:
+    """Per network: every standard core run trains (``trains``) and no core run diverged."""
+    seeds = profiles.seeds(cfg)
+    return {net: all(trains(cfg, net, nets[net].hist["none", s]) for s in seeds)
+            and not any(nets[net].hist[n, s].diverged for n in NORMS for s in seeds) for net in ARCHS}
+
+
+def claims(cfg: Params, along: dict, nets: dict, table: pd.DataFrame) -> list[Claim]:
     """The chapter's claims, each decided by its criterion on the per-seed factors."""
-    s = factor_summary(along, profiles.seeds(cfg)).set_index(["network", "direction", "metric"]).sort_index()
+    s = factor_summary(cfg, along, profiles.seeds(cfg)).set_index(["network", "direction", "metric"]).sort_index()
     seeds = lambda net, m, col="med", d="grad": list(s.loc[[(net, d, m)], col])  # noqa: E731
-    rows = [CRITERIA[f"vgg_{m}"](factors=seeds("vgg", m)) for m in ("loss_range", "grad_diff")]
-    rows += [CRITERIA["vgg_early"](factors=seeds("vgg", "grad_diff", "early")),
-             CRITERIA["vgg_beta_eff"](factors=seeds("vgg", "beta_eff")),
-             CRITERIA["dln"](factors={m: seeds("dln", m) for m in METRICS})]
-    rows += [CRITERIA[f"{net}_random"](factors={m: seeds(net, m, d="rand") for m in METRICS}, kind=cfg.direction_kind)
-             for net in ARCHS]
+    ok = preconditions(cfg, nets)
+    th = {n: getattr(cfg, n) for n in THRESHOLDS}
+    rows = [CRITERIA[f"vgg_{m}"](factors=seeds("vgg", m), trained=ok["vgg"], **th) for m in ("loss_range", "grad_diff")]
+    rows += [CRITERIA["vgg_early"](factors=seeds("vgg", "grad_diff", "early"), trained=ok["vgg"], **th),
+             CRITERIA["vgg_beta_eff"](factors=seeds("vgg", "beta_eff"), trained=ok["vgg"], **th),
+             CRITERIA["dln"](factors={m: seeds("dln", m) for m in METRICS}, trained=ok["dln"], **th)]
+    rows += [CRITERIA[f"{net}_random"](factors={m: seeds(net, m, d="rand") for m in METRICS}, trained=ok[net],
+                                       kind=cfg.direction_kind, **th) for net in ARCHS]
     lrs = {"vgg": cfg.sweep_lrs, "dln": cfg.dln_sweep_lrs}
+    rule = {"vgg": f"< {cfg.chance_frac:g} x ln 10", "dln": f"< {cfg.trained_below:g} x the initial loss"}
     return rows + [CRITERIA[f"{net}_lr"](bn=largest_lr(table, net, "bn"), none=largest_lr(table, net, "none"),
-                                         lrs=", ".join(f"{v:g}" for v in lrs[net]), trained_below=cfg.trained_below)
-                   for net in ARCHS]
+                                         lrs=", ".join(f"{v:g}" for v in lrs[net]), seeds=cfg.sweep_seeds,
+                                         rule=rule[net], **th) for net in ARCHS]
 
 
-def tally(rows: list[Claim]) -> dict[str, int]:
-    """How many claims got each verdict (``n_<verdict>``, spaces as underscores) and in all."""
-    return {**{f"n_{v.replace(' ', '_')}": [c.verdict for c in rows].count(v) for v in VERDICTS}, "n_claims": len(rows)}
+def numbers(cfg: Params, along: dict, nets: dict, table: pd.DataFrame) -> dict[str, float | str]:
+    """The numbers the prose quotes, by glue key, means over seeds: ``<net>_<direction>_<metric>_<stat>``
+    factors, ``<net>_{gnorm,early_loss,lr}_<norm>``, and settings the page header lacks."""
+    seeds, out = profiles.seeds(cfg), {}
+    summ = factor_summary(cfg, along, seeds).groupby(["network", "direction", "metric"], sort=False).mean()
+    for (net, d, m), r in summ.iterrows():
+        out.update({f"{net}_{d}_{m}_{k}": float(r[k]) for k in ("med", "early", "last")})
+    for net, norm in ((net, norm) for net in ARCHS for norm in NORMS):
+        hs = [nets[net].hist[norm, s] for s in seeds]
+        out[f"{net}_gnorm_{norm}"] = np.mean([np.median(along[net, "grad"][norm, s]["grad_norm0"]) for s in seeds])
+        out[f"{net}_early_loss_{norm}"] = np.mean([np.mean(h.train_loss[:max(1, h.steps_done // 2)]) for h in hs])
+        out[f"{net}_lr_{norm}"] = largest_lr(table, net, norm)
+    out.update({k: getattr(cfg, k) for k in ("batch_size", "dln_depth", "dln_width", "dln_points", "dln_mult_min",
+                                             "dln_mult_max", "trained_below", "dln_sweep_steps", "compare_from",
+                                             "chance_frac", "tail_frac", "sweep_seeds")})
+    return {**out, "chance_loss": CHANCE_LOSS, "vgg_chance_bar": cfg.chance_frac * CHANCE_LOSS,
+            "dln_loss": next(iter(nets["dln"].values())).train.loss,
+            "dln_sweep_lrs": ", ".join(f"{v:g}" for v in cfg.dln_sweep_lrs),
+            "vgg_step_min": cfg.mult_min * cfg.lr, "vgg_step_max": cfg.mult_max * cfg.lr,
+            "seed_caption": plots.seed_caption(seeds)}

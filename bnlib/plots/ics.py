@@ -12,40 +12,31 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
 
-from . import color, label
+from . import band, color, label
 from .curves import running_mean
 
 LAYER_STYLES = ("-", "--", ":", "-.")
 
 
-def _band(ax, x: np.ndarray, ys: list[np.ndarray], kind: str, ls: str = "-") -> None:
-    """Mean over seeds with a min..max band (runs cut at the shortest)."""
-    n = min(len(y) for y in ys)
-    if n == 0:
-        return
-    Y = np.stack([y[:n] for y in ys])  # (seeds, n)
-    ax.plot(x[:n], Y.mean(0), color=color(kind), ls=ls, lw=1.5)
-    if len(ys) > 1:
-        ax.fill_between(x[:n], Y.min(0), Y.max(0), color=color(kind), alpha=0.2, lw=0)
-
-
-def curves(hist: dict, ics: dict, *, norms, lrs, seeds, layers: list[int], smooth: int = 1,
+def curves(hist: dict, ics: dict, *, norms, seeds: dict, layers: list[int], smooth: int = 1,
            loss_label: str = "training loss", log_loss: bool = False):
-    """Columns: learning rates. Rows: training loss (from ``hist``), ||G - G'||_2 and cos(G, G')
-    (from ``ics``) of ``layers`` (line style per layer, colour per normaliser) against the step."""
+    """Columns: learning rates (``seeds``: {lr: the seeds run there}). Rows: training loss (from
+    ``hist``), ||G - G'||_2 and cos(G, G') (from ``ics``) of ``layers`` (line style per layer,
+    colour per normaliser) against the step; mean over seeds with a min..max band (``plots.band``)."""
+    lrs = list(seeds)
     fig, axes = plt.subplots(3, len(lrs), figsize=(5.0 * len(lrs), 8.4), sharex="col", squeeze=False)
     for col, lr in enumerate(lrs):
         ax_loss, ax_l2, ax_cos = axes[:, col]
         for norm in norms:
-            ys = [running_mean(hist[(norm, lr, s)].train_loss, smooth) for s in seeds]
-            _band(ax_loss, np.arange(1, max(map(len, ys)) + 1), ys, norm)
-            ps = [p for s in seeds if "l2" in (p := ics[(norm, lr, s)])]
+            ys = [running_mean(hist[(norm, lr, s)].train_loss, smooth) for s in seeds[lr]]
+            band(ax_loss, [np.arange(1, len(y) + 1) for y in ys], ys, norm)
+            ps = [p for s in seeds[lr] if "l2" in (p := ics[(norm, lr, s)])]
             if not ps:
                 continue
             for layer, ls in zip(layers, LAYER_STYLES):
-                _band(ax_l2, ps[0]["step"], [p["l2"][:, layer - 1] for p in ps], norm, ls)
-                _band(ax_cos, ps[0]["step"], [p["cos"][:, layer - 1] for p in ps], norm, ls)
-        ax_loss.text(0.98, 0.95, f"lr = {lr:g}", transform=ax_loss.transAxes, ha="right", va="top")
+                for ax, key in ((ax_l2, "l2"), (ax_cos, "cos")):
+                    band(ax, [p["step"] for p in ps], [p[key][:, layer - 1] for p in ps], norm, ls=ls, lw=1.5)
+        ax_loss.text(0.98, 0.95, f"lr = {lr:g}, {len(seeds[lr])} seed{'s' * (len(seeds[lr]) > 1)}", transform=ax_loss.transAxes, ha="right", va="top")
         ax_loss.set_yscale("log" if log_loss else "linear")
         ax_l2.set_yscale("log")
         ax_cos.set_ylim(-1.05, 1.05)

@@ -69,15 +69,20 @@ def lr_robustness(probes: dict[str, dict], *, lr: float, cmap: str = "viridis"):
     return fig
 
 
-def ratio_curves(panels: dict[str, dict[str, dict]], *, num: str = "none", den: str = "bn"):
+def ratio_curves(panels: dict[str, list[dict[str, dict]]], *, num: str = "none", den: str = "bn"):
     """The ``num`` / ``den`` factor of each of Fig. 4's quantities over training (log scale;
-    above 1: ``den`` smoother), one panel per entry of ``panels`` ({panel label: {norm: probe}})."""
+    above 1: ``den`` smoother), one panel per entry of ``panels`` ({panel label: [{norm: probe}
+    per seed]}): the mean over seeds with a min..max band (one seed: a line)."""
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.4), sharey=True,
                              squeeze=False)
-    for ax, (title, probes) in zip(axes[0], panels.items()):
-        f = factors(probes[num], probes[den])
+    for ax, (title, per_seed) in zip(axes[0], panels.items()):
+        fs = [factors(p[num], p[den]) for p in per_seed]
+        n = min(len(f["step"]) for f in fs)
         for i, (key, (name, _)) in enumerate(QUANTITIES.items()):
-            ax.plot(f["step"], f[key], "o-", ms=3, color=plt.get_cmap("Dark2")(i), label=name)
+            Y, c = np.stack([f[key][:n] for f in fs]), plt.get_cmap("Dark2")(i)
+            ax.plot(fs[0]["step"][:n], Y.mean(0), "o-", ms=3, color=c, label=name)
+            if len(fs) > 1:
+                ax.fill_between(fs[0]["step"][:n], Y.min(0), Y.max(0), color=c, alpha=0.2, lw=0)
         ax.axhline(1, color="0.4", lw=1, ls="--")
         ax.set_yscale("log")
         ax.set_xlabel("training step")
@@ -90,25 +95,28 @@ def ratio_curves(panels: dict[str, dict[str, dict]], *, num: str = "none", den: 
     return fig
 
 
-def lr_sweep(table: pd.DataFrame, *, trained_below: float, networks: dict[str, str]):
-    """Final over initial training loss against the learning rate, one line per normaliser,
-    one panel per network; a cross at the top marks a diverged run."""
+def lr_sweep(table: pd.DataFrame, *, bars: dict[str, float], networks: dict[str, str],
+             relative: tuple[str, ...] = ()):
+    """Tail training loss against the learning rate (divided by the initial loss for the
+    networks in ``relative``), one line per normaliser, one panel per network, a dashed line at
+    the network's "trains" bar (``bars``); a cross at the top marks a diverged run."""
     fig, axes = plt.subplots(1, len(networks), figsize=(5.2 * len(networks), 3.4),
                              squeeze=False)
     for ax, (arch, title) in zip(axes[0], networks.items()):
         sub = table[table["network"] == arch]
-        rels = (sub["final loss"] / sub["initial loss"]).to_numpy()
-        top = max(1.0, float(np.max(rels[np.isfinite(rels)], initial=1.0)))  # crosses go here
+        div = sub["initial loss"] if arch in relative else 1.0
+        vals = (sub["tail loss"] / div).to_numpy()
+        top = max(bars[arch], float(np.max(vals[np.isfinite(vals)], initial=bars[arch])))  # crosses go here
         for norm, g in sub.groupby("norm", sort=False):
             g = g.sort_values("lr")
-            rel = (g["final loss"] / g["initial loss"]).to_numpy()
-            ok = np.isfinite(rel)
-            ax.plot(g["lr"][ok], rel[ok], "o-", color=color(norm), label=label(norm))
+            y = (g["tail loss"] / (g["initial loss"] if arch in relative else 1.0)).to_numpy()
+            ok = np.isfinite(y)
+            ax.plot(g["lr"][ok], y[ok], "o-", color=color(norm), label=label(norm))
             ax.plot(g["lr"][~ok], np.full((~ok).sum(), top), "x", ms=9, mew=2, color=color(norm))
-        ax.axhline(trained_below, color="0.4", lw=1, ls="--")
+        ax.axhline(bars[arch], color="0.4", lw=1, ls="--")
         ax.set_xscale("log")
         ax.set_xlabel(f"learning rate, {title}")
-    axes[0, 0].set_ylabel("final / initial training loss")
+        ax.set_ylabel("tail / initial training loss" if arch in relative else "tail training loss")
     axes[0, -1].legend(loc="lower right", bbox_to_anchor=(1, 1), ncol=2, fontsize=8)
     fig.tight_layout()
     return fig
