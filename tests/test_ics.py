@@ -253,12 +253,13 @@ def test_probe_on_stored_checkpoints_equals_probe_attached_during_training(case,
     store = runs.Store(tmp_path, device="cpu", progress=False)
     traj = runs.Trajectory(d, m, t, seed=1)
     store.history(traj, checkpoints=(0, 2, 4))
-    stored = store.probe(traj, ICS(), [0, 2, 3, 4])  # step 3 has no checkpoint: replayed from 2
-    assert store.checkpoint_steps(traj) == [0, 2, 3, 4, t.num_steps]
     data = get(d, "cpu")
     model = build(m, 1).to(dtype=data.X_train.dtype)
-    attached = train.fit(model, data, t, seed=1, probes=[train.Probe("ics", ICS().measure, 1)],
-                         progress=False).probes["ics"]
+    with runs.train_threads(torch.device("cpu")):  # the store trains on one CPU thread; probe on it too
+        stored = store.probe(traj, ICS(), [0, 2, 3, 4])  # step 3 has no checkpoint: replayed from 2
+        attached = train.fit(model, data, t, seed=1, probes=[train.Probe("ics", ICS().measure, 1)],
+                             progress=False).probes["ics"]
+    assert store.checkpoint_steps(traj) == [0, 2, 3, 4, t.num_steps]
     rows = np.searchsorted(attached["step"], stored["step"])
     assert np.array_equal(attached["step"][rows], [0, 2, 3, 4])
     assert stored["l2"][1:, 1:].min() > 0  # real shift after step 0, so equality has teeth
