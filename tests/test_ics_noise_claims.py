@@ -39,6 +39,8 @@ PLATEAU = [2.25, 2.28]
     ({"noisy_bn": [1.40, 1.38]}, {"noisy_bn": [0.50, 0.52]}, False, "not reproduced"),
     ({"none": PLATEAU}, {}, False, "inconclusive"),                  # standard net still at chance
     ({"bn": [1.65, 1.60]}, {}, False, "inconclusive"),               # BN does not beat standard: nothing to match
+    ({"noisy_bn": [1.12, 1.40]}, {}, False, "inconclusive"),        # accuracy holds, loss swamped by the spread
+    ({"noisy_bn": [1.12, 1.40]}, {"noisy_bn": [0.35, 0.36]}, False, "not reproduced"),  # accuracy fails clearly
     ({}, {}, True, "inconclusive")])
 def test_near_bn(loss, acc, diverged, expected):
     row = CRITERIA["near_bn"](loss={**LOSS, **loss}, acc={**ACC, **acc}, near_frac=0.25, acc_margin=0.03,

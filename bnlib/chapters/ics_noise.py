@@ -216,11 +216,12 @@ def _pre(none: Sequence[float], chance_frac: float, diverged: bool) -> tuple[boo
 
 
 def _decide(gaps: Sequence[Gap], *, partly: bool, precondition: bool) -> str:
-    """reproduced if every gap holds; else partly (the row's own criterion); else inconclusive if
-    a gap is swamped by the seed spread; else not reproduced. Inconclusive first if a precondition fails."""
+    """reproduced if every gap holds; inconclusive if the others hold and a swamped gap (seed
+    spread larger than the gap) decides; else partly (the row's own criterion, a swamped gap
+    counting as not holding) or not reproduced. Inconclusive first if a precondition fails."""
     if not precondition:
         return "inconclusive"
-    if not all(g.holds for g in gaps) and not partly and any(g.swamped for g in gaps):
+    if any(g.swamped for g in gaps) and all(g.holds or g.swamped for g in gaps):
         return "inconclusive"
     return verdict(all(g.holds for g in gaps), partly=partly)
 
