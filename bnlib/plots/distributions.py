@@ -19,17 +19,18 @@ from . import color, label
 
 
 def bands(results: dict, *, norms: Sequence[str], layers: Sequence[int], lr: float, seed: int,
-          paper_layers: Sequence[int] | None = None):
+          paper_layers: Sequence[int] | None = None, max_step: int | None = None):
     """Percentile bands of each layer's sampled activations over training (rows: layers,
-    columns: networks). Shades from light to dark: min..max, 7..93, 16..84, 31..69 percent
-    (normal sigma levels, TensorBoard's bands); the line is the median. ``paper_layers``
-    names each row's layer in the paper's numbering too."""
+    columns: networks), at the steps up to ``max_step`` (all if None). Shades from light to
+    dark: min..max, 7..93, 16..84, 31..69 percent (normal sigma levels, TensorBoard's bands);
+    the line is the median. ``paper_layers`` names each row's layer in the paper's numbering too."""
     fig, axes = plt.subplots(len(layers), len(norms), figsize=(3.1 * len(norms), 2.3 * len(layers)),
                              sharex=True, squeeze=False)
     for r, i in enumerate(layers):
         for c, norm in enumerate(norms):
             ax, res = axes[r, c], results[(norm, lr, seed)]
-            q, step = res[f"layer{i}.q"], res["step"]  # (K, P), (K,)
+            keep = res["step"] <= (np.inf if max_step is None else max_step)
+            q, step = res[f"layer{i}.q"][keep], res["step"][keep]  # (K, P), (K,)
             p = q.shape[1]
             for k in range(p // 2):
                 ax.fill_between(step, q[:, k], q[:, p - 1 - k], color=color(norm), alpha=0.15 + 0.15 * k, lw=0)
