@@ -26,12 +26,11 @@ SRC, SRC0 = "Santurkar et al. 2018, Sec. 4", "seed 000, Sec. 2"
 
 @dataclass(frozen=True)
 class Params(profiles.VGGParams):
-    probe_every: int = param(25, Interval(int, 1, 1_000_000),
-                             "steps between theory probes up to dense_until (choice: the checkpoint spacing)")
-    dense_until: int = param(200, Interval(int, 0, 1_000_000),
-                             "last step of the dense probes (choice: the early steps change most)")
-    sparse_every: int = param(100, Interval(int, 1, 1_000_000),
-                              "steps between theory probes after dense_until (choice; CPU budget)")
+    probe_every: int = param(50, Interval(int, 1, 1_000_000),
+                             "steps between theory probes up to dense_until (choice: the early steps change most)")
+    dense_until: int = param(200, Interval(int, 0, 1_000_000), "last step of the dense probes (choice)")
+    sparse_every: int = param(650, Interval(int, 1, 1_000_000),
+                              "steps between theory probes after dense_until (choice; quick: 650, CPU budget)")
     conv_bn: int = param(4, Interval(int, 1, 16), "conv BN layer probed, 1-based in forward order (choice)")
     num_instances: int = param(5000, Interval(int, 10, 10_000_000), "random instances per statement (choice)")
     tol_random: float = param(1e-9, Interval(float, 0, 1),
@@ -166,9 +165,8 @@ def share(net: dict, layer: str, term: str) -> float:
 # Printed bounds: reproduced only if no random instance and no probed unit (all seeds) fails.
 # Network measurements: one value per seed, compared with the threshold by ``claims.less``.
 
-def _printed(fail: float, vgg_fail: float, holds: bool, reading_holds: bool = False) -> tuple[str, str]:
-    return (f"{fail:.1%} of random instances and {vgg_fail:.1%} of probed VGG units (all seeds) fail",
-            verdict(holds, partly=reading_holds))
+def _printed(fail: float, vgg_fail: float, holds: bool) -> tuple[str, str]:
+    return f"{fail:.1%} of random instances and {vgg_fail:.1%} of probed VGG units (all seeds) fail", verdict(holds)
 
 
 def _identity(text: str, ok: bool) -> tuple[str, str]:
@@ -211,9 +209,10 @@ CRITERIA = {
     "sigma": Criterion("σ tends to be large, so γ/σ shrinks the gradient", SRC,
                        "per seed, median (γ/σ)² over probed units and steps < {sigma_limit:g}, over the seeds",
                        _below),
-    "thm_4_2": Criterion("Thm 4.2 holds as printed", SRC,
-                         "seed 003's form never fails (partly: seed 000's reading, ĝ = ∂L/∂z, never fails)",
-                         _printed),
+    "thm_4_2": Criterion("Thm 4.2 holds as printed", SRC, "seed 003's form never fails", _printed),
+    "thm_4_2_reading": Criterion("Thm 4.2 with ĝ read as ∂L/∂z (seed 000 eq. 10)", SRC0,
+                                 "identity (the chain rule, ε = 0): equality on every random instance and probed "
+                                 "unit, to the tolerances above", _identity),
     "obs_4_3": Criterion("BN with γ = σ, β = μ reproduces the plain network (Obs. 4.3)", SRC,
                          "identity (z = y): relative logit difference < {obs_limit:g} on the fitted batch and in "
                          "eval mode, every seed", _identity),
@@ -259,7 +258,10 @@ def claims(cfg: Params, nets: dict, inst: dict, table: pd.DataFrame) -> list[Cla
                         fc=_per_seed(nets, lambda n: np.mean(np.asarray(n["fc/thm_4_2/terms/hess"]) >= 0)), ok=ok),
         CRITERIA["sigma"](values=_per_seed(nets, lambda n: np.median(_net(n, "thm_4_1/terms/scale"))),
                           limit=cfg.sigma_limit, **th),
-        CRITERIA["thm_4_2"](**printed["thm_4_2"], reading_holds=bool(t.loc["thm_4_2/seed000", "holds"] == "holds")),
+        CRITERIA["thm_4_2"](**printed["thm_4_2"]),
+        CRITERIA["thm_4_2_reading"](text=f"{t.loc['thm_4_2/seed000', 'random instances failing']:.1%} of random "
+                                    f"instances, {np.nan_to_num(t.loc['thm_4_2/seed000', 'VGG: failing']):.1%} of "
+                                    "probed units fail", ok=bool(t.loc["thm_4_2/seed000", "holds"] == "holds")),
         CRITERIA["obs_4_3"](text=f"largest over seeds {obs:.1e}", ok=obs < cfg.obs_limit, obs_limit=cfg.obs_limit),
         CRITERIA["thm_4_4"](**printed["thm_4_4"]),
         CRITERIA["eq_16"](**printed["eq_16"]),
