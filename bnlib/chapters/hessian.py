@@ -35,7 +35,8 @@ SPLITS = ("train", "val", "test")
 @dataclass(frozen=True)
 class Params(ChapterParams):
     dataset: str = param("mnist", OneOf(("mnist", "mnist-mini")), "data (seed: MNIST)")
-    train_size: int = param(50_000, Interval(int, 1, 59_000), "training images (choice)")
+    train_size: int = param(20_000, Interval(int, 1, 59_000),
+                            "training images (seed: MNIST's; quick: the first 20,000, CPU budget; paper: 50,000)")
     val_size: int = param(10_000, Interval(int, 1, 30_000),
                           "validation images, the training images after train_size (choice)")
     hidden: int = param(100, Interval(int, 1, 4096), "hidden units (seed: 100)")
@@ -46,8 +47,8 @@ class Params(ChapterParams):
     l2s: tuple = param((0.0, 1e-3, 1e-2, 1e-1), ListOf(Interval(float, 0, 10)),
                        "l2 weights searched (torch weight_decay; values our choice)")
     search_epochs: int = param(1, Interval(int, 1, 100), "epochs per search run (choice; quick: 1, CPU budget)")
-    search_size: int = param(20_000, Interval(int, 1, 59_000),
-                             "training images used by the search runs (choice; quick: 20,000, CPU budget)")
+    search_size: int = param(10_000, Interval(int, 1, 59_000),
+                             "training images used by the search runs (choice; quick: 10,000, CPU budget)")
     hessian_size: int = param(1000, Interval(int, 2, 59_000),
                               "fixed training batch for every Hessian (choice)")
     hessian_bn_mode: str = param("batch", OneOf(("batch", "running")),
@@ -55,13 +56,13 @@ class Params(ChapterParams):
     top_k: int = param(10, Interval(int, 2, 100), "eigenvalues in kappa' (seed: 10)")
     lanczos_tol: float = param(1e-3, Interval(float, 0, 1, low_open=True),
                                "relative accuracy of the full-Hessian eigenvalues (choice)")
-    dense_epochs: int = param(6, Interval(int, 0, 1000),
+    dense_epochs: int = param(3, Interval(int, 0, 1000),
                               "epochs probed one by one from the start (choice: the early epochs change most)")
     probe_every: int = param(5, Interval(int, 1, 1000),
                              "epochs between probes after dense_epochs (choice; quick: 5, CPU budget)")
-    full_every: int = param(10, Interval(int, 1, 1000),
+    full_every: int = param(15, Interval(int, 1, 1000),
                             "epochs between full-Hessian (Lanczos) runs, besides epochs 0, 1 and the last (choice)")
-    train_eval_size: int = param(10_000, Interval(int, 1, 59_000),
+    train_eval_size: int = param(5000, Interval(int, 1, 59_000),
                                  "training images for the per-epoch training accuracy (choice)")
     num_seeds: int = param(2, Interval(int, 1, 20),
                            "seeds of the standard and BN-after-ReLU networks (choice; quick: 2)")
@@ -87,9 +88,10 @@ PROFILES = {
                   train_eval_size=500, dense_epochs=2, full_every=1, num_seeds=1, timing_rounds=3,
                   timing_steps=5),
     "quick": {},
-    "paper": dict(lrs=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1), l2s=(0.0, 1e-4, 1e-3, 1e-2, 1e-1),
-                  search_epochs=5, search_size=50_000, hessian_size=2000, train_eval_size=50_000,
-                  dense_epochs=30, full_every=1, num_seeds=3, before_seeds=3, timing_rounds=30),
+    "paper": dict(train_size=50_000, lrs=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1), l2s=(0.0, 1e-4, 1e-3, 1e-2, 1e-1),
+                  search_epochs=5, search_size=50_000, hessian_size=2000,
+                  dense_epochs=30, full_every=1, num_seeds=3, before_seeds=3, timing_rounds=30,
+                  train_eval_size=50_000),
 }
 KEY_SETTINGS = ("dataset", "train_size", "val_size", "epochs", "batch_size", "lrs", "l2s",
                 "search_epochs", "search_size", "train_eval_size", "hessian_size", "hessian_bn_mode", "top_k",
