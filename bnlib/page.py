@@ -72,10 +72,10 @@ def settings(cfg, *, chapter: str | None = None) -> None:
              "paper": "the papers' own settings"}[cfg.profile]
     text = (f":::{{admonition}} Executed with the `{cfg.profile}` profile\n:class: note\n\n"
             f"This page was executed with the **{cfg.profile}** profile ({scale}), seeds {_seeds(cfg)}. "
-            "{run_time}Key settings:\n\n"
+            "@RUN_TIME@Key settings:\n\n"
             "| parameter | value | meaning |\n| --- | --- | --- |\n" + "\n".join(rows) + "\n:::\n")
     _SETTINGS.update(text=text, t0=time.perf_counter())
-    display(Markdown(text.format(run_time="")), display_id="bnlib-settings")
+    display(Markdown(text.replace("@RUN_TIME@", "")), display_id="bnlib-settings")
 
 
 def finish() -> float:
@@ -84,7 +84,7 @@ def finish() -> float:
     took = time.perf_counter() - _SETTINGS["t0"]
     when = time.strftime("%Y-%m-%d", time.gmtime())
     run = f"It ran in **{took / 60:.1f} min** here on {when} (a run another page had already trained is loaded, not retrained). "
-    update_display(Markdown(_SETTINGS["text"].format(run_time=run)), display_id="bnlib-settings")
+    update_display(Markdown(_SETTINGS["text"].replace("@RUN_TIME@", run)), display_id="bnlib-settings")
     glue("run_time_min", round(took / 60, 1))
     return took
 
