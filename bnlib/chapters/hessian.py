@@ -49,18 +49,18 @@ class Params(ChapterParams):
     search_epochs: int = param(1, Interval(int, 1, 100), "epochs per search run (choice; quick: 1, CPU budget)")
     search_size: int = param(10_000, Interval(int, 1, 59_000),
                              "training images used by the search runs (choice; quick: 10,000, CPU budget)")
-    hessian_size: int = param(1000, Interval(int, 2, 59_000),
-                              "fixed training batch for every Hessian (choice)")
+    hessian_size: int = param(500, Interval(int, 2, 59_000),
+                              "fixed training batch for every Hessian (choice; quick: 500, CPU budget)")
     hessian_bn_mode: str = param("batch", OneOf(("batch", "running")),
                                  "BN statistics inside the Hessian (choice: those of training)")
     top_k: int = param(10, Interval(int, 2, 100), "eigenvalues in kappa' (seed: 10)")
     lanczos_tol: float = param(1e-3, Interval(float, 0, 1, low_open=True),
                                "relative accuracy of the full-Hessian eigenvalues (choice)")
-    dense_epochs: int = param(3, Interval(int, 0, 1000),
+    dense_epochs: int = param(1, Interval(int, 0, 1000),
                               "epochs probed one by one from the start (choice: the early epochs change most)")
-    probe_every: int = param(5, Interval(int, 1, 1000),
-                             "epochs between probes after dense_epochs (choice; quick: 5, CPU budget)")
-    full_every: int = param(15, Interval(int, 1, 1000),
+    probe_every: int = param(10, Interval(int, 1, 1000),
+                             "epochs between probes after dense_epochs (choice; quick: 10, CPU budget)")
+    full_every: int = param(30, Interval(int, 1, 1000),
                             "epochs between full-Hessian (Lanczos) runs, besides epochs 0, 1 and the last (choice)")
     train_eval_size: int = param(5000, Interval(int, 1, 59_000),
                                  "training images for the per-epoch training accuracy (choice)")

@@ -28,9 +28,9 @@ SRC, SRC0 = "Santurkar et al. 2018, Sec. 4", "seed 000, Sec. 2"
 class Params(profiles.VGGParams):
     probe_every: int = param(50, Interval(int, 1, 1_000_000),
                              "steps between theory probes up to dense_until (choice: the early steps change most)")
-    dense_until: int = param(200, Interval(int, 0, 1_000_000), "last step of the dense probes (choice)")
-    sparse_every: int = param(650, Interval(int, 1, 1_000_000),
-                              "steps between theory probes after dense_until (choice; quick: 650, CPU budget)")
+    dense_until: int = param(100, Interval(int, 0, 1_000_000), "last step of the dense probes (choice)")
+    sparse_every: int = param(700, Interval(int, 1, 1_000_000),
+                              "steps between theory probes after dense_until (choice; quick: 700, CPU budget)")
     conv_bn: int = param(4, Interval(int, 1, 16), "conv BN layer probed, 1-based in forward order (choice)")
     num_instances: int = param(5000, Interval(int, 10, 10_000_000), "random instances per statement (choice)")
     tol_random: float = param(1e-9, Interval(float, 0, 1),
