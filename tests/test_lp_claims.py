@@ -88,3 +88,10 @@ def test_l1_beats_bn_on_the_dln(mean, final, pre, expected):
     row = CRITERIA["l1_dln"](mean=mean, final=final, precondition=pre, **OPTS)
     assert row.verdict == expected and "10000 steps" in row.criterion
     assert row.measured.startswith("mean: l1 ") and "2 seeds" in row.measured
+
+
+@pytest.mark.parametrize("bn_spread, expected", [(0.01, "reproduced"), (1.0, "inconclusive")])
+def test_l1_beats_bn_with_one_seed_needs_a_gap_beyond_bns_seed_spread(bn_spread, expected):
+    row = CRITERIA["l1_dln"](mean={"l1": [1.9], "bn": [2.0]}, final={"l1": [0.5], "bn": [0.6]}, precondition=True,
+                             bn_spread=bn_spread, **OPTS)
+    assert row.verdict == expected and "(1 seed)" in row.measured and "2 x BN's seed spread" in row.criterion
