@@ -367,14 +367,14 @@ def test_none_and_bn_are_the_shared_trajectories_and_lp_options_reach_only_lp_ne
 
 def test_quick_plan_pairs_variants_with_the_shared_core_runs_at_one_step():
     """Quick: none and BN are the shared 3-seed runs (their specs are exactly ``profiles.vgg_specs``),
-    the other normalisers run ``variant_steps`` on the first ``lp_seeds`` seeds, and every VGG
+    the other normalisers run ``variant_steps`` on the first ``variant_seeds`` (1) seeds, and every VGG
     number is taken at ``horizon`` = ``variant_steps``; the DLN trains l1 besides none and BN."""
     cfg = chapters.resolve("lp_norms", profile="quick")
     assert lp_norms.seeds(cfg, "bn") == profiles.seeds(cfg)
-    assert lp_norms.paired(cfg) == profiles.seeds(cfg)[:cfg.lp_seeds]
+    assert lp_norms.paired(cfg) == profiles.seeds(cfg)[:1]
     assert lp_norms.horizon(cfg, "vgg") == cfg.variant_steps < cfg.num_steps
     assert lp_norms.horizon(cfg, "dln") == cfg.dln_steps
     assert lp_norms.norms(cfg, "dln") == ("none", "bn", "l1") and len(lp_norms.norms(cfg, "vgg")) == 7
     assert max(lp_norms.probe_steps(cfg, "vgg")) < cfg.variant_steps
     paper = chapters.resolve("lp_norms", profile="paper")
-    assert lp_norms.norms(paper, "dln") == ("none", "bn", "l1", "l2", "linf") and paper.lp_seeds == 3
+    assert lp_norms.norms(paper, "dln") == ("none", "bn", "l1", "l2", "linf") and paper.variant_seeds == 3

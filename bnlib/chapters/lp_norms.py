@@ -3,7 +3,8 @@
 The VGG and the deep linear network (DLN) with no normalisation, BatchNorm, lp normalisation
 (p = 1, 2, inf; ``norms.LpNorm``), LayerNorm and GroupNorm. None and BN are the book's shared
 core trajectories (``profiles``: 3 seeds); the other normalisers run ``variant_steps`` on the VGG
-and ``dln_steps`` on the DLN with ``lp_seeds`` seeds. Every VGG comparison is made at the same
+and ``dln_steps`` on the DLN with ``variant_seeds`` seeds
+(quick: 1). Every VGG comparison is made at the same
 step (``horizon``), the first ``variant_steps`` of the longer core runs. Probed from the store:
 the smoothness chapter's line search, and at the horizon the activations' shape and the test
 accuracy with batch statistics. Everything the paper leaves open about lp is a parameter.
@@ -39,8 +40,6 @@ class Params(profiles.VGGParams, profiles.DLNParams):
                              "(paper: l1, l2, linf; LN, GN: choice)")
     dln_norms: tuple = param(("l1",), _VARIANTS, "normalisers trained on the DLN besides none and BN (paper: "
                              "l1, l2, linf; quick: l1 only, the one the paper's DLN claim needs, CPU budget)")
-    lp_seeds: int = param(1, Interval(int, 1, 20), "seeds of the lp/LN/GN runs, paired with the first core "
-                          "seeds (paper: 3; quick: 1, CPU budget)")
     lp_norm_of: str = param("raw", OneOf(("raw", "centered")),
                             "lp norm of the raw or the centred input (paper: 'before shifting the mean')")
     lp_center: bool = param(True, OneOf((True, False)), "lp layers subtract the batch mean (paper: yes)")
@@ -73,11 +72,11 @@ PROFILES = {
     "smoke": {**profiles.VGG["smoke"], **profiles.DLN["smoke"], "probe_every": 2, "multipliers": (1.0, 4.0),
               "probe_size": 16, "hist_samples": 256, "dln_probe_every": 10, "dln_multipliers": (1.0, 30.0),
               "dln_norms": LP},
-    "quick": {},
+    "quick": {"variant_seeds": 1},  # the lp/LN/GN runs: one seed fits the CPU budget (the book's other variants: 2)
     "paper": {**profiles.VGG["paper"], **profiles.DLN["paper"], "probe_every": 250, "act_layers": (3, 11),
-              "dln_norms": LP, "lp_seeds": 3},
+              "dln_norms": LP},
 }
-KEY_SETTINGS = ("dataset", "depth", "width", "lr", "num_steps", "variant_steps", "num_seeds", "lp_seeds",
+KEY_SETTINGS = ("dataset", "depth", "width", "lr", "num_steps", "variant_steps", "num_seeds", "variant_seeds",
                 "vgg_norms", "dln_norms", "lp_norm_of", "lp_center", "lp_eps", "lp_affine", "lp_momentum",
                 "dln_lr", "dln_loss", "dln_steps", "probe_every", "dln_probe_every")
 THRESHOLDS = ("margin", "similar_factor", "k", "chance_frac")
@@ -99,8 +98,8 @@ def norms(cfg: Params, arch: str) -> tuple[str, ...]:
 
 
 def seeds(cfg: Params, norm: str) -> list[int]:
-    """The seeds of ``norm``: the core seeds for none and BN, the first ``lp_seeds`` of them otherwise."""
-    return profiles.seeds(cfg) if norm in CORE else profiles.seeds(cfg)[:cfg.lp_seeds]
+    """The seeds of ``norm``: the core seeds for none and BN, the ``variant_seeds`` (a prefix) otherwise."""
+    return profiles.seeds(cfg, "num_seeds" if norm in CORE else "variant_seeds")
 
 
 def paired(cfg: Params) -> list[int]:
