@@ -37,6 +37,17 @@ def test_ics_larger_is_inconclusive_when_the_seeds_disagree_within_their_spread(
     assert row.verdict == "inconclusive"
 
 
+def test_ics_larger_fails_where_one_part_clearly_fails_whatever_the_swamped_parts():
+    """Layer 6 has a clearly higher BN cosine on every seed: neither the claim nor its partly
+    version can hold, so the swamped norm gap does not make the row inconclusive."""
+    row = CRITERIA["ics_larger"](cos_bn={3: [0.5, 0.6, 0.5], 6: [0.75, 0.76, 0.74]},
+                                 cos_none={3: [0.9, 0.9, 0.9], 6: [0.5, 0.49, 0.5]},
+                                 l2_bn={3: [2.0, 2.0, 2.0], 6: [0.7, 0.6, 0.75]},
+                                 l2_none={3: [1.0, 1.0, 1.0], 6: [0.65, 0.7, 0.7]},
+                                 tails_none=TRAINED, diverged=False, **TH)
+    assert row.verdict == "not reproduced" and "standard 0.683 vs BN 0.683" in row.measured
+
+
 @pytest.mark.parametrize("loss_bn, diverged, expected", [
     ([1.0, 1.1, 0.9], False, "reproduced"), ([2.0, 2.1, 1.9], False, "not reproduced"),
     ([1.0, 1.1, 0.9], True, "inconclusive"), ([1.0, 1.6, 1.5], False, "inconclusive")])  # last: swamped
