@@ -48,14 +48,16 @@ class Params(profiles.VGGParams, profiles.DLNParams):
     lp_momentum: float = param(0.1, Interval(float, 0, 1, **_POS),
                                "running-average momentum of the eval statistics (choice: BN's 0.1)")
     gn_groups: int = param(8, Interval(int, 1, 512), "GroupNorm groups, reduced to divide C (choice)")
-    probe_every: int = param(100, _STEPS, "VGG steps between landscape probes (paper: every step; choice)")
+    probe_every: int = param(200, _STEPS, "VGG steps between landscape probes (paper: every step; quick: 200, "
+                             "CPU budget)")
     multipliers: tuple = param((0.5, 1.0, 2.0, 4.0), ListOf(Interval(float, 0, 1e3, **_POS)),
                                "VGG steps along the gradient, in units of lr (paper: [1/2, 4])")
     act_layers: tuple = param((3, 7), ListOf(Interval(int, 1, 20)), "VGG layers whose activations are studied (choice)")
     probe_size: int = param(256, Interval(int, 2, 10_000), "fixed images for the activation histograms (choice)")
     hist_samples: int = param(4096, Interval(int, 16, 1_000_000), "activations kept per histogram (choice)")
     dln_loss: str = param("mse_sum", OneOf(("mse_sum", "mse")), "DLN loss summed or averaged over points (choice)")
-    dln_probe_every: int = param(200, _STEPS, "DLN steps between landscape probes (choice: the stored checkpoints)")
+    dln_probe_every: int = param(1000, _STEPS, "DLN steps between landscape probes (paper: every step; quick: "
+                                 "1,000, CPU budget; a multiple of the stored checkpoints' 200)")
     dln_multipliers: tuple = param((0.01, 0.1, 1.0, 10.0, 30.0), ListOf(Interval(float, 0, 1e4, **_POS)),
                                    "DLN steps along the gradient, in units of dln_lr (paper: [1/100, 30])")
     margin: float = param(0.05, Interval(float, 0, 1), "'comparable to BN': accuracy within this; 5 points is "
@@ -74,7 +76,7 @@ PROFILES = {
               "dln_norms": LP},
     "quick": {"variant_seeds": 1},  # the lp/LN/GN runs: one seed fits the CPU budget (the book's other variants: 2)
     "paper": {**profiles.VGG["paper"], **profiles.DLN["paper"], "probe_every": 250, "act_layers": (3, 11),
-              "dln_norms": LP},
+              "dln_norms": LP, "dln_probe_every": 200},
 }
 KEY_SETTINGS = ("dataset", "depth", "width", "lr", "num_steps", "variant_steps", "num_seeds", "variant_seeds",
                 "vgg_norms", "dln_norms", "lp_norm_of", "lp_center", "lp_eps", "lp_affine", "lp_momentum",
