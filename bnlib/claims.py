@@ -172,5 +172,6 @@ def tally(claims: list[Claim]) -> str:
     """"3 reproduced, 1 partly, ... (2 identities shown, not counted)": the table in a line."""
     n = {v: sum(c.verdict == v for c in claims) for v in VERDICTS}
     counted = ", ".join(f"{n[v]} {v}" for v in (*COUNTED, "inconclusive") if n[v])
-    ident = f" ({n['identity']} identit{'y' if n['identity'] == 1 else 'ies'} shown, not counted)" if n["identity"] else ""
+    word = "identity" if n["identity"] == 1 else "identities"
+    ident = f" ({n['identity']} {word} shown, not counted)" if n["identity"] else ""
     return (counted or "no claims") + ident

@@ -83,10 +83,21 @@ def finish() -> float:
     the settings header shown by ``settings``; return it in seconds."""
     took = time.perf_counter() - _SETTINGS["t0"]
     when = time.strftime("%Y-%m-%d", time.gmtime())
-    run = f"It ran in **{took / 60:.1f} min** here on {when} (a run another page had already trained is loaded, not retrained). "
+    run = (f"It ran in **{took / 60:.1f} min** here on {when} (a run another page had already trained is "
+           "loaded, not retrained). ")
     update_display(Markdown(_SETTINGS["text"].replace("@RUN_TIME@", run)), display_id="bnlib-settings")
     glue("run_time_min", round(took / 60, 1))
     return took
+
+
+def thresholds(cfg):
+    """The chapter's ``THRESHOLDS``: value and the one-line reason for each (the help text), as
+    the table the page shows under its claims."""
+    known = config.fields(type(cfg))
+    names = config.spec_module(type(cfg)).THRESHOLDS
+    df = pd.DataFrame([{"threshold": n, "value": f"{getattr(cfg, n):g}", "reason": known[n].metadata["help"]}
+                       for n in names])
+    return df.style.format(escape="html").hide(axis="index")
 
 
 def claims(rows: list[claims_.Claim], *, prefix: str = "claim") -> pd.DataFrame:

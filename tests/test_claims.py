@@ -42,7 +42,7 @@ def test_verdict_identity_chance_and_tally():
     assert verdict(True, precondition=False) == "inconclusive" and verdict(False, partly=True) == "partly"
     assert identity(True) == "identity" and identity(False) == "not reproduced"
     assert left_chance([1.5, 2.0]) and not left_chance([1.5, 2.2]) and not left_chance([math.inf])
-    rows = [Criterion("c", "s", "x", lambda: ("m", v))() for v in ("reproduced", "identity", "inconclusive")]
+    rows = [Criterion("c", "s", "x", lambda v=v: ("m", v))() for v in ("reproduced", "identity", "inconclusive")]
     assert tally(rows) == "1 reproduced, 1 inconclusive (1 identity shown, not counted)"
 
 

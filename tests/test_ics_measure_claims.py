@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bnlib import chapters, profiles
+from bnlib import chapters, page, profiles
 from bnlib.chapters import ics_measure as ch
 from bnlib.chapters.ics_measure import CRITERIA
 from bnlib.train import History
@@ -110,7 +110,7 @@ def test_tables_and_claims_on_synthetic_runs():
     verdicts = [c.verdict for c in ch.claims(cfg, hist, ics)]
     assert verdicts[0] == "inconclusive" and verdicts[3] == verdicts[4] == "inconclusive"
     assert isinstance(ch.summary(cfg, hist), pd.DataFrame)
-    assert list(ch.thresholds(cfg)["threshold"]) == list(ch.THRESHOLDS)
+    assert list(page.thresholds(cfg).data["threshold"]) == list(ch.THRESHOLDS)
 
 
 def test_medians_start_at_compare_from():

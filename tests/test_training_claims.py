@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from bnlib import chapters
-from bnlib.chapters.training import CRITERIA, acc_at, summary, tail_loss, thresholds
+from bnlib import chapters, page
+from bnlib.chapters.training import CRITERIA, acc_at, summary, tail_loss
 from bnlib.train import History
 
 INF = math.inf
@@ -85,5 +85,6 @@ def test_summary_pairs_core_and_variant_runs():
 
 def test_thresholds_table_gives_reasons():
     cfg = chapters.resolve("training", profile="quick")
-    t = thresholds(cfg, ("k", "faster_margin"))
-    assert list(t["value"]) == ["2", "0.25"] and t["reason"].str.len().min() > 20
+    t = page.thresholds(cfg).data
+    assert list(t["threshold"]) == ["k", "chance_frac", "tail_frac", "faster_margin"]
+    assert list(t["value"])[::3] == ["2", "0.25"] and t["reason"].str.len().min() > 20

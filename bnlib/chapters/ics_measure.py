@@ -9,7 +9,7 @@ descent), each with and without BatchNorm (Fig. 3). Defaults are the quick profi
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -208,12 +208,6 @@ def summary(cfg: Params, hist: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def thresholds(cfg: Params) -> pd.DataFrame:
-    """The criteria's thresholds with their values and the one-line reason (the help text)."""
-    f = {x.name: x for x in fields(cfg)}
-    return pd.DataFrame([{"threshold": n, "value": getattr(cfg, n), "reason": f[n].metadata["help"]}
-                         for n in THRESHOLDS])
-
 
 # ---------------------------------------------------------------- criteria (pure functions of numbers)
 
@@ -285,12 +279,14 @@ _GAP = ("A gap holds if it holds on every seed or its mean exceeds {k:g} x the s
 CRITERIA = {
     "ics_larger": Criterion(
         "With BN, ICS is similar or larger (VGG)", SOURCE,
-        "lr {lr:g}; " + _PRE + "At each shown layer, per seed the median over measurements from step {compare_from} on: BN's "
+        "lr {lr:g}; " + _PRE + "At each shown layer, per seed the median over measurements from step "
+        "{compare_from} on: BN's "
         "cos(G, G') < the standard net's + {margin:g}, and the standard net's ||G - G'|| < BN's. " + _GAP +
         "Partly: the cosine part holds at every shown layer, the norm part does not.", _ics_larger),
     "trains_better": Criterion(
         "BN networks still train better", SOURCE,
-        "{net} at lr {lr:g}; precondition: no run diverged. Mean training loss over the last 10% of the steps: BN < standard. " + _GAP,
+        "{net} at lr {lr:g}; precondition: no run diverged. Mean training loss over the last 10% of the steps: "
+        "BN < standard. " + _GAP,
         _trains_better),
     "no_ics": Criterion(
         "The standard DLN has almost no ICS", SOURCE,

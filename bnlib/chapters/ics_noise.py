@@ -22,7 +22,7 @@ from ..claims import CHANCE_LOSS, Claim, Criterion, Gap, left_chance, less, verd
 from ..config import Interval, ListOf, OneOf, param
 from ..probes.activations import distribution_shift
 from ..train import History
-from .training import acc_at, tail_loss, thresholds  # noqa: F401  (thresholds: the page's table)
+from .training import acc_at, tail_loss
 
 TITLE = "Does BatchNorm work by controlling covariate shift?"
 NORMS = ("none", "bn", "noisy_bn", "noise")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from .. import config, profiles
+from .. import profiles
 from ..claims import Claim, Criterion, Gap, left_chance, less, verdict
 from ..config import Interval, ListOf, OneOf, param
 from ..probes import activations, evaluation, kurtosis, landscape
@@ -220,12 +220,6 @@ def summary(cfg: Params, res: dict, arch: str) -> pd.DataFrame:
     out.insert(1, "diverged", df["diverged"].groupby(level="norm", sort=False).any())
     return out
 
-
-def thresholds(cfg: Params) -> pd.DataFrame:
-    """The claims' thresholds, their values and the one-line reason for each (shown on the page)."""
-    f = config.fields(Params)
-    return pd.DataFrame([{"threshold": n, "value": getattr(cfg, n), "reason": f[n].metadata["help"]}
-                         for n in THRESHOLDS])
 
 
 # ---------------------------------------------------------------- criteria (pure functions)

@@ -5,7 +5,7 @@ learning-rate sweeps. Defaults are the quick profile."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -125,7 +125,8 @@ def sweep_runs(cfg: Params, store, specs: dict, shared: dict) -> dict[str, dict[
     its own short run (``specs[net]``; ``sweep_seeds`` seeds)."""
     seeds = profiles.seeds(cfg, "sweep_seeds")
     out = {}
-    for net, (lrs, n) in {"vgg": (cfg.sweep_lrs, cfg.sweep_steps), "dln": (cfg.dln_sweep_lrs, cfg.dln_sweep_steps)}.items():
+    plan = {"vgg": (cfg.sweep_lrs, cfg.sweep_steps), "dln": (cfg.dln_sweep_lrs, cfg.dln_sweep_steps)}
+    for net, (lrs, n) in plan.items():
         out[net] = {}
         usable = {lr: v for lr, v in shared[net].items() if v[0][2].num_steps >= n and set(seeds) <= set(v[1])}
         own = [lr for lr in lrs if lr not in usable]
@@ -184,7 +185,8 @@ def sweep_table(cfg: Params, sweeps: dict) -> pd.DataFrame:
     for net, hist in sweeps.items():
         for norm, lr in sorted({k[:2] for k in hist}, key=lambda k: (NORMS.index(k[0]), k[1])):
             hs = [h for k, h in hist.items() if k[:2] == (norm, lr)]
-            rows.append({"network": net, "norm": norm, "lr": lr, "seeds": len(hs), "steps": max(h.steps_done for h in hs),
+            rows.append({"network": net, "norm": norm, "lr": lr, "seeds": len(hs),
+                         "steps": max(h.steps_done for h in hs),
                          "initial loss": np.mean([float(h.train_loss[0]) for h in hs]),
                          "tail loss": np.mean([tail(h, cfg.tail_frac) for h in hs]),
                          "diverged": sum(h.diverged for h in hs), "trains": all(trains(cfg, net, h) for h in hs)})
@@ -196,12 +198,6 @@ def largest_lr(table: pd.DataFrame, net: str, norm: str) -> float:
     ok = table[(table["network"] == net) & (table["norm"] == norm) & table["trains"]]
     return float(ok["lr"].max()) if len(ok) else 0.0
 
-
-def thresholds(cfg: Params) -> pd.DataFrame:
-    """The criteria's thresholds with their values and the one-line reason (the help text)."""
-    f = {x.name: x for x in fields(cfg)}
-    return pd.DataFrame([{"threshold": n, "value": getattr(cfg, n), "reason": f[n].metadata["help"]}
-                         for n in THRESHOLDS])
 
 
 # ---------------------------------------------------------------- criteria (pure functions of numbers)
@@ -259,7 +255,8 @@ _ALL = ("per seed, the median over probes of the standard / BN factor > 1, for e
 _LR = ("precondition: the standard net trains at some swept lr. Largest swept lr at which every seed trains "
        "(mean loss over the last {tail_frac:g} of the steps {rule}): BN > standard.")
 CRITERIA = {
-    **{f"vgg_{m}": Criterion(f"VGG: {claim} with BN", SRC, _PRE_VGG + _MED.replace("@", what), _factor) for m, claim, what in (
+    **{f"vgg_{m}": Criterion(f"VGG: {claim} with BN", SRC, _PRE_VGG + _MED.replace("@", what), _factor)
+       for m, claim, what in (
         ("loss_range", "the loss varies less along the gradient", "loss range"),
         ("grad_diff", "the gradient is more predictive", "largest gradient change"),
         ("beta_eff", "effective beta-smoothness is lower", "effective beta-smoothness"))},
@@ -274,7 +271,8 @@ CRITERIA = {
                             _PRE_VGG + _ALL.replace("@", ", along random ({kind}) directions, "
                                                     "probes from step {compare_from} on"), _all_metrics),
     "dln_random": Criterion("DLN: random directions behave alike", "Santurkar et al. 2018, Sec. 3.2",
-                            "precondition: as for the DLN row. " + _ALL.replace("@", ", along random ({kind}) directions"),
+                            "precondition: as for the DLN row. "
+                            + _ALL.replace("@", ", along random ({kind}) directions"),
                             _all_metrics),
     **{f"{net}_lr": Criterion(f"{net.upper()}: BN trains at larger learning rates", SRC31, _LR, _larger_lr)
        for net in ARCHS},

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import config, profiles
+from .. import profiles
 from ..claims import Claim, Criterion, left_chance, less, verdict
 from ..config import ChapterParams, Interval, ListOf, OneOf, param
 from ..data import DataSpec
@@ -162,12 +162,6 @@ def summary(res: dict) -> pd.DataFrame:
             "2D points/s": plane["loss"].size / float(plane["time_s"])})
     return pd.DataFrame(rows)
 
-
-def thresholds(cfg: Params) -> pd.DataFrame:
-    """The claims' thresholds, their values and the one-line reason for each (shown on the page)."""
-    f = config.fields(Params)
-    return pd.DataFrame([{"threshold": n, "value": getattr(cfg, n), "reason": f[n].metadata["help"]}
-                         for n in THRESHOLDS])
 
 
 def _bn_lower(bn: dict, none: dict, trained: dict, k: float) -> tuple[str, str]:

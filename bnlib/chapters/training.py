@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import config, profiles
+from .. import profiles
 from ..claims import CHANCE_LOSS, Claim, Criterion, left_chance, less
 from ..config import Interval, param
 from ..train import History
@@ -45,12 +45,6 @@ KEY_SETTINGS = ("dataset", "depth", "width", "lr", "lr_large", "batch_size", "nu
                 "variant_steps", "variant_seeds")
 THRESHOLDS = ("k", "chance_frac", "tail_frac", "faster_margin")
 
-
-def thresholds(cfg, names: Sequence[str]) -> pd.DataFrame:
-    """The claims' thresholds, their values and the one-line reason for each (shown on the page)."""
-    f = config.fields(type(cfg))
-    return pd.DataFrame([{"threshold": n, "value": f"{getattr(cfg, n):g}", "reason": f[n].metadata["help"]}
-                         for n in names])
 
 
 def tail_loss(h: History, frac: float = 0.1, steps: int | None = None) -> float:

@@ -36,7 +36,9 @@ def curves(hist: dict, ics: dict, *, norms, seeds: dict, layers: list[int], smoo
             for layer, ls in zip(layers, LAYER_STYLES):
                 for ax, key in ((ax_l2, "l2"), (ax_cos, "cos")):
                     band(ax, [p["step"] for p in ps], [p[key][:, layer - 1] for p in ps], norm, ls=ls, lw=1.5)
-        ax_loss.text(0.98, 0.95, f"lr = {lr:g}, {len(seeds[lr])} seed{'s' * (len(seeds[lr]) > 1)}", transform=ax_loss.transAxes, ha="right", va="top")
+        n = len(seeds[lr])
+        ax_loss.text(0.98, 0.95, f"lr = {lr:g}, {n} seed{'s' * (n > 1)}", transform=ax_loss.transAxes,
+                     ha="right", va="top")
         ax_loss.set_yscale("log" if log_loss else "linear")
         ax_l2.set_yscale("log")
         ax_cos.set_ylim(-1.05, 1.05)
