@@ -26,14 +26,17 @@ def _value(text: str):
 
 def _params(chapter: str) -> str:
     mod = chapters.module(chapter)
-    lines = [f"{chapter}: {mod.TITLE}", f"{'name':<14}{'smoke':>12}{'quick':>12}{'paper':>12}  meaning"]
-    for name, f in config.fields(mod.Params).items():
-        if name == "profile":
-            continue
-        vals = [mod.PROFILES.get(p, {}).get(name, f.default) for p in config.PROFILES]
-        lines.append(f"{name:<14}" + "".join(f"{v!s:>12}" for v in vals)
-                     + f"  {f.metadata['help']}; {f.metadata['constraint'].describe()}")
-    return "\n".join(lines)
+    rows = [(name, [_show(mod.PROFILES.get(p, {}).get(name, f.default)) for p in config.PROFILES],
+             f"{f.metadata['help']}; {f.metadata['constraint'].describe()}")
+            for name, f in config.fields(mod.Params).items() if name != "profile"]
+    w = max(len(v) for _, vals, _ in rows for v in vals) + 2
+    head = f"{'name':<16}" + "".join(f"{p:>{w}}" for p in config.PROFILES) + "  meaning"
+    return "\n".join([f"{chapter}: {mod.TITLE}", head] + [f"{name:<16}" + "".join(f"{v:>{w}}" for v in vals)
+                                                          + f"  {meaning}" for name, vals, meaning in rows])
+
+
+def _show(v) -> str:
+    return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 
 
 def main(argv: list[str] | None = None) -> int:
