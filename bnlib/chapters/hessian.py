@@ -315,6 +315,12 @@ def _accuracy(bn: dict, none: dict, ok: bool, k: float, margin: float) -> tuple[
 
 def _sooner(bn: list, none: list, ok: bool, k: float, margin: float) -> tuple[str, str]:
     g = less(bn, none, k=k, margin=margin * float(np.mean(none)))
+    never = sum(not np.isfinite(b) for b in bn)
+    if never:  # a mean with inf in it says nothing: give the seeds instead
+        times = ", ".join("never" if not np.isfinite(b) else f"{b:.3g} s" for b in bn)
+        text = (f"BN per seed: {times}, vs standard {', '.join(f'{x:.3g} s' for x in none)}; BN never reached the "
+                f"standard net's final validation accuracy on {never} of {len(bn)} seeds")
+        return text, g.verdict(precondition=ok)
     return g.text(("BN", "standard"), "{:.3g} s"), g.verdict(precondition=ok)
 
 
