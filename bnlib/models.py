@@ -2,7 +2,7 @@
 
 Every conv/linear layer of a hidden block is followed by ``make_norm(norm, ...)`` and then
 the ReLU (Santurkar et al. 2018 apply BN before the non-linearity); the MLP can also put the
-norm after the ReLU (seed 002). Weights use Glorot-uniform initialisation, biases zero
+norm after the ReLU (Reyes & Levy). Weights use Glorot-uniform initialisation, biases zero
 (Santurkar et al., Appendix A). Layer numbers count conv/linear layers from 1, in
 forward order: ``weight_layers(model)[i - 1]`` is layer i.
 """
@@ -172,7 +172,7 @@ class ModelSpec:
     in_channels: int | None = None         # image channels (VGG, LeNet)
     image_size: int | None = None          # LeNet input size
     sizes: tuple | None = None             # MLP layer sizes
-    norm_after_relu: bool | None = None    # MLP: norm after the ReLU (seed 002)
+    norm_after_relu: bool | None = None    # MLP: norm after the ReLU (Reyes & Levy)
     norm_output: bool | None = None        # DLN: a norm after the last layer too
     noise: tuple | None = None             # Algorithm 1 options (n_mu, n_sigma, r_mu, r_sigma)
     lp: tuple | None = None                # LpNorm options (center, norm_of, eps, ...)

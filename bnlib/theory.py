@@ -1,4 +1,4 @@
-"""Both sides of every statement of Santurkar et al. (2018, Sec. 4) and of seed 000's Sec. 2.
+"""Both sides of every statement of Santurkar et al. (2018, Sec. 4) and of the Oxford report's Sec. 2.
 
 Each function returns a ``Sides``: the left and right side of one statement, per unit, the
 relation the statement claims (``"<="`` or ``"=="``) and the named terms of the right side.
@@ -85,7 +85,7 @@ def thm_4_1(y: Tensor, g: Tensor, grad_y: Tensor, gamma: Tensor, *, eps: float =
     """Theorem 4.1, Lipschitzness w.r.t. activations, per unit.
 
     ``seed003``: ||grad_y||^2 <= gamma^2/sigma^2 (||g||^2 - <1,g>^2/m - <g,yhat>^2/sqrt(m)), as
-    printed by seed 003 (and seed 000, eq. 1). ``seed001``: seed 001's Theorem 3.4, whose left
+    printed by Santurkar et al. (and the Oxford report, eq. 1). ``seed001``: Cai & Wei's Theorem 3.4, whose left
     side is ||dLhat/dyhat|| = ||gamma g||, not squared, with 1/m on the last term.
     ``corrected``: squared left side, 1/m on both terms. ``exact``: the identity with eps,
     ||grad_y||^2 = gamma^2/sigma^2 (||g||^2 - <1,g>^2/m - (1 + delta) <g,yhat>^2/m).
@@ -148,9 +148,9 @@ def thm_4_2(y: Tensor, g: Tensor, grad_y: Tensor, gamma: Tensor, *, hess_hat: HV
     """Theorem 4.2, the Hessian quadratic form along the gradient v = grad_y.
 
     lhs = v^T (d^2 Lhat/dy^2) v. First form: rhs = gamma^2/sigma^2 v^T H v
-    - gamma/(m sigma^2) <ghat, yhat> ||v||^2, with ghat = grad_y as seed 003 defines it
+    - gamma/(m sigma^2) <ghat, yhat> ||v||^2, with ghat = grad_y as Santurkar et al. define it
     (``seed003``; then <ghat, yhat> = 0) or ghat = g as seeds 000 (eq. 10) and 001 read it
-    (``seed000``). ``seed000_eq11``: the second display (seed 000 eq. 11), v^T H v replaced by
+    (``seed000``). ``seed000_eq11``: the second display (Oxford report eq. 11), v^T H v replaced by
     g^T H g (with ghat = grad_y the second display is the first one again). ``seed001``: its
     Theorem 3.5, left side along dLhat/dyhat = gamma g and ||gamma g||^2 in the last term.
     ``exact``: the identity for any eps,
@@ -227,7 +227,7 @@ def thm_4_4(y: Tensor, g: Tensor, grad_y: Tensor, gamma: Tensor, *, lam: float |
 
 
 def weight_grad_bound(X: Tensor, grad_y: Tensor, grad_w: Tensor) -> Sides:
-    """Seed 000 eqs. 3-5 for a linear layer y = X W^T (+ b): per unit j,
+    """Oxford report eqs. 3-5 for a linear layer y = X W^T (+ b): per unit j,
     ||grad_w_j||^2 (autograd's, rows of the (C, d) weight gradient) <= ||X||_2^2 ||grad_y_j||^2.
     ``terms["eq3"]`` is X^T grad_y, the weight gradient eq. 3 predicts, (C, d)."""
     lam2 = torch.linalg.matrix_norm(X, ord=2) ** 2
@@ -237,7 +237,7 @@ def weight_grad_bound(X: Tensor, grad_y: Tensor, grad_w: Tensor) -> Sides:
 
 def worst_case_input(v: Tensor, *, lam: float, d: int) -> Tensor:
     """An input X (m, d) with ||X||_2 = lam that attains max ||X^T v||^2 = lam^2 ||v||^2 (rank one;
-    seed 000's X X^T = lam^2 I is impossible when d < m)."""
+    the Oxford report's X X^T = lam^2 I is impossible when d < m)."""
     X = torch.zeros(v.shape[0], d, dtype=v.dtype)
     X[:, 0] = lam * v / v.norm()
     return X
@@ -248,14 +248,14 @@ EQ_14_FORMS = ("seed000", "uniform")
 
 def eq_14(X: Tensor, grad_y: Tensor, *, hess_hat: HVP, lam: float | None = None,
           top_eig: float | None = None, form: str = "seed000", per_unit: bool = False) -> Sides:
-    """Seed 000 eqs. 12-14: the weight-space quadratic form along the weight gradient.
+    """Oxford report eqs. 12-14: the weight-space quadratic form along the weight gradient.
 
     y = X W^T is linear in W, so d^2 Lhat/dW^2 = X^T A X with A = d^2 Lhat/dy^2 (eq. 12) and
     lhs = (X X^T v)^T A (X X^T v) at this X (eq. 13). ``seed000`` (eq. 14): rhs = lam^4 v^T A v,
     claimed to be the max over ||X||_2 <= lam. ``uniform``: rhs = lam^4 ||v||^2 max(top_eig, 0),
     top_eig the largest eigenvalue of A (which the caller computes).
     """
-    _check_form(form, EQ_14_FORMS, "seed 000 eq. 14")
+    _check_form(form, EQ_14_FORMS, "Oxford report eq. 14")
     lam = float(torch.linalg.matrix_norm(X, ord=2)) if lam is None else lam
     v = grad_y
     lhs = quad(hess_hat, X @ (X.T @ v), per_unit=per_unit)
@@ -275,14 +275,14 @@ EQ_16_FORMS = ("seed000", "corrected")
 def eq_16(y: Tensor, g: Tensor, grad_y: Tensor, gamma: Tensor, *, hess_hat: HVP, hess: HVP,
           lam: float | Tensor, eps: float = 0.0, form: str = "corrected", per_unit: bool = True,
           coupled: bool = True) -> Sides:
-    """Seed 000 eqs. 15-16: the worst case over ||X||_2 <= lam of the weight-space quadratic form,
+    """Oxford report eqs. 15-16: the worst case over ||X||_2 <= lam of the weight-space quadratic form,
     taken at the inputs that maximise the gradient norm (X X^T v = lam^2 v): lhs = lam^4 v^T A v.
 
     ``seed000`` (as printed): rhs = gamma^2/sigma^2 (g^T H g - lam^4/(m gamma) <g,yhat> ||v||^2).
     ``corrected``: lam^4 times Theorem 4.2's identity, lam^4 (gamma^2/sigma^2 v^T H v
     - gamma/(m sigma^2) <g,yhat> ||v||^2).
     """
-    _check_form(form, EQ_16_FORMS, "seed 000 eq. 16")
+    _check_form(form, EQ_16_FORMS, "Oxford report eq. 16")
     s = thm_4_2(y, g, grad_y, gamma, hess_hat=hess_hat, hess=hess, eps=eps, form="seed000",
                 per_unit=per_unit, coupled=coupled)
     if form == "corrected":

@@ -1,4 +1,4 @@
-"""Both sides of Santurkar et al.'s Sec. 4 statements and seed 000's eqs. 2-16 (bnlib.theory).
+"""Both sides of Santurkar et al.'s Sec. 4 statements and the Oxford report's eqs. 2-16 (bnlib.theory).
 
 Oracles: a real ``torch.nn.BatchNorm1d`` in train mode followed by a random non-convex loss
 that couples units; its gradients and dense Hessians come from plain autograd through that
@@ -126,7 +126,7 @@ def test_thm_4_1_seed003_misses_by_exactly_the_sqrt_m_coefficient(m, C, seed):
 
 
 def test_thm_4_1_seed001_fails_because_its_left_side_is_not_squared():
-    # same batch; seed 001's lhs = ||gamma g|| = 1 but rhs = 1 - 1/2 - 1/2 = 0
+    # same batch; Cai & Wei's lhs = ||gamma g|| = 1 but rhs = 1 - 1/2 - 1/2 = 0
     y = torch.tensor([[-1.0], [1.0]], dtype=DT)
     g = torch.tensor([[0.0], [1.0]], dtype=DT)
     gamma = torch.ones(1, dtype=DT)
@@ -192,7 +192,7 @@ def test_thm_4_2_curvature_matches_finite_differences():
 @PROPERTY
 @given(m_st, c_st, seed_st)
 def test_thm_4_2_seed003_has_no_correction_and_fails_iff_g_anticorrelates(m, C, seed):
-    # with ghat := grad_y (seed 003's definition) <ghat, yhat> = 0, so rhs - lhs is the whole
+    # with ghat := grad_y (Santurkar et al.'s definition) <ghat, yhat> = 0, so rhs - lhs is the whole
     # correction gamma/(m sigma^2) <g,yhat> ||v||^2: negative exactly when <g, yhat> < 0
     eps = 1e-12
     d = instance(m, C, seed, eps=eps)
@@ -227,7 +227,7 @@ def test_thm_4_2_eq11_fails_even_when_H_preserves_norms():
 
 
 def test_thm_4_2_seed001_counterexample():
-    # seed 001's Thm 3.5 measures curvature along dLhat/dyhat = gamma g, which BN does not bound
+    # Cai & Wei's Thm 3.5 measures curvature along dLhat/dyhat = gamma g, which BN does not bound
     fails = []
     for seed in range(20):
         d = instance(4, 1, seed)
@@ -266,7 +266,7 @@ def test_bn_fold_is_an_affine_map_on_one_batch(m, C, seed, eps):
     assert close(s.lhs, s.rhs, scale=s.lhs.abs().max())
 
 
-# ---- Theorem 4.4 and seed 000 eqs. 2-8 ----------------------------------------------------------
+# ---- Theorem 4.4 and Oxford report eqs. 2-8 ----------------------------------------------------------
 
 @PROPERTY
 @given(m_st, c_st, seed_st, st.floats(0.05, 20.0))
@@ -278,8 +278,8 @@ def test_thm_4_4_corrected_holds_with_equality_as_eps_vanishes(m, C, seed, lam):
 
 def test_thm_4_4_printed_forms_fail_on_a_gradient_along_yhat():
     # y = (-1, 1), g = (0, 1): ghat_j = 0 (BN kills every direction when m = 2) but with lam = 0.5
-    # seed 003's rhs = (g_j^2 - m mu_g^2 - lam^2 <g,yhat>^2) = (0.0625 - 0.5 - 0.25) = -0.6875
-    # and seed 000's eq. 8 rhs = (0.25 - 0.125 - 0.25/sqrt(2)) = -0.0518
+    # Santurkar et al.'s rhs = (g_j^2 - m mu_g^2 - lam^2 <g,yhat>^2) = (0.0625 - 0.5 - 0.25) = -0.6875
+    # and the Oxford report's eq. 8 rhs = (0.25 - 0.125 - 0.25/sqrt(2)) = -0.0518
     y = torch.tensor([[-1.0], [1.0]], dtype=DT)
     g = torch.tensor([[0.0], [1.0]], dtype=DT)
     one = torch.ones(1, dtype=DT)
@@ -332,7 +332,7 @@ def test_worst_case_input_attains_the_maximum_and_random_inputs_stay_below(m, d_
     assert ((X.T @ v) ** 2).sum() <= lam**2 * (v**2).sum() * (1 + REL)
 
 
-# ---- seed 000 eqs. 12-16 -------------------------------------------------------------------------
+# ---- Oxford report eqs. 12-16 -------------------------------------------------------------------------
 
 @PROPERTY
 @given(m_st, st.integers(1, 6), c_st, seed_st, st.booleans())

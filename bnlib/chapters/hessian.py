@@ -1,4 +1,4 @@
-"""Chapter "The Hessian's pseudo-condition number" (seed 002, Reyes & Levy; Secs. 3-4).
+"""Chapter "The Hessian's pseudo-condition number" (Reyes & Levy; Secs. 3-4).
 
 A 784-100-10 MLP on MNIST with and without BN after the ReLU (BN before the ReLU as a
 sensitivity check), Adam with l2, learning rate and l2 weight searched by validation accuracy.
@@ -25,7 +25,7 @@ from ..train import TrainConfig
 TITLE = "The Hessian's pseudo-condition number"
 VARIANTS = ("none", "bn", "bn_before")  # no norm; BN after the ReLU (seed); BN before it
 SEED_TABLE1 = {"none": (0.748, 0.772, 0.728), "bn": (0.795, 0.813, 0.767)}  # train/val/test
-SRC = "Reyes & Levy (seed 002)"
+SRC = "Reyes & Levy"
 SEED_EPOCHS = 30  # the seed's training length
 SEED_LIKE = (0.70, 0.85)  # validation accuracies we call "like the seed's" in the search grid
 ZERO_REL = 1e-6  # |lambda| <= ZERO_REL * lambda_1 counts as numerically zero
@@ -217,7 +217,7 @@ def accuracy_table(res: dict, step_s: dict, spe: int) -> pd.DataFrame:
         rows.append({"network": v, "source": "measured", "seeds": n, **last,
                      "s/epoch": spe * float(np.median(step_s[v]))})
     for v, accs in SEED_TABLE1.items():
-        rows.append({"network": v, "source": "seed 002, Table 1", "seeds": np.nan,
+        rows.append({"network": v, "source": "Reyes & Levy, Table 1", "seeds": np.nan,
                      **dict(zip(SPLITS, accs)), "s/epoch": np.nan})
     return pd.DataFrame(rows)
 

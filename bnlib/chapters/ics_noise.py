@@ -39,7 +39,7 @@ SOURCE = "Santurkar et al. 2018, Sec. 2.1, Fig. 2"
 
 @dataclass(frozen=True)
 class Params(profiles.VGGParams):
-    dataset: str = param(V["dataset"], OneOf(_DATA), "training data (paper: CIFAR-10; seed 001: another data set)")
+    dataset: str = param(V["dataset"], OneOf(_DATA), "training data (paper: CIFAR-10; Cai & Wei: another data set)")
     n_mu: float = param(0.5, Interval(float, 0, 10), "half-range of the per-unit noise mean mu_j (paper: 0.5)")
     n_sigma: float = param(1.25, Interval(float, 1, 10), "upper end of the per-unit noise scale sigma_j (paper: 1.25)")
     r_mu: float = param(0.1, Interval(float, 0, 10), "per-sample half-range of the additive noise m (paper: 0.1)")

@@ -1,7 +1,7 @@
-"""Chapter "Filter-normalised loss surfaces" (seed 000, Sec. 3; Li et al. 2018).
+"""Chapter "Filter-normalised loss surfaces" (the Oxford report, Sec. 3; Li et al. 2018).
 
 LeNet and VGG-16, each with and without BN, trained with Adam (lr 0.01, batch 128) on CIFAR-10
-as in seed 000 (store trajectories only this chapter uses: their settings are its parameters).
+as in the Oxford report (store trajectories only this chapter uses: their settings are its parameters).
 Probed from the store: during training, the smoothness chapter's line search along the gradient;
 at the end, ``around`` (``probes.surface``). Defaults are the quick profile.
 """
@@ -27,7 +27,7 @@ TITLE = "Filter-normalised loss surfaces"
 ARCHS = ("lenet", "vgg16")
 ARCH_NAMES = {"lenet": "LeNet", "vgg16": "VGG-16"}
 NORMS = ("none", "bn")
-SEED_SRC = "seed 000 (Oxford mini-project)"
+SEED_SRC = "Oxford report (loss-landscape mini-project)"
 _POS = dict(low_open=True)
 
 
@@ -85,7 +85,7 @@ KEY_SETTINGS = ("dataset", "archs", "num_seeds", "lr", "batch_size", "lenet_step
 
 
 def adam(cfg: Params, arch: str) -> TrainConfig:
-    """Seed 000's optimiser for ``arch``: Adam at ``cfg.lr``, batches of ``cfg.batch_size``,
+    """The Oxford report's optimiser for ``arch``: Adam at ``cfg.lr``, batches of ``cfg.batch_size``,
     five test evaluations, the profile's always-on records."""
     steps = cfg.lenet_steps if arch == "lenet" else cfg.vgg_steps
     return TrainConfig("adam", lr=cfg.lr, batch_size=cfg.batch_size, num_steps=steps,
@@ -211,7 +211,7 @@ def trained_pairs(cfg: Params, df: pd.DataFrame) -> dict[str, bool]:
 
 
 def claims(cfg: Params, res: dict) -> list[Claim]:
-    """Seed 000's claims, each decided by its criterion on the per-seed summary."""
+    """The Oxford report's claims, each decided by its criterion on the per-seed summary."""
     df = summary(res)
     seeds = profiles.seeds(cfg)
     t = df.set_index(["arch", "norm", "seed"])

@@ -1,4 +1,4 @@
-"""Chapter "The theory, derived and checked" (Santurkar et al. 2018, Sec. 4; seed 000, Sec. 2).
+"""Chapter "The theory, derived and checked" (Santurkar et al. 2018, Sec. 4; the Oxford report, Sec. 2).
 
 Both sides of every statement (``bnlib.theory``) are measured (1) at two BN layers of the
 book's shared VGG with BN (``profiles.VGG``), from its stored checkpoints: a conv layer and
@@ -21,7 +21,7 @@ from ..train import History
 
 TITLE = "The theory, derived and checked"
 LAYERS = ("conv", "fc")
-SRC, SRC0 = "Santurkar et al. 2018, Sec. 4", "seed 000, Sec. 2"
+SRC, SRC0 = "Santurkar et al. 2018, Sec. 4", "Oxford report, Sec. 2"
 
 
 @dataclass(frozen=True)
@@ -97,20 +97,20 @@ def pool(nets: dict[int, dict]) -> dict:
 
 
 FORMS = [  # (key, statement, source, what the form says or changes)
-    ("thm_4_1/seed003", "Thm 4.1", "seed 003 (= seed 000 eq. 1)", "1/√m on ⟨g,ŷ⟩²"),
-    ("thm_4_1/seed001", "Thm 4.1", "seed 001, Thm 3.4", "left side ‖∂L̂/∂ŷ‖, not squared"),
+    ("thm_4_1/seed003", "Thm 4.1", "Santurkar et al. (= Oxford report eq. 1)", "1/√m on ⟨g,ŷ⟩²"),
+    ("thm_4_1/seed001", "Thm 4.1", "Cai & Wei, Thm 3.4", "left side ‖∂L̂/∂ŷ‖, not squared"),
     ("thm_4_1/corrected", "Thm 4.1", "ours", "1/m on ⟨g,ŷ⟩²; equality when ε = 0"),
-    ("thm_4_2/seed003", "Thm 4.2", "seed 003", "ĝ := ∂L̂/∂y as defined, so ⟨ĝ,ŷ⟩ = 0"),
-    ("thm_4_2/seed000", "Thm 4.2", "seed 000 eq. 10", "ĝ := ∂L/∂z; equality when ε = 0"),
-    ("thm_4_2/seed000_eq11", "Thm 4.2", "seed 003 2nd display (= seed 000 eq. 11)",
+    ("thm_4_2/seed003", "Thm 4.2", "Santurkar et al.", "ĝ := ∂L̂/∂y as defined, so ⟨ĝ,ŷ⟩ = 0"),
+    ("thm_4_2/seed000", "Thm 4.2", "Oxford report eq. 10", "ĝ := ∂L/∂z; equality when ε = 0"),
+    ("thm_4_2/seed000_eq11", "Thm 4.2", "Santurkar et al. 2nd display (= Oxford report eq. 11)",
      "vᵀHv replaced by gᵀHg"),
-    ("thm_4_2/seed001", "Thm 4.2", "seed 001, Thm 3.5", "curvature along ∂L̂/∂ŷ = γg"),
+    ("thm_4_2/seed001", "Thm 4.2", "Cai & Wei, Thm 3.5", "curvature along ∂L̂/∂ŷ = γg"),
     ("thm_4_2/exact", "Thm 4.2", "ours", "identity with the ε terms"),
-    ("thm_4_4/seed003", "Thm 4.4", "seed 003", "g_j² (a squared squared norm), no λ², no 1/m"),
-    ("thm_4_4/seed000", "Thm 4.4", "seed 000 eq. 8", "λ² on both terms, 1/√m"),
+    ("thm_4_4/seed003", "Thm 4.4", "Santurkar et al.", "g_j² (a squared squared norm), no λ², no 1/m"),
+    ("thm_4_4/seed000", "Thm 4.4", "Oxford report eq. 8", "λ² on both terms, 1/√m"),
     ("thm_4_4/corrected", "Thm 4.4", "ours", "λ² and 1/m on both terms; equality when ε = 0"),
-    ("eq_16/seed000", "weight-space Thm 4.2", "seed 000 eq. 16", "no λ⁴ on the plain term"),
-    ("eq_16/corrected", "weight-space Thm 4.2", "ours", "λ⁴ times Thm 4.2 (seed 000 eq. 10)"),
+    ("eq_16/seed000", "weight-space Thm 4.2", "Oxford report eq. 16", "no λ⁴ on the plain term"),
+    ("eq_16/corrected", "weight-space Thm 4.2", "ours", "λ⁴ times Thm 4.2 (Oxford report eq. 10)"),
 ]
 
 
@@ -209,16 +209,16 @@ CRITERIA = {
     "sigma": Criterion("σ tends to be large, so γ/σ shrinks the gradient", SRC,
                        "per seed, median (γ/σ)² over probed units and steps < {sigma_limit:g}, over the seeds",
                        _below),
-    "thm_4_2": Criterion("Thm 4.2 holds as printed", SRC, "seed 003's form never fails", _printed),
-    "thm_4_2_reading": Criterion("Thm 4.2 with ĝ read as ∂L/∂z (seed 000 eq. 10)", SRC0,
+    "thm_4_2": Criterion("Thm 4.2 holds as printed", SRC, "Santurkar et al.'s form never fails", _printed),
+    "thm_4_2_reading": Criterion("Thm 4.2 with ĝ read as ∂L/∂z (Oxford report eq. 10)", SRC0,
                                  "identity (the chain rule, ε = 0): equality on every random instance and probed "
                                  "unit, to the tolerances above", _identity),
     "obs_4_3": Criterion("BN with γ = σ, β = μ reproduces the plain network (Obs. 4.3)", SRC,
                          "identity (z = y): relative logit difference < {obs_limit:g} on the fitted batch and in "
                          "eval mode, every seed", _identity),
-    "thm_4_4": Criterion("Thm 4.4 holds as printed", SRC, "seed 003's form never fails", _printed),
+    "thm_4_4": Criterion("Thm 4.4 holds as printed", SRC, "Santurkar et al.'s form never fails", _printed),
     "eq_16": Criterion("the weight-space smoothness bound (eq. 16) holds as printed", SRC0,
-                       "seed 000's eq. 16 never fails", _printed),
+                       "the Oxford report's eq. 16 never fails", _printed),
     "lemma_4_5": Criterion("Lemma 4.5 holds when ⟨W₀, W*⟩ > 0", SRC,
                            "identity (expanding a square): equality to 1e-9 on every random pair with "
                            "⟨W₀, W*⟩ > 0", _identity),
@@ -234,7 +234,7 @@ def _per_seed(nets: dict, fn) -> list[float]:
 
 
 def claims(cfg: Params, nets: dict, inst: dict, table: pd.DataFrame) -> list[Claim]:
-    """The claims of Sec. 4 and seed 000 Sec. 2, each decided by its criterion; ``nets`` holds
+    """The claims of Sec. 4 and the Oxford report Sec. 2, each decided by its criterion; ``nets`` holds
     one ``network`` dict per seed. Precondition of the network rows: no probed run diverged."""
     t, net, ok = table.set_index("key"), pool(nets), not any(n["diverged"] for n in nets.values())
     th = {name: getattr(cfg, name) for name in THRESHOLDS} | {"k": cfg.gap_k, "ok": ok}

@@ -91,7 +91,7 @@ def thm41_scatter(inst: dict):
     fig, ax = plt.subplots(figsize=(4.8, 4.2))
     ref = inst["thm_4_1/terms/scale"] * inst["thm_4_1/terms/norm"]
     x = inst["thm_4_1/corrected/lhs"] / ref
-    for form, c, lab in (("seed003", "0.45", "seed 003 (1/√m)"),
+    for form, c, lab in (("seed003", "0.45", "Santurkar et al. (1/√m)"),
                          ("corrected", color("bn"), "corrected (1/m)")):
         ax.scatter(x, inst[f"thm_4_1/{form}/rhs"] / ref, s=4, color=c, alpha=0.5, lw=0, label=lab)
     ax.plot([0, 1], [0, 1], color="0.2", lw=0.8)
@@ -126,7 +126,7 @@ def eps_effect(inst_eps: dict):
     fig, ax = plt.subplots(figsize=(5.2, 4))
     d = inst_eps["delta"]
     for key, c, lab in (("thm_4_1/corrected", color("bn"), "Thm 4.1 (1/m form)"),
-                        ("thm_4_2/seed000", "0.45", "Thm 4.2 (seed 000 form)")):
+                        ("thm_4_2/seed000", "0.45", "Thm 4.2 (Oxford report form)")):
         r = np.abs(inst_eps[f"{key}/rhs"] - inst_eps[f"{key}/lhs"]) / inst_eps[f"{key}/mag"]
         ax.scatter(d, np.maximum(r, 1e-18), s=4, color=c, alpha=0.5, lw=0, label=lab)
     ax.plot([d.min(), 1], [d.min(), 1], color="0.2", lw=0.8, ls=":", label="gap = δ")

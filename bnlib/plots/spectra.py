@@ -1,4 +1,4 @@
-"""Figures of Hessian spectra and of the runs they were measured on (seed 002, Figs. 1-3, 8).
+"""Figures of Hessian spectra and of the runs they were measured on (Reyes & Levy, Figs. 1-3, 8).
 
 ``res`` is a dict of runs keyed by (variant, seed), each a dict of per-epoch arrays (epoch 0 =
 initialisation; ``epoch`` names the probed epochs): ``<split>_loss``/``<split>_acc``,

@@ -1,4 +1,4 @@
-"""Loss-surface figures (Li et al. 2018; seed 000): curves along the gradient over training,
+"""Loss-surface figures (Li et al. 2018; the Oxford report): curves along the gradient over training,
 1D lines, 2D contours and 3D surfaces around trained weights.
 
 ``probe_curves`` takes ``res[(arch, norm, seed)]`` and draws every seed; the others take one
@@ -32,7 +32,7 @@ def probe_curves(res: dict, *, archs, norms, seeds, labels: dict, key: str, ylab
     ``res[(arch, norm, seed)]``.
 
     ``key="range"`` shades, per seed, the smallest to the largest loss seen along the gradient
-    step (seed 000's "loss variation"); any other key is ``plots.band`` over ``seeds``.
+    step (the Oxford report's "loss variation"); any other key is ``plots.band`` over ``seeds``.
     """
     fig, axes = plt.subplots(1, len(archs), figsize=(5.2 * len(archs), 3.6), squeeze=False,
                              layout="constrained")

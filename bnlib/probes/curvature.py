@@ -1,7 +1,7 @@
 """Curvature probes: Hessian-vector products, exact Hessians of parameter blocks, top-k
-eigenvalues by Lanczos, and the pseudo-condition number of seed 002.
+eigenvalues by Lanczos, and the pseudo-condition number of Reyes & Levy.
 
-Seed 002 (Reyes & Levy, Sec. 4.3) forms the exact Hessian of the cross-entropy with respect to
+Reyes & Levy (Sec. 4.3) forms the exact Hessian of the cross-entropy with respect to
 the last-layer weights W2 of a 784-100-10 MLP and compares kappa' = lambda_1 / lambda_10; we
 also follow the whole-network Hessian, whose top eigenvalues we get from Hessian-vector
 products alone.
@@ -29,7 +29,7 @@ update of a captured buffer is not allowed inside ``torch.func`` transforms.
 
 Probe specs for the run store (``runs.Runs.probe``), each measured on a checkpoint's model:
 ``LastLayerHessian`` (every eigenvalue of the W2 block), ``HessianTopK`` (Lanczos on the whole
-Hessian) and ``Accuracies`` (seed 002's training and validation accuracy; the validation set
+Hessian) and ``Accuracies`` (Reyes & Levy's training and validation accuracy; the validation set
 is carved from the training images that follow the trajectory's own, and standardised with
 the trajectory's statistics). The Hessians are taken on the first ``size`` training images,
 one fixed batch for every step and every network.
@@ -147,7 +147,7 @@ def hessian(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, bn_mode: str,
 
 
 def last_layer_name(model: nn.Module) -> str:
-    """Parameter name of the last conv/linear layer's weight (seed 002's W2)."""
+    """Parameter name of the last conv/linear layer's weight (Reyes & Levy's W2)."""
     last = weight_layers(model)[-1]
     return next(f"{name}.weight" for name, m in model.named_modules() if m is last)
 
@@ -227,7 +227,7 @@ def hessian_topk(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, k: int =
 
 
 def pseudo_condition(eigenvalues: np.ndarray | torch.Tensor, *, k: int = 10) -> float:
-    """Seed 002's kappa' = lambda_1 / lambda_k of the eigenvalues sorted descending."""
+    """Reyes & Levy's kappa' = lambda_1 / lambda_k of the eigenvalues sorted descending."""
     lam = np.sort(np.asarray(eigenvalues, dtype=np.float64))[::-1]
     if lam.size < k:
         raise ValueError(f"pseudo_condition needs at least k={k} eigenvalues; got {lam.size}")
@@ -238,7 +238,7 @@ def pseudo_condition(eigenvalues: np.ndarray | torch.Tensor, *, k: int = 10) -> 
 
 @dataclass(frozen=True)
 class LastLayerHessian:
-    """Every eigenvalue of the exact Hessian w.r.t. the last layer's weight (seed 002's W2),
+    """Every eigenvalue of the exact Hessian w.r.t. the last layer's weight (Reyes & Levy's W2),
     descending, on the first ``size`` training images; plus the scale of that layer's input
     (mean of h^2) and its number of constant coordinates (silent ReLUs, constant after BN)."""
 
