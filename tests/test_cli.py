@@ -69,3 +69,9 @@ def test_store_lists_and_prunes(tmp_path, capsys):
     (stale / "spec.json").write_text('{"code": "old", "label": "vgg11 bn"}')
     assert main(["store", "--root", str(tmp_path), "--prune"]) == 0
     assert "removed 1 entries" in capsys.readouterr().out and not stale.exists()
+
+
+def test_book_rejects_bad_jobs_and_orders_every_chapter():
+    with pytest.raises(ValueError, match="jobs must be a positive int"):
+        book.book(jobs=0, build_html=False)
+    assert sorted(book.COST_ORDER) == sorted(book.toc_chapters())
