@@ -24,8 +24,11 @@ from bnlib.models import ModelSpec, mlp
 from bnlib.probes.curvature import (
     MAX_DENSE_PARAMS,
     Accuracies,
+    HessianBlocks,
     HessianTopK,
     LastLayerHessian,
+    NearZeroShare,
+    block_frobenius,
     hessian,
     hessian_topk,
     hvp,
@@ -33,6 +36,8 @@ from bnlib.probes.curvature import (
     last_layer_hessian,
     last_layer_input,
     last_layer_name,
+    layer_name,
+    near_zero_share,
     pseudo_condition,
 )
 
@@ -260,3 +265,74 @@ def test_step_times_interleaved_one_value_per_round_and_network():
                    rounds=3, steps=2)
     assert set(t) == {"none", "bn"} and all(v.shape == (3,) and np.all(v > 0) for v in t.values())
     assert torch.get_num_threads() == threads  # the caller's thread count is restored
+
+
+def test_lanczos_ritz_vectors_and_weights():
+    rng = np.random.default_rng(0)
+    Q, _ = np.linalg.qr(rng.standard_normal((40, 40)))
+    lam = np.linspace(10, 1, 40)
+    A = torch.from_numpy(Q @ np.diag(lam) @ Q.T)
+    e = lanczos(lambda v: A @ v, 40, k=3, tol=1e-10, max_iter=40, vectors=True)
+    for t, u in zip(e.eigenvalues, e.vectors, strict=True):
+        np.testing.assert_allclose(A.numpy() @ u, t * u, atol=1e-6)
+        assert np.linalg.norm(u) == pytest.approx(1.0)
+    full = lanczos(lambda v: A @ v, 40, k=40, tol=1e-12, max_iter=40)
+    assert full.weights.sum() == pytest.approx(1.0)  # quadrature weights of a unit start vector
+
+
+def test_block_frobenius_exact_on_block_structure_and_unbiased():
+    rng = np.random.default_rng(1)
+    B = rng.standard_normal((30, 30))
+    A = torch.from_numpy(B + B.T)
+    A[:20, 20:] = 0.0
+    A[20:, :20] = 0.0  # block diagonal: the off-diagonal estimates are exactly zero
+    fro = block_frobenius(lambda v: A @ v, (20, 10), probes=3)
+    assert fro[0, 1] == 0.0 and fro[1, 0] == 0.0
+    C = torch.from_numpy(B + B.T)
+    est = block_frobenius(lambda v: C @ v, (20, 10), probes=2000)
+    exact = np.array([[float(C[:20, :20].pow(2).sum()), float(C[:20, 20:].pow(2).sum())],
+                      [float(C[20:, :20].pow(2).sum()), float(C[20:, 20:].pow(2).sum())]])
+    np.testing.assert_allclose(est, exact, rtol=0.1)
+
+
+def test_near_zero_share_by_quadrature():
+    lam = torch.cat([torch.linspace(1.0, 0.5, 60), torch.zeros(140)]).double()  # 70% zeros
+    shares = [near_zero_share(lanczos(lambda v: lam * v, 200, k=30, tol=1e-12, max_iter=30, seed=s), 0.01)
+              for s in range(5)]
+    assert np.mean(shares) == pytest.approx(0.7, abs=0.07)
+
+
+@pytest.mark.parametrize("norm", ["none", "bn"])
+def test_hessian_blocks_probe_matches_dense_hessians(norm):
+    from types import SimpleNamespace
+
+    m, X, y = tiny(norm, n=40)
+    ctx = SimpleNamespace(model=m, data=SimpleNamespace(X_train=X, y_train=y), cfg=SimpleNamespace(loss="ce"))
+    out = HessianBlocks(size=40, k=4, tol=1e-8, probes=400).measure(ctx)
+    names = [layer_name(m, 0), layer_name(m, -1)]
+    assert names[1] == last_layer_name(m)
+    p1 = dict(m.named_parameters())[names[0]].numel()
+    H = hessian(m, X, y, bn_mode="batch", names=names).double().numpy()
+    exact = np.array([[np.sum(H[:p1, :p1] ** 2), np.sum(H[:p1, p1:] ** 2)],
+                      [np.sum(H[p1:, :p1] ** 2), np.sum(H[p1:, p1:] ** 2)]])
+    np.testing.assert_allclose(out["frobenius_sq"], exact, rtol=0.25)
+    assert float(out["w1_lam1"]) == pytest.approx(np.linalg.eigvalsh(H[:p1, :p1])[-1], rel=1e-5)
+    lam, U = np.linalg.eigh(hessian(m, X, y, bn_mode="batch").double().numpy())
+    np.testing.assert_allclose(out["full_top"], lam[::-1][:4], rtol=1e-5)
+    sizes = {n: p.numel() for n, p in m.named_parameters()}
+    start = sum(sizes[n] for n in list(sizes)[:list(sizes).index(names[1])])
+    share = np.sum(U[start:start + sizes[names[1]], ::-1][:, :4] ** 2, 0)
+    np.testing.assert_allclose(out["w2_share"], share, atol=1e-4)
+
+
+def test_near_zero_share_probe_is_the_quadrature_of_the_whole_hessian():
+    from types import SimpleNamespace
+
+    m, X, y = tiny("none", sizes=(5, 8, 3), n=4)  # 4 images: rank <= 4 x 2 + 2 x 27 < P = 75
+    ctx = SimpleNamespace(model=m, data=SimpleNamespace(X_train=X, y_train=y), cfg=SimpleNamespace(loss="ce"))
+    out = NearZeroShare(size=4, steps=75, band=1e-6).measure(ctx)
+    lam = np.linalg.eigvalsh(hessian(m, X, y, bn_mode="batch").double().numpy())
+    assert int(out["params"]) == 75 and float(out["lam1"]) == pytest.approx(lam[-1], rel=1e-6)
+    e = hessian_topk(m, X, y, k=75, bn_mode="batch", tol=1e-12, max_iter=75)
+    assert float(out["share"]) == pytest.approx(near_zero_share(e, 1e-6))
+    assert 0 < float(out["share"]) < 1 and np.mean(np.abs(lam) <= 1e-6 * lam[-1]) > 1 - (8 + 54) / 75

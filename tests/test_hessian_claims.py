@@ -4,7 +4,16 @@ inconclusive when a precondition fails (verdicts.md); the kernel row is an ident
 import numpy as np
 import pytest
 
-from bnlib.chapters.hessian import CRITERIA, Params, full_epochs, kappa, probe_epochs
+from bnlib.chapters.hessian import (
+    CRITERIA,
+    Params,
+    full_epochs,
+    kappa,
+    off_share,
+    probe_epochs,
+    rank_floor,
+    widest_gap,
+)
 
 NONE = {"train": [0.90, 0.91], "val": [0.88, 0.89], "test": [0.87, 0.88]}
 TH = dict(k=2.0, margin=0.003, acc_margin=0.003)
@@ -66,17 +75,82 @@ def test_kernel_identity(fewest, expected):
     assert row.verdict == expected and "at least 100" in row.criterion and "1e-06" in row.criterion
 
 
-BLOCK = {"lam1": [[0.8, 0.9], [9.0, 9.5]], "kappa": [[1.9, 2.0], [14.0, 15.0]]}  # [BN seeds, standard seeds]
+@pytest.mark.parametrize("shares, ok, expected", [
+    ({"none": [0.8, 0.7], "bn": [0.6, 0.9]}, True, "reproduced"),
+    ({"none": [0.8, 0.7], "bn": [0.1, 0.2]}, True, "partly"),
+    ({"none": [0.8, 0.3], "bn": [0.1, 0.2]}, True, "not reproduced"),
+    ({"none": [0.8, 0.7], "bn": [0.6, 0.9]}, False, "inconclusive")])
+def test_last_layer_represents_by_eigenvector_share(shares, ok, expected):
+    row = CRITERIA["represents"](shares=shares, ok=ok, rep_share=0.5, top_k=10)
+    assert row.verdict == expected and "50%" in row.criterion and "top 10" in row.criterion
+    assert row.measured.startswith("standard: ") and "per seed" in row.measured
 
 
-@pytest.mark.parametrize("full, ok, expected", [
-    ({"lam1": [[7.0, 7.5], [19.0, 20.0]], "kappa": [[2.0, 2.1], [6.0, 6.5]]}, True, "reproduced"),
-    ({"lam1": [[21.0, 22.0], [19.0, 19.5]], "kappa": [[2.0, 2.1], [6.0, 6.5]]}, True, "partly"),
-    ({"lam1": [[21.0, 22.0], [19.0, 19.5]], "kappa": [[7.0, 7.5], [6.0, 6.5]]}, True, "not reproduced"),
-    ({"lam1": [[18.0, 21.0], [19.0, 20.0]], "kappa": [[2.0, 2.1], [6.0, 6.5]]}, True, "inconclusive"),
-    ({"lam1": [[7.0, 7.5], [19.0, 20.0]], "kappa": [[2.0, 2.1], [6.0, 6.5]]}, False, "inconclusive")])
-def test_full_hessian_orders_like_the_block(full, ok, expected):
-    assert CRITERIA["full"](full=full, block=BLOCK, ok=ok, k=2.0).verdict == expected
+@pytest.mark.parametrize("off, ok, expected", [
+    ({"none": [0.05, 0.02], "bn": [0.01, 0.09]}, True, "reproduced"),
+    ({"none": [0.05, 0.02], "bn": [0.3, 0.09]}, True, "partly"),
+    ({"none": [0.3, 0.02], "bn": [0.3, 0.09]}, True, "not reproduced"),
+    ({"none": [0.05, 0.02], "bn": [0.01, 0.09]}, False, "inconclusive")])
+def test_block_diagonal_by_off_diagonal_share(off, ok, expected):
+    row = CRITERIA["block_diagonal"](off=off, ok=ok, offdiag_max=0.1)
+    assert row.verdict == expected and "10%" in row.criterion and "Frobenius" in row.criterion
+
+
+def test_off_share_and_widest_gap():
+    assert off_share(np.array([[3.0, 1.0], [1.0, 5.0]])) == pytest.approx(0.2)
+    top = np.array([10, 9, 8, 7, 6, 5, 4, 3, 2.5, 2, 0.5, 0.45, 0.4, np.nan])
+    assert widest_gap(top) == 10 and widest_gap(np.array([5.0, 1.0, 0.9])) == 1
+
+
+@pytest.mark.parametrize("w1, ok, expected", [
+    ({"none": [1.0, 1.1], "bn": [0.1, 0.2]}, True, "reproduced"),
+    ({"none": [1.0, 1.1], "bn": [9.0, 9.5]}, True, "partly"),
+    ({"none": [9.0, 9.5], "bn": [9.0, 9.5]}, True, "not reproduced"),
+    ({"none": [1.0, 9.0], "bn": [0.1, 0.2]}, True, "inconclusive"),  # seeds disagree, swamped
+    ({"none": [1.0, 1.1], "bn": [0.1, 0.2]}, False, "inconclusive")])
+def test_flat_first_layer_steep_last(w1, ok, expected):
+    w2 = {"none": [5.0, 5.5], "bn": [0.5, 0.6]}
+    row = CRITERIA["flat_steep"](w1=w1, w2=w2, ok=ok, k=2.0)
+    assert row.verdict == expected and "W1 block" in row.measured and "W2 block" in row.measured
+
+
+@pytest.mark.parametrize("gap_at, ok, expected", [
+    ({"none": [10, 9], "bn": [11, 10]}, True, "reproduced"),
+    ({"none": [10, 9], "bn": [1, 10]}, True, "partly"),
+    ({"none": [2, 9], "bn": [1, 10]}, True, "not reproduced"),
+    ({"none": [10, 9], "bn": [11, 10]}, False, "inconclusive")])
+def test_about_ten_outliers(gap_at, ok, expected):
+    row = CRITERIA["outliers"](gap_at=gap_at, ok=ok, classes=10, outlier_tol=1, n_top=21)
+    assert row.verdict == expected and "10 +/- 1" in row.criterion and "top 21" in row.criterion
+
+
+BEFORE = {"train": [0.97], "val": [0.96], "test": [0.95]}
+
+
+@pytest.mark.parametrize("after, ok, expected", [
+    ({"train": [0.97], "val": [0.958], "test": [0.949]}, True, "reproduced"),  # same, within the margin
+    ({"train": [0.97], "val": [0.90], "test": [0.96]}, True, "partly"),
+    ({"train": [0.97], "val": [0.90], "test": [0.90]}, True, "not reproduced"),
+    ({"train": [0.97], "val": [0.96], "test": [0.96]}, False, "inconclusive")])
+def test_bn_after_relu_as_good_as_before(after, ok, expected):
+    row = CRITERIA["after_relu"](after=after, before=BEFORE, ok=ok, k=2.0, margin=0.003, acc_margin=0.003)
+    assert row.verdict == expected and "1 seed" in row.measured and "0.003" in row.criterion
+
+
+@pytest.mark.parametrize("shares, ok, expected", [
+    ({25: [0.80, 0.81], 50: [0.85, 0.86], 100: [0.9, 0.92]}, True, "reproduced"),
+    ({25: [0.80, 0.81], 50: [0.95, 0.86], 100: [0.9, 0.92]}, True, "partly"),
+    ({25: [0.80, 0.81], 50: [0.75, 0.76], 100: [0.7, 0.92]}, True, "not reproduced"),
+    ({25: [0.80, 0.81], 50: [0.85, 0.86], 100: [0.9, 0.92]}, False, "inconclusive")])
+def test_singularity_grows_with_width(shares, ok, expected):
+    row = CRITERIA["singular_width"](shares=shares, ok=ok, width_epochs=1, zero_band=0.01)
+    assert row.verdict == expected and row.measured.startswith("width 25: 80.0%, 81.0%")
+
+
+def test_rank_floor_counts_parameters():
+    # 784-100-10: P = 79,510; rank <= 500 x 9 + 2 x 1,010
+    assert rank_floor(500, 100) == pytest.approx(1 - 6520 / 79510)
+    assert rank_floor(10_000, 10) == 0.0 and rank_floor(500, 200) > rank_floor(500, 25)
 
 
 def test_probe_schedule_dense_then_sparse():

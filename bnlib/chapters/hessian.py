@@ -80,24 +80,43 @@ class Params(ChapterParams):
                                "two timings equal (timer and scheduling jitter)")
     chance_frac: float = param(0.9, Interval(float, 0, 1, low_open=True),
                                "a net trained if its final validation loss < frac x ln 10 (chance)")
+    block_probes: int = param(10, Interval(int, 1, 10_000),
+                              "random vectors per block for the block norms of the Hessian (choice; quick: 10, "
+                              "CPU budget)")
+    widths: tuple = param((25, 50, 100, 200), ListOf(Interval(int, 1, 4096)),
+                          "hidden widths of the singularity sweep, standard net (choice; Sagun et al. vary it)")
+    width_epochs: int = param(1, Interval(int, 1, 1000), "epochs per width-sweep run (choice; quick: 1, CPU budget)")
+    slq_steps: int = param(80, Interval(int, 2, 1000),
+                           "Lanczos steps of the spectral-density estimate in the width sweep (choice)")
+    zero_band: float = param(0.01, Interval(float, 0, 1, low_open=True),
+                             "an eigenvalue within 1% of lambda_1 of zero is 'near zero' (our reading)")
+    offdiag_max: float = param(0.1, Interval(float, 0, 1),
+                               "'nearly block diagonal': the off-diagonal blocks hold < 10% of the squared "
+                               "Frobenius norm (our reading)")
+    rep_share: float = param(0.5, Interval(float, 0, 1),
+                             "'represents': more than half of the top eigenvectors' squared length lies on W2 "
+                             "(our reading; W2 is ~1% of the parameters)")
+    outlier_tol: int = param(1, Interval(int, 0, 10),
+                             "'about ten' outliers: the widest gap lies after eigenvalue 10 +/- 1 (our reading)")
 
 
 PROFILES = {
     "smoke": dict(dataset="mnist-mini", train_size=1500, val_size=500, epochs=2, batch_size=100,
                   lrs=(1e-3, 1e-1), l2s=(0.0, 1e-2), search_size=1000, hessian_size=200,
                   train_eval_size=500, dense_epochs=2, full_every=1, num_seeds=1, timing_rounds=3,
-                  timing_steps=5),
+                  timing_steps=5, block_probes=2, widths=(10, 20), slq_steps=20),
     "quick": {},
     "paper": dict(train_size=50_000, lrs=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1), l2s=(0.0, 1e-4, 1e-3, 1e-2, 1e-1),
                   search_epochs=5, search_size=50_000, hessian_size=2000, lanczos_tol=1e-3,
                   dense_epochs=30, full_every=1, num_seeds=3, before_seeds=3, timing_rounds=30,
-                  train_eval_size=50_000),
+                  train_eval_size=50_000, block_probes=50, widths=(25, 50, 100, 200, 400), width_epochs=30),
 }
 KEY_SETTINGS = ("dataset", "train_size", "val_size", "epochs", "batch_size", "lrs", "l2s",
                 "search_epochs", "search_size", "train_eval_size", "hessian_size", "hessian_bn_mode", "top_k",
                 "lanczos_tol", "dense_epochs", "probe_every", "full_every", "num_seeds", "before_seeds",
-                "timing_rounds", "timing_steps")
-THRESHOLDS = ("gap_k", "acc_margin", "time_margin", "chance_frac")  # shown with their reasons
+                "timing_rounds", "timing_steps", "block_probes", "widths", "width_epochs", "slq_steps")
+THRESHOLDS = ("gap_k", "acc_margin", "time_margin", "chance_frac", "zero_band", "offdiag_max", "rep_share",
+              "outlier_tol")  # shown with their reasons
 
 
 def specs(cfg: Params, *, lr: float, l2: float, size: int | None = None, epochs: int | None = None
@@ -128,6 +147,14 @@ def trajectories(data: DataSpec, mlp: ModelSpec, adam: TrainConfig, seeds: list[
     nets = networks(mlp)
     return {(v, s): Trajectory(data, nets[v], adam, s) for v in VARIANTS
             for s in (seeds[:before_seeds] if v == "bn_before" else seeds)}
+
+
+def width_trajectories(cfg: Params, lr: float, l2: float, seeds: list[int]) -> dict:
+    """{(width, seed): Trajectory}: the standard MLP at every hidden width of ``widths``,
+    trained ``width_epochs`` epochs at the chosen lr and l2 (the singularity sweep)."""
+    data, mlp, adam = specs(cfg, lr=lr, l2=l2, epochs=cfg.width_epochs)
+    return {(w, s): Trajectory(data, mlp.with_(norm="none", sizes=(784, w, 10)), adam, s)
+            for w in cfg.widths for s in seeds}
 
 
 def networks(mlp: ModelSpec) -> dict[str, ModelSpec]:
@@ -176,11 +203,14 @@ def best(table: pd.DataFrame, variant: str = "none") -> tuple[float, float]:
     return float(row.lr), float(row.l2)
 
 
-def results(cfg: Params, nets, evals: dict, block: dict, full: dict, step_s: dict) -> dict:
+def results(cfg: Params, nets, evals: dict, block: dict, full: dict, step_s: dict, blocks: dict) -> dict:
     """Per run {(variant, seed)}: per probed epoch (``epoch``; 0 = initialisation) arrays of
     accuracies, losses, last-layer eigenvalues and the full top-k (NaN where not measured),
     and the training time ``time_s`` = steps x the interleaved median seconds per step
-    ``step_s[variant]`` (``evaluation.step_times``), not the load-dependent time of the run."""
+    ``step_s[variant]`` (``evaluation.step_times``), not the load-dependent time of the run;
+    plus the last step's ``curvature.HessianBlocks`` measurements ``blocks`` (``frob``: the
+    (2, 2) squared block norms of the [W1, W2] Hessian, ``w1_lam1``, ``top``: the whole
+    Hessian's largest eigenvalues, ``w2_share``: each one's eigenvector's share on W2)."""
     spe, out = cfg.train_size // cfg.batch_size, {}
     for key, h in nets.hist.items():
         b, f = block[key], full[key]
@@ -191,8 +221,34 @@ def results(cfg: Params, nets, evals: dict, block: dict, full: dict, step_s: dic
         out[key] = {**{k: v for k, v in evals[key].items() if k != "step"}, "epoch": epoch,
                     "ll_eigs": b["eigenvalues"], "feat_sq": b["feat_sq"], "const_units": b["const_units"],
                     "full_top": top, "full_hvps": hvps, "diverged": h.diverged,
-                    "time_s": epoch * spe * float(np.median(step_s[key[0]]))}
+                    "time_s": epoch * spe * float(np.median(step_s[key[0]])),
+                    "frob": blocks[key]["frobenius_sq"][-1], "w1_lam1": float(blocks[key]["w1_lam1"][-1]),
+                    "top": blocks[key]["full_top"][-1], "w2_share": blocks[key]["w2_share"][-1]}
     return out
+
+
+def width_results(sweep, zero: dict) -> dict[int, dict[str, list[float]]]:
+    """{width: per seed (sorted) ``share`` near zero, ``lam1``, ``params`` and the final
+    ``test_loss``} of the width sweep ``sweep`` and its ``curvature.NearZeroShare`` probe."""
+    out: dict = {}
+    for (w, s) in sorted(sweep):
+        r, h = out.setdefault(w, {"share": [], "lam1": [], "params": [], "test_loss": []}), sweep.hist[(w, s)]
+        for q in ("share", "lam1", "params"):
+            r[q].append(float(zero[(w, s)][q][-1]))
+        r["test_loss"].append(float(h.test_loss[-1]) if len(h.test_loss) and not h.diverged else float("nan"))
+    return out
+
+
+def off_share(frob: np.ndarray) -> float:
+    """Share of the squared Frobenius norm in the off-diagonal blocks of a (2, 2) block table."""
+    return float((frob[0, 1] + frob[1, 0]) / np.sum(frob))
+
+
+def widest_gap(top: np.ndarray) -> int:
+    """The i (1-based) with the largest lambda_i / lambda_{i+1} among the positive top eigenvalues."""
+    lam = np.asarray(top, float)
+    lam = lam[np.isfinite(lam) & (lam > 0)]
+    return int(np.argmax(lam[:-1] / lam[1:])) + 1
 
 
 def per_epoch(res: dict, variant: str, key: str, fn=None) -> np.ndarray:
@@ -266,10 +322,45 @@ def _variant_numbers(cfg: Params, res: dict, v: str, acc: pd.Series) -> dict:
     return out
 
 
-def numbers(cfg: Params, table: pd.DataFrame, res: dict, step_s: dict) -> dict[str, float | str]:
+def block_table(res: dict, k: int = 10) -> pd.DataFrame:
+    """Per network, mean over seeds at the last epoch: the block measurements of the rows
+    'represents', 'block diagonal', 'flat/steep' and 'outliers'."""
+    rows = []
+    for v in VARIANTS:
+        rs = _runs(res, v)
+        rows.append({"network": v, "seeds": len(rs),
+                     f"top-{k} eigenvectors' share on W2": np.mean([np.mean(r["w2_share"][:k]) for r in rs]),
+                     "lambda_1 whole / W2 block": np.mean([r["top"][0] / r["ll_eigs"][-1][0] for r in rs]),
+                     "off-diagonal share (Frobenius^2)": np.mean([off_share(r["frob"]) for r in rs]),
+                     "lambda_1 W1 block": np.mean([r["w1_lam1"] for r in rs]),
+                     "lambda_1 W2 block": np.mean([r["ll_eigs"][-1][0] for r in rs]),
+                     "widest gap after i = (per seed)": ", ".join(str(widest_gap(r["top"])) for r in rs)})
+    return pd.DataFrame(rows)
+
+
+def rank_floor(n: int, hidden: int, classes: int = 10, inputs: int = 784) -> float:
+    """Least share of exactly zero eigenvalues of the standard MLP's Hessian on ``n`` images:
+    rank <= n (classes - 1) (Gauss-Newton part) + 2 (W2 and b2 entries) (the logits' second
+    derivatives pair W2 with the first layer only, ReLU being piecewise linear), out of P."""
+    p2 = classes * (hidden + 1)
+    return max(0.0, 1 - (n * (classes - 1) + 2 * p2) / ((inputs + 1) * hidden + p2))
+
+
+def _width_numbers(cfg: Params, widths: dict) -> dict:
+    ws = sorted(widths)
+    return {"width_shares": "; ".join(f"{w} units: {np.mean(widths[w]['share']):.1%}" for w in ws),
+            "width_floors": "; ".join(f"{w} units: {rank_floor(cfg.hessian_size, w):.1%}" for w in ws),
+            "width_params": ", ".join(f"{int(widths[w]['params'][0]):,}" for w in ws)}
+
+
+def numbers(cfg: Params, table: pd.DataFrame, res: dict, step_s: dict, widths: dict) -> dict[str, float | str]:
     """Every number the chapter's prose quotes, by glue key (means over seeds, final epoch)."""
     spe = cfg.train_size // cfg.batch_size
-    out = _search_numbers(cfg, table)
+    out = _search_numbers(cfg, table) | _width_numbers(cfg, widths)
+    for q, d in block_values(res, cfg.top_k).items():
+        out |= {f"{q}_{v}": float(np.mean(x)) for v, x in d.items()}
+    out["n_top"] = len(next(iter(res.values()))["top"])
+    out["w2_frac"] = 10 * cfg.hidden / (785 * cfg.hidden + 10 * (cfg.hidden + 1))
     out |= {"seed_epochs": SEED_EPOCHS, "zero_rel": ZERO_REL, "seed_test_none": SEED_TABLE1["none"][2],
             "seed_test_bn": SEED_TABLE1["bn"][2], "probe_epochs": ", ".join(map(str, probe_epochs(cfg))),
             "full_epochs": ", ".join(map(str, full_epochs(cfg))),
@@ -339,17 +430,54 @@ def _kernel(fewest: int, hidden: int) -> tuple[str, str]:
     return f"fewest numerically zero eigenvalues over runs and epochs: {fewest}", identity(fewest >= hidden)
 
 
-def _direction(bn: list, none: list, k: float) -> str | None:
-    """"<" or ">" when the seeds decide BN vs standard, else None."""
-    return "<" if less(bn, none, k=k).holds else ">" if less(none, bn, k=k).holds else None
+def _both(vals: dict, holds, fmt: str) -> tuple[str, bool, bool]:
+    """Per network (standard, BN) per-seed values, whether ``holds(value)`` on every seed of
+    both networks, and of at least one."""
+    text = "; ".join(f"{name}: " + ", ".join(fmt.format(x) for x in vals[v])
+                     for v, name in (("none", "standard"), ("bn", "BN")))
+    each = [all(holds(x) for x in vals[v]) for v in ("none", "bn")]
+    return f"{text} (per seed)", all(each), any(each)
 
 
-def _same_order(full: dict, block: dict, ok: bool, k: float) -> tuple[str, str]:
-    d = {q: (_direction(*full[q], k=k), _direction(*block[q], k=k)) for q in ("lam1", "kappa")}
-    text = "; ".join(f"{q}: full BN {f or '?'} standard, block BN {b or '?'} standard" for q, (f, b) in d.items())
-    decided = [f is not None and b is not None for f, b in d.values()]
-    same = [f == b for f, b in d.values()]
-    return text, verdict(all(same), partly=any(same), precondition=ok and all(decided))
+def _represents(shares: dict, ok: bool, rep_share: float) -> tuple[str, str]:
+    text, both, one = _both(shares, lambda x: x > rep_share, "{:.0%}")
+    return text, verdict(both, partly=one, precondition=ok)
+
+
+def _block_diagonal(off: dict, ok: bool, offdiag_max: float) -> tuple[str, str]:
+    text, both, one = _both(off, lambda x: x < offdiag_max, "{:.0%}")
+    return text, verdict(both, partly=one, precondition=ok)
+
+
+def _outliers(gap_at: dict, ok: bool, classes: int, outlier_tol: int) -> tuple[str, str]:
+    text, both, one = _both(gap_at, lambda i: abs(i - classes) <= outlier_tol, "{:d}")
+    return "widest gap after eigenvalue i = ... " + text, verdict(both, partly=one, precondition=ok)
+
+
+def _flat_steep(w1: dict, w2: dict, ok: bool, k: float) -> tuple[str, str]:
+    gaps = {v: less(w1[v], w2[v], k=k) for v in ("none", "bn")}
+    text = "; ".join(f"{name}: " + gaps[v].text(("W1 block", "W2 block"), "{:.3g}")
+                     for v, name in (("none", "standard"), ("bn", "BN")))
+    held = [g.holds for g in gaps.values()]
+    swamped = any(g.swamped for g in gaps.values())
+    return text, verdict(all(held), partly=any(held), precondition=ok and not swamped)
+
+
+def _after_relu(after: dict, before: dict, ok: bool, k: float, margin: float) -> tuple[str, str]:
+    gaps = {s: less(before[s], after[s], k=k, margin=-margin) for s in ("test", "val")}
+    text = "; ".join(f"{s}: " + gaps[s].text(("BN before", "BN after"), "{:.2%}") for s in gaps)
+    if not ok or gaps["test"].swamped:
+        return text, "inconclusive"
+    return text, verdict(all(g.holds for g in gaps.values()), partly=gaps["test"].holds)
+
+
+def _wider(shares: dict, ok: bool) -> tuple[str, str]:
+    ws = sorted(shares)
+    per_seed = np.array([shares[w] for w in ws]).T  # (seeds, widths)
+    text = "; ".join(f"width {w}: " + ", ".join(f"{x:.1%}" for x in shares[w]) for w in ws) + " (per seed)"
+    mono = bool(np.all(np.diff(per_seed, axis=1) > 0))
+    ends = bool(np.all(per_seed[:, -1] > per_seed[:, 0]))
+    return text, verdict(mono, partly=ends, precondition=ok)
 
 
 CRITERIA = {
@@ -376,10 +504,35 @@ CRITERIA = {
                           "identity: the kernel holds 1 ⊗ u for every u, so at least {hidden} eigenvalues "
                           "are zero (|lambda| <= {zero_rel:g} lambda_1) in every run and probed epoch",
                           _kernel),
-    "full": Criterion("The last layer represents the whole network's curvature", f"{SRC}, Sec. 2.2",
-                      "the full Hessian orders BN vs standard as the last-layer block does, each decided "
-                      "over the seeds at the last epoch (lambda_1 and kappa'; partly: one of the two); "
-                      "inconclusive if the seeds leave an order undecided", _same_order),
+    "represents": Criterion("The last layer represents the whole network's curvature", f"{SRC}, Sec. 2.2",
+                            "whole Hessian's top {top_k} eigenvectors (last epoch): their mean share of "
+                            "squared length on W2 > {rep_share:.0%} on every seed of both networks (partly: "
+                            "of one); inconclusive if a run did not train", _represents),
+    "block_diagonal": Criterion("The Hessian is nearly block diagonal (W1, W2 blocks)",
+                                f"{SRC}, Sec. 2.2, after its ref. [1]",
+                                "Hessian w.r.t. [W1, W2] at the last epoch, block norms from Hessian-vector "
+                                "products with random vectors: off-diagonal share of the squared Frobenius norm "
+                                "< {offdiag_max:.0%} on every seed of both networks (partly: of one)",
+                                _block_diagonal),
+    "flat_steep": Criterion("Curvature is flat in the first layer and steep in the last",
+                            f"{SRC}, Sec. 2.2, after its ref. [5]",
+                            "lambda_1 of the W1 block < lambda_1 of the W2 block at the last epoch, paired over "
+                            "seeds, for both networks (partly: for one)", _flat_steep),
+    "outliers": Criterion("About ten (the number of classes) outlier eigenvalues", f"{SRC}, Sec. 4.3",
+                          "whole Hessian, last epoch: the largest ratio lambda_i/lambda_(i+1) among the top "
+                          "{n_top} lies at i = {classes} +/- {outlier_tol} on every seed of both networks "
+                          "(partly: of one)", _outliers),
+    "after_relu": Criterion("BN after the ReLU does as well as or better than before it", f"{SRC}, Sec. 3.2",
+                            "final accuracy BN after > BN before - {acc_margin:g} on the test and validation "
+                            "sets, paired seeds (partly: test set only); inconclusive if a run diverged or "
+                            "stayed at chance", _after_relu),
+    "singular_width": Criterion("The Hessian's singularity grows with the hidden width", f"{SRC}, Sec. 4.3 "
+                                "(after Sagun et al.)",
+                                "standard net, {width_epochs} epoch(s) per width: the share of the whole "
+                                "Hessian's spectrum within {zero_band:g} lambda_1 of zero (stochastic Lanczos "
+                                "quadrature) rises from each width to the next on every seed (partly: widest > "
+                                "narrowest on every seed); inconclusive if a sweep net stayed at chance",
+                                _wider),
 }
 
 
@@ -397,14 +550,12 @@ def _curves(res: dict, fn) -> dict[str, list[list[float]]]:
             "last": [[float(x[-1]) for x in vals[v]] for v in ("bn", "none")]}
 
 
-def claims(cfg: Params, res: dict, step_s: dict) -> list[Claim]:
+def claims(cfg: Params, res: dict, step_s: dict, widths: dict) -> list[Claim]:
     """The seed's claims, each decided by its criterion over the paired seeds."""
     k, ok = cfg.top_k, _trained(cfg, res)
     acc = {v: {s: [float(r[f"{s}_acc"][-1]) for r in _runs(res, v)] for s in SPLITS} for v in ("bn", "none")}
     t_fc, t_bn = _reach_times(res)
     lam1, kap = _curves(res, lambda r: np.asarray(r["ll_eigs"])[:, 0]), _curves(res, lambda r: kappa(r, k=k))
-    full = {q: [[float(fn(r)[-1]) for r in _runs(res, v)] for v in ("bn", "none")] for q, fn in
-            (("lam1", lambda r: np.asarray(r["full_top"])[:, 0]), ("kappa", lambda r: kappa(r, "full_top", k)))}
     zeros = [int(np.sum(np.abs(e) <= ZERO_REL * e[0])) for r in res.values() for e in np.asarray(r["ll_eigs"])]
     th = dict(k=cfg.gap_k, time_margin=cfg.time_margin)
     return [CRITERIA["accuracy"](bn=acc["bn"], none=acc["none"], ok=ok, k=cfg.gap_k, margin=cfg.acc_margin,
@@ -416,4 +567,38 @@ def claims(cfg: Params, res: dict, step_s: dict) -> list[Claim]:
             CRITERIA["kappa"](bn=kap["median"][0], none=kap["median"][1], bn_last=kap["last"][0],
                               none_last=kap["last"][1], ok=ok, k=cfg.gap_k, top_k=k),
             CRITERIA["singular"](fewest=min(zeros), hidden=cfg.hidden, zero_rel=ZERO_REL),
-            CRITERIA["full"](full=full, block={"lam1": lam1["last"], "kappa": kap["last"]}, ok=ok, k=cfg.gap_k)]
+            *_block_claims(cfg, res, ok), _after_relu_claim(cfg, res), _width_claim(cfg, widths)]
+
+
+def block_values(res: dict, k: int = 10) -> dict[str, dict[str, list]]:
+    """Per quantity, per network (standard, BN): the per-seed last-epoch block measurements
+    (``share``: the mean share of the top ``k`` eigenvectors on W2)."""
+    fns = {"share": lambda r: float(np.mean(r["w2_share"][:k])), "off": lambda r: off_share(r["frob"]),
+           "gap_at": lambda r: widest_gap(r["top"]), "w1": lambda r: r["w1_lam1"],
+           "w2": lambda r: float(r["ll_eigs"][-1][0])}
+    return {q: {v: [fn(r) for r in _runs(res, v)] for v in ("none", "bn")} for q, fn in fns.items()}
+
+
+def _block_claims(cfg: Params, res: dict, ok: bool) -> list[Claim]:
+    b = block_values(res, cfg.top_k)
+    n_top = len(next(iter(res.values()))["top"])
+    return [CRITERIA["represents"](shares=b["share"], ok=ok, rep_share=cfg.rep_share, top_k=cfg.top_k),
+            CRITERIA["block_diagonal"](off=b["off"], ok=ok, offdiag_max=cfg.offdiag_max),
+            CRITERIA["flat_steep"](w1=b["w1"], w2=b["w2"], ok=ok, k=cfg.gap_k),
+            CRITERIA["outliers"](gap_at=b["gap_at"], ok=ok, classes=10, outlier_tol=cfg.outlier_tol, n_top=n_top)]
+
+
+def _after_relu_claim(cfg: Params, res: dict) -> Claim:
+    before, after = _runs(res, "bn_before"), _runs(res, "bn")[:cfg.before_seeds]
+    ok = (not any(r["diverged"] for r in before + after)
+          and left_chance([float(r["val_loss"][-1]) for r in before + after], frac=cfg.chance_frac))
+    acc = {name: {s: [float(r[f"{s}_acc"][-1]) for r in rs] for s in SPLITS} for name, rs in
+           (("after", after), ("before", before))}
+    return CRITERIA["after_relu"](after=acc["after"], before=acc["before"], ok=ok, k=cfg.gap_k,
+                                  margin=cfg.acc_margin, acc_margin=cfg.acc_margin)
+
+
+def _width_claim(cfg: Params, widths: dict) -> Claim:
+    ok = left_chance([x for w in widths.values() for x in w["test_loss"]], frac=cfg.chance_frac)
+    return CRITERIA["singular_width"](shares={w: r["share"] for w, r in widths.items()}, ok=ok,
+                                      width_epochs=cfg.width_epochs, zero_band=cfg.zero_band)

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from . import band as band_
 from . import color, label
 
 STYLE = {  # variant -> (norm kind for the colour, line style, legend label)
@@ -144,4 +145,42 @@ def search_grid(table: pd.DataFrame, *, style: dict = STYLE):
         ax.text(0.02, 1.02, style[v][2], transform=ax.transAxes, fontsize=8)
     axes[0, 0].set_ylabel("l2 weight (weight_decay)")
     fig.colorbar(im, ax=axes[0].tolist(), label="validation accuracy")
+    return fig
+
+
+def outliers(res: dict, variants, *, classes: int = 10, style: dict = STYLE):
+    """The whole Hessian's largest eigenvalues at the last epoch against their index (left) and
+    the ratio of neighbours lambda_i / lambda_(i+1) (right); the dotted line marks i = classes."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for v in variants:
+        Y = _stack(res, v, lambda r: np.asarray(r["top"], float))
+        i = np.arange(1, Y.shape[1] + 1)
+        _line(axes[0], i, Y, v, style, marker="o", ms=3)
+        _line(axes[1], i[:-1], Y[:, :-1] / Y[:, 1:], v, style, marker="o", ms=3)
+    for ax in axes:
+        ax.axvline(classes + 0.5 if ax is axes[0] else classes, color="0.3", ls=":", lw=1)
+        ax.set_xlabel("eigenvalue index i")
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel(r"$\lambda_i$, whole Hessian, last epoch")
+    axes[1].set_ylabel(r"$\lambda_i / \lambda_{i+1}$")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def width_sweep(widths: dict, *, band: float = 0.01):
+    """Share of the whole Hessian's spectrum within ``band`` lambda_1 of zero against the hidden
+    width (standard net; mean over seeds, band min..max). ``widths``: {width: {"share": per
+    seed, ...}}."""
+    ws = sorted(widths)
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    shares = np.array([widths[w]["share"] for w in ws]).T  # (seeds, widths)
+    band_(ax, [ws] * len(shares), list(shares), "none", label_="standard net")
+    ax.plot(ws, shares.mean(0), "o", color=color("none"), ms=4)
+    ax.set_xscale("log")
+    ax.set_xticks(ws, [str(w) for w in ws])
+    ax.set_xlabel("hidden units")
+    ax.set_ylabel(rf"share of eigenvalues with $|\lambda| \leq {band:g}\,\lambda_1$")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
     return fig

@@ -65,6 +65,8 @@ class Eigen:
     residuals: np.ndarray  # (k,) beta_m |s_mi|: |theta_i - lambda| <= residual for some lambda
     num_matvecs: int  # Hessian-vector products used
     converged: bool  # every residual <= tol * |theta_i|
+    vectors: np.ndarray | None = None  # (k, n) unit Ritz vectors, if asked for
+    weights: np.ndarray | None = None  # (k,) squared first components: Gauss quadrature weights
 
 
 def _probe_buffers(model: nn.Module, buffers: Tensors, bn_mode: str) -> dict:
@@ -146,10 +148,16 @@ def hessian(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, bn_mode: str,
         return vmap(_hvp_fn(f, theta), chunk_size=chunk_size)(eye)  # (P, P), row i = H e_i
 
 
+def layer_name(model: nn.Module, i: int = -1) -> str:
+    """Parameter name of the weight of conv/linear layer ``i`` (0-based; -1: the last, Reyes &
+    Levy's W2; 0: the first, their W1)."""
+    layer = weight_layers(model)[i]
+    return next(f"{name}.weight" for name, m in model.named_modules() if m is layer)
+
+
 def last_layer_name(model: nn.Module) -> str:
     """Parameter name of the last conv/linear layer's weight (Reyes & Levy's W2)."""
-    last = weight_layers(model)[-1]
-    return next(f"{name}.weight" for name, m in model.named_modules() if m is last)
+    return layer_name(model, -1)
 
 
 def last_layer_hessian(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, bn_mode: str,
@@ -174,11 +182,13 @@ def last_layer_input(model: nn.Module, X: torch.Tensor, *, bn_mode: str) -> torc
 
 def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: int,
             tol: float = 1e-3, max_iter: int = 200, seed: int = 0,
-            dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> Eigen:
+            dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu",
+            vectors: bool = False) -> Eigen:
     """The k largest (algebraic) eigenvalues of a symmetric n x n operator.
 
     Lanczos with full reorthogonalisation (see the module docstring); the basis is kept in
     ``dtype``. Starts from a seeded Gaussian vector; ``max_iter`` caps the matvecs.
+    ``vectors``: also return the Ritz vectors (the basis times the tridiagonal's eigenvectors).
     """
     if not 1 <= k <= n:
         raise ValueError(f"k must be in [1, n={n}]; got {k}")
@@ -211,19 +221,20 @@ def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: int,
         Q[j + 1] = w / w.norm()
     kk = min(k, m)
     ok = bool(m >= k and np.all(res[:k] <= tol * np.abs(theta[:k])))
+    vecs = (torch.from_numpy(S[:, :kk].copy()).to(Q).T @ Q[:m]).cpu().numpy() if vectors else None
     return Eigen(eigenvalues=theta[:kk].copy(), residuals=res[:kk].copy(), num_matvecs=m,
-                 converged=ok or m == n)
+                 converged=ok or m == n, vectors=vecs, weights=(S[0, :kk] ** 2).copy())
 
 
 def hessian_topk(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, k: int = 10,
                  bn_mode: str, loss: str = "ce", names: Sequence[str] | None = None,
-                 tol: float = 1e-3, max_iter: int = 200, seed: int = 0) -> Eigen:
+                 tol: float = 1e-3, max_iter: int = 200, seed: int = 0, vectors: bool = False) -> Eigen:
     """Top-k Hessian eigenvalues of the loss at (X, y) by Lanczos on HVPs (float64 basis)."""
     with probing(model, bn_mode):
         f, theta = _flat_loss(model, X, y, bn_mode=bn_mode, loss=loss, names=names)
         _, vjp_fn = vjp(grad(f), theta)  # the gradient's graph, kept for every product
         return lanczos(lambda v: vjp_fn(v.to(theta.dtype))[0], theta.numel(), k=k, tol=tol,
-                       max_iter=max_iter, seed=seed, device=theta.device)
+                       max_iter=max_iter, seed=seed, device=theta.device, vectors=vectors)
 
 
 def pseudo_condition(eigenvalues: np.ndarray | torch.Tensor, *, k: int = 10) -> float:
@@ -232,6 +243,30 @@ def pseudo_condition(eigenvalues: np.ndarray | torch.Tensor, *, k: int = 10) -> 
     if lam.size < k:
         raise ValueError(f"pseudo_condition needs at least k={k} eigenvalues; got {lam.size}")
     return float(lam[0] / lam[k - 1])
+
+
+def block_frobenius(matvec: Callable[[torch.Tensor], torch.Tensor], sizes: tuple[int, int], *,
+                    probes: int, seed: int = 0) -> np.ndarray:
+    """(2, 2) Hutchinson estimates of the squared Frobenius norms ||H_ab||_F^2 of the blocks
+    of a symmetric operator on two blocks of ``sizes``: for Rademacher vectors v supported on
+    block b, E ||(H v)_a||^2 = ||H_ab||_F^2; ``probes`` vectors per block."""
+    gen, n, out = torch.Generator().manual_seed(seed), sum(sizes), np.zeros((2, 2))
+    cuts = (0, sizes[0], n)
+    for b in range(2):
+        for _ in range(probes):
+            v = torch.zeros(n, dtype=torch.float64)
+            v[cuts[b]:cuts[b + 1]] = torch.randint(0, 2, (sizes[b],), generator=gen).double() * 2 - 1
+            w = matvec(v).double()
+            for a in range(2):
+                out[a, b] += float(w[cuts[a]:cuts[a + 1]].pow(2).sum()) / probes
+    return out
+
+
+def near_zero_share(e: Eigen, band: float) -> float:
+    """Share of the spectrum within ``band`` x the largest Ritz value of zero, by stochastic
+    Lanczos quadrature: the weights of the Ritz values of an m-step ``lanczos`` run (k = m)
+    from a random start approximate the spectral measure (Ubaru, Chen and Saad 2017)."""
+    return float(np.sum(e.weights[np.abs(e.eigenvalues) <= band * e.eigenvalues[0]]))
 
 
 # ---------------------------------------------------------------- probe specs for the run store
@@ -274,6 +309,67 @@ class HessianTopK:
         top[:len(e.eigenvalues)] = e.eigenvalues
         return {"eigenvalues": top, "num_matvecs": np.array(e.num_matvecs),
                 "converged": np.array(e.converged)}
+
+
+@dataclass(frozen=True)
+class HessianBlocks:
+    """Reyes & Levy's block picture of the Hessian, on the first ``size`` training images:
+    the squared Frobenius norms of the blocks of the [W1, W2] Hessian (``block_frobenius``),
+    the top eigenvalue of the W1 block (Lanczos), and the ``k`` largest eigenvalues of the
+    whole Hessian (all parameters) with the share of each one's unit eigenvector on W2."""
+
+    size: int = 1000
+    k: int = 21
+    bn_mode: str = "batch"
+    tol: float = 1e-2             # relative accuracy of every Lanczos eigenvalue
+    probes: int = 10              # Hutchinson vectors per block
+    max_iter: int = 300
+    seed: int = 0
+
+    def measure(self, ctx: StepContext) -> dict[str, np.ndarray]:
+        X, y = ctx.data.X_train[:self.size], ctx.data.y_train[:self.size]
+        model, names = ctx.model, [layer_name(ctx.model, 0), layer_name(ctx.model, -1)]
+        sizes = tuple(dict(model.named_parameters())[n].numel() for n in names)
+        with probing(model, self.bn_mode):
+            f, theta = _flat_loss(model, X, y, bn_mode=self.bn_mode, loss=ctx.cfg.loss, names=names)
+            _, vjp_fn = vjp(grad(f), theta)
+            mv = lambda v: vjp_fn(v.to(theta.dtype))[0]  # noqa: E731
+            fro = block_frobenius(mv, sizes, probes=self.probes, seed=self.seed)
+            pad = torch.zeros(sizes[1], dtype=torch.float64)
+            w1 = lanczos(lambda v: mv(torch.cat([v, pad]))[:sizes[0]], sizes[0], k=1, tol=self.tol,
+                         max_iter=self.max_iter, seed=self.seed)
+        full = hessian_topk(model, X, y, k=self.k, bn_mode=self.bn_mode, loss=ctx.cfg.loss, tol=self.tol,
+                            max_iter=self.max_iter, seed=self.seed, vectors=True)
+        start = 0
+        for n, p in model.named_parameters():  # W2's slice of the flat parameter vector
+            if n == names[1]:
+                break
+            start += p.numel()
+        top = np.full(self.k, np.nan)
+        top[:len(full.eigenvalues)] = full.eigenvalues
+        share = np.full(self.k, np.nan)
+        share[:len(full.eigenvalues)] = np.sum(full.vectors[:, start:start + sizes[1]] ** 2, 1)
+        return {"frobenius_sq": fro, "w1_lam1": np.array(w1.eigenvalues[0]), "full_top": top,
+                "w2_share": share, "num_matvecs": np.array(w1.num_matvecs + full.num_matvecs + 2 * self.probes)}
+
+
+@dataclass(frozen=True)
+class NearZeroShare:
+    """The share of the whole Hessian's spectrum within ``band`` x lambda_1 of zero
+    (``near_zero_share``, one ``steps``-step Lanczos run) on the first ``size`` training images."""
+
+    size: int = 1000
+    steps: int = 80
+    band: float = 0.01
+    bn_mode: str = "batch"
+    seed: int = 0
+
+    def measure(self, ctx: StepContext) -> dict[str, np.ndarray]:
+        X, y = ctx.data.X_train[:self.size], ctx.data.y_train[:self.size]
+        e = hessian_topk(ctx.model, X, y, k=self.steps, bn_mode=self.bn_mode, loss=ctx.cfg.loss,
+                         tol=1e-12, max_iter=self.steps, seed=self.seed)
+        return {"share": np.array(near_zero_share(e, self.band)), "lam1": np.array(e.eigenvalues[0]),
+                "params": np.array(sum(p.numel() for p in ctx.model.parameters()))}
 
 
 @lru_cache(maxsize=4)
