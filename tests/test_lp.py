@@ -374,7 +374,30 @@ def test_quick_plan_pairs_variants_with_the_shared_core_runs_at_one_step():
     assert lp_norms.paired(cfg) == profiles.seeds(cfg)[:1]
     assert lp_norms.horizon(cfg, "vgg") == cfg.variant_steps < cfg.num_steps
     assert lp_norms.horizon(cfg, "dln") == cfg.dln_steps
-    assert lp_norms.norms(cfg, "dln") == ("none", "bn", "l1") and len(lp_norms.norms(cfg, "vgg")) == 7
+    assert lp_norms.norms(cfg, "dln") == ("none", "bn", "l1", "l1c")
+    assert lp_norms.norms(cfg, "vgg") == ("none", "bn", "l1", "linf", "ln", "gn", "l1c")  # l2 cut: CPU budget
     assert max(lp_norms.probe_steps(cfg, "vgg")) < cfg.variant_steps
     paper = chapters.resolve("lp_norms", profile="paper")
-    assert lp_norms.norms(paper, "dln") == ("none", "bn", "l1", "l2", "linf") and paper.variant_seeds == 3
+    assert lp_norms.norms(paper, "dln") == ("none", "bn", "l1", "l2", "linf", "l1c", "l2c", "linfc")
+    assert paper.variant_seeds == 3 and len(lp_norms.norms(paper, "vgg")) == 10
+
+
+def test_centred_names_are_their_lp_layer_with_the_centred_norm():
+    cfg = chapters.resolve("lp_norms", profile="smoke")
+    _, vgg_spec, _ = profiles.vgg_specs(cfg)
+    raw, cen = (vgg_spec.with_(**lp_norms.variant(cfg, n)) for n in ("l1", "l1c"))
+    assert raw.norm == cen.norm == "l1" and dict(raw.lp)["norm_of"] == "raw" and dict(cen.lp)["norm_of"] == "centered"
+    assert {k: v for k, v in dict(raw.lp).items() if k != "norm_of"} == {
+        k: v for k, v in dict(cen.lp).items() if k != "norm_of"}
+
+
+def test_shifts_read_each_site_from_its_own_records():
+    """The pre and post columns come from the pre and post records; records after ``end`` are ignored."""
+    cfg = chapters.resolve("lp_norms", profile="smoke", act_layers=(1,))
+    steps = np.array([0, 10, 20, 30])
+    steady, moving = np.ones((4, 2)), np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [100.0, 100.0]])
+    rec = {"step": steps, "pre1.mean": moving, "pre1.var": np.ones((4, 2)),
+           "post1.mean": steady * 0.5, "post1.var": steady}
+    got = lp_norms.shifts(cfg, rec, end=20)
+    assert got["mean shift (post)"] == 0 and got["var shift (post)"] == 0 and got["var shift (pre)"] == 0
+    assert got["mean shift (pre)"] == pytest.approx(1.0)  # one standard deviation per record, step 30 left out

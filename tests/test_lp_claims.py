@@ -65,6 +65,7 @@ BETTER = per_norm(2, 1, 1, 1, 1)           # every lp net ends below the standar
 def test_shift_more_yet_train_better(mean_shift, var_shift, loss, pre, expected):
     row = CRITERIA["shift"](mean_shift=mean_shift, var_shift=var_shift, loss=loss, precondition=pre, **OPTS)
     assert row.verdict == expected and "layers 3, 7" in row.criterion
+    assert row.criterion.startswith("Site: before the normaliser")
     assert row.measured.startswith("mean shift: none 0.105, l1")
 
 
@@ -75,7 +76,8 @@ def test_shift_more_yet_train_better(mean_shift, var_shift, loss, pre, expected)
     (per_norm(0.5, 0.3, 0.8, 0.5, 1.0), False, "inconclusive")])
 def test_non_gaussian(kurt, pre, expected):
     row = CRITERIA["non_gaussian"](kurt=kurt, precondition=pre, **OPTS)
-    assert row.verdict == expected and "layers 3, 7" in row.criterion and "Median" in row.criterion
+    assert row.verdict == expected and "layers 3, 7" in row.criterion and "median over channels" in row.criterion
+    assert row.criterion.startswith("Per channel")
 
 
 @pytest.mark.parametrize("mean, final, pre, expected", [
@@ -95,3 +97,35 @@ def test_l1_beats_bn_with_one_seed_needs_a_gap_beyond_bns_seed_spread(bn_spread,
     row = CRITERIA["l1_dln"](mean={"l1": [1.9], "bn": [2.0]}, final={"l1": [0.5], "bn": [0.6]}, precondition=True,
                              bn_spread=bn_spread, **OPTS)
     assert row.verdict == expected and "(1 seed)" in row.measured and "2 x BN's seed spread" in row.criterion
+
+
+@pytest.mark.parametrize("ln, gn, pre, expected", [
+    (0.68, 0.69, True, "reproduced"),
+    (0.68, 0.50, True, "partly"),           # GN out of the margin: one of the two
+    (0.50, 0.55, True, "not reproduced"),
+    (0.68, 0.69, False, "inconclusive")])   # BN at chance or a run diverged
+def test_layernorm_and_groupnorm_comparable_to_bn(ln, gn, pre, expected):
+    acc = {"bn": [0.7, 0.71], "ln": [ln, ln + 0.01], "gn": [gn, gn + 0.01]}
+    row = CRITERIA["ln_gn"](acc=acc, margin=0.05, ln_gn_margin=0.05, precondition=pre, **OPTS)
+    assert row.verdict == expected and "BN's - 5%" in row.criterion and "LN and of GN" in row.criterion
+    assert row.measured.startswith("BN 70.5%; ln ") and "Sec. 5" in row.source
+
+
+@pytest.mark.parametrize("l1c, pre, expected", [
+    (0.68, True, "reproduced"), (0.50, True, "not reproduced"), (0.68, False, "inconclusive")])
+def test_comparable_with_the_centred_norm(l1c, pre, expected):
+    acc = {"bn": [0.7, 0.71], "l1c": [l1c, l1c + 0.01]}
+    row = CRITERIA["comparable_centred"](acc=acc, margin=0.05, centred="l1c", precondition=pre, **OPTS)
+    assert row.verdict == expected and "centred input (l1c)" in row.criterion
+    assert row.measured.startswith("BN 70.5%; l1c ")
+
+
+@pytest.mark.parametrize("mean, final, pre, expected", [
+    ({"l1c": [1.0, 1.1], "bn": [2.0, 2.1]}, {"l1c": [0.5, 0.5], "bn": [0.6, 0.6]}, True, "reproduced"),
+    ({"l1c": [3.0, 3.1], "bn": [2.0, 2.1]}, {"l1c": [0.5, 0.5], "bn": [0.6, 0.6]}, True, "partly"),
+    ({"l1c": [3.0, 3.1], "bn": [2.0, 2.1]}, {"l1c": [0.7, 0.7], "bn": [0.6, 0.6]}, True, "not reproduced"),
+    ({"l1c": [1.0, 1.1], "bn": [2.0, 2.1]}, {"l1c": [0.5, 0.5], "bn": [0.6, 0.6]}, False, "inconclusive")])
+def test_l1_beats_bn_on_the_dln_with_the_centred_norm(mean, final, pre, expected):
+    row = CRITERIA["l1_dln_centred"](mean=mean, final=final, precondition=pre, **OPTS)
+    assert row.verdict == expected and "centred input (l1c)" in row.criterion
+    assert row.measured.startswith("mean: l1c ")

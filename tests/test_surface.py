@@ -18,12 +18,12 @@ from torch import nn
 
 from bnlib import data
 from bnlib.data import DataSpec
-from bnlib.models import ModelSpec, lenet, mlp
+from bnlib.models import ModelSpec, build, lenet, mlp
 from bnlib.probes import surface as engine
 from bnlib.probes.directions import normalize_direction, random_direction
 from bnlib.probes.surface import evaluate_grid, interpolate, sharpness, slice_1d, surface_2d
 from bnlib.runs import Store, Trajectory
-from bnlib.train import TrainConfig
+from bnlib.train import StepContext, TrainConfig, make_optimizer
 
 RTOL = 1e-9  # float64 forward passes that differ only in summation order
 
@@ -326,6 +326,41 @@ def test_quick_plan_trains_lenet_for_the_seeds_20_epochs():
 
     cfg = chapters.resolve("surfaces", profile="quick")
     assert cfg.archs == ("lenet",) and cfg.lenet_steps == 7800 and ch.adam(cfg, "lenet").num_steps == 7800
-    assert ch.probe_steps(cfg, "lenet")[-1] < 7800
+    assert ch.probe_steps(cfg, "lenet")[-1] < 7800 and cfg.probe_every == 780  # pays for the Adam line
     paper = chapters.resolve("surfaces", profile="paper")
     assert paper.archs == ch.ARCHS and paper.num_seeds == 3 and paper.vgg_steps == 7800
+
+
+def test_update_line_follows_the_step_adam_takes_and_leaves_the_trainer_alone():
+    """Oracle: the next real Adam step from the same state. s = 1 of the line is that step, and
+    the probe changes neither the weights nor the optimiser's moments (which a plain
+    ``load_state_dict`` would share)."""
+    torch.manual_seed(0)
+    model = build(ModelSpec("lenet", norm="bn"), 0)
+    cfg = TrainConfig("adam", lr=0.01, batch_size=8, num_steps=3)
+    opt = make_optimizer(model, cfg)
+    X, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    for _ in range(2):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(X), y).backward()
+        opt.step()
+    ctx = StepContext(2, model, X, y, nn.functional.cross_entropy, opt, cfg)
+    u = engine.optimizer_update(ctx)
+    line = engine.UpdateLine((0.5, 1.0)).measure(ctx)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(X), y).backward()
+    opt.step()
+    for k, v in model.named_parameters():
+        assert torch.allclose(v.detach() - before[k], u[k], atol=1e-7)
+    norm = float(torch.sqrt(sum(t.pow(2).sum() for t in u.values())))
+    assert line["update_norm"] == pytest.approx(norm, rel=1e-5)
+    assert line["distance"] == pytest.approx([0.5 * norm, norm], rel=1e-5)
+
+
+@pytest.mark.parametrize("sign_a, sign_b, concave, convex", [
+    (-1, -1, 1.0, 0.0), (1, 1, 0.0, 1.0), (1, -1, 0.0, 0.0)])  # cap, bowl, saddle
+def test_definite_shares_of_quadratic_surfaces(sign_a, sign_b, concave, convex):
+    a, b = np.meshgrid(np.linspace(-1, 1, 7), np.linspace(-1, 1, 7), indexing="ij")
+    got = engine.definite_shares(sign_a * a ** 2 + sign_b * b ** 2 + 0.3 * a * b)
+    assert got == {"concave": concave, "convex": convex}

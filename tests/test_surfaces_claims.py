@@ -3,13 +3,15 @@ network only (partly), fails, and is inconclusive when no pair trained or the se
 
 import pytest
 
-from bnlib.chapters.surfaces import CRITERIA
+from bnlib.chapters.surfaces import CRITERIA, _bn_lower
+
+LOWER = [name for name, c in CRITERIA.items() if c.decide is _bn_lower]
 
 OPTS = dict(k=2.0, chance_frac=0.9, archs="LeNet, VGG-16", radius=0.25, sharp_dirs=8, bn_mode="running")
 BOTH = {"lenet": True, "vgg16": True}
 
 
-@pytest.mark.parametrize("name", CRITERIA)
+@pytest.mark.parametrize("name", LOWER)
 @pytest.mark.parametrize("bn, none, trained, expected", [
     ({"lenet": [1.0, 1.1], "vgg16": [2.0, 2.1]}, {"lenet": [3.0, 3.2], "vgg16": [4.0, 4.1]}, BOTH, "reproduced"),
     ({"lenet": [1.0, 1.1], "vgg16": [5.0, 5.1]}, {"lenet": [3.0, 3.2], "vgg16": [4.0, 4.1]}, BOTH, "partly"),
@@ -40,3 +42,25 @@ def test_sharpness_criterion_names_its_settings():
     row = CRITERIA["sharpness"](bn={"lenet": [0.1]}, none={"lenet": [0.2]}, trained={"lenet": True}, **OPTS)
     assert "radius 0.25 along 8 random directions" in row.criterion and "running" in row.criterion
     assert "2 seed spreads" in row.criterion and "0.9 ln 10" in row.criterion
+
+
+def test_every_row_but_concavity_asks_bn_lower():
+    assert set(CRITERIA) - set(LOWER) == {"concave share"}
+
+
+@pytest.mark.parametrize("bn, none, trained, expected", [
+    ({"lenet": [0.3, 0.31]}, {"lenet": [0.1, 0.12]}, {"lenet": True}, "reproduced"),
+    ({"lenet": [0.1, 0.11]}, {"lenet": [0.3, 0.32]}, {"lenet": True}, "not reproduced"),
+    ({"lenet": [0.3, 0.31]}, {"lenet": [0.1, 0.12]}, {"lenet": False}, "inconclusive"),
+    ({"lenet": [0.3, 0.31], "vgg16": [0.1, 0.1]}, {"lenet": [0.1, 0.12], "vgg16": [0.2, 0.2]}, BOTH, "partly")])
+def test_more_concave_asks_bn_higher(bn, none, trained, expected):
+    row = CRITERIA["concave share"](bn=bn, none=none, trained=trained, **OPTS)
+    assert row.verdict == expected and "negative definite" in row.criterion and "BN > standard" in row.criterion
+    assert row.measured.startswith("LeNet: standard ")
+
+
+def test_rows_say_which_line_and_which_reference():
+    assert "raw gradient" in CRITERIA["beta_eff"].criterion and "raw gradient" in CRITERIA["loss variation"].criterion
+    for name in ("beta_eff (Adam step)", "loss variation (Adam step)"):
+        assert "Adam's update u" in CRITERIA[name].criterion and "theta + s u" in CRITERIA[name].criterion
+    assert "ln 10" in CRITERIA["max / chance"].criterion and "a maximum" in CRITERIA["max / chance"].criterion

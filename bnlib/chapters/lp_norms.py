@@ -27,6 +27,7 @@ TITLE = "Is BatchNorm the only way to smooth the landscape? lp normalisation"
 NORMS = ("none", "bn", "l1", "l2", "linf", "ln", "gn")  # plotting order
 CORE = ("none", "bn")
 LP = ("l1", "l2", "linf")
+CENTRED = {"l1c": "l1", "l2c": "l2", "linfc": "linf"}  # lp layers with the norm of the centred input
 LANDSCAPE = ("loss range", "grad-diff max", "beta_eff")  # the three panels of the paper's Fig. 4
 SRC = "Santurkar et al. 2018, Sec. 3.3"
 _POS = dict(low_open=True)
@@ -42,6 +43,9 @@ class Params(profiles.VGGParams, profiles.DLNParams):
                              "l1, l2, linf; quick: l1 only, the one the paper's DLN claim needs, CPU budget)")
     lp_norm_of: str = param("raw", OneOf(("raw", "centered")),
                             "lp norm of the raw or the centred input (paper: 'before shifting the mean')")
+    centred_norms: tuple = param(("l1",), ListOf(OneOf(LP)), "lp layers also trained with the norm of the centred "
+                                 "input, on the VGG and the DLN, beside the main reading (the other reading of 'before "
+                                 "shifting the mean'; quick: l1, the one both DLN and VGG rows need; l2 centred is BN)")
     lp_center: bool = param(True, OneOf((True, False)), "lp layers subtract the batch mean (paper: yes)")
     lp_eps: float = param(1e-5, Interval(float, 0, 1), "added to mean(abs(x)^p) (choice: BN's 1e-5)")
     lp_affine: bool = param(True, OneOf((True, False)), "learnable gamma, beta after lp layers (choice: as BN)")
@@ -56,12 +60,14 @@ class Params(profiles.VGGParams, profiles.DLNParams):
     probe_size: int = param(256, Interval(int, 2, 10_000), "fixed images for the activation histograms (choice)")
     hist_samples: int = param(4096, Interval(int, 16, 1_000_000), "activations kept per histogram (choice)")
     dln_loss: str = param("mse_sum", OneOf(("mse_sum", "mse")), "DLN loss summed or averaged over points (choice)")
-    dln_probe_every: int = param(1000, _STEPS, "DLN steps between landscape probes (paper: every step; quick: "
-                                 "1,000, CPU budget; a multiple of the stored checkpoints' 200)")
+    dln_probe_every: int = param(2000, _STEPS, "DLN steps between landscape probes (paper: every step; quick: "
+                                 "2,000, CPU budget, pays for the centred runs; a multiple of the checkpoints' 200)")
     dln_multipliers: tuple = param((0.01, 0.1, 1.0, 10.0, 30.0), ListOf(Interval(float, 0, 1e4, **_POS)),
                                    "DLN steps along the gradient, in units of dln_lr (paper: [1/100, 30])")
     margin: float = param(0.05, Interval(float, 0, 1), "'comparable to BN': accuracy within this; 5 points is "
                           "about three standard errors of a difference of two accuracies on 2,000 test images")
+    ln_gn_margin: float = param(0.05, Interval(float, 0, 1), "LayerNorm and GroupNorm 'comparable to BN': accuracy "
+                                "within this; as margin, three standard errors of a difference at 2,000 test images")
     similar_factor: float = param(3.0, Interval(float, 1, 1e3), "'smooths like BN': within this factor of BN; "
                                   "these quantities differ by orders of magnitude between networks")
     k: float = param(2.0, Interval(float, 0, 100), "a gap that does not hold on every seed must exceed k seed "
@@ -74,29 +80,37 @@ PROFILES = {
     "smoke": {**profiles.VGG["smoke"], **profiles.DLN["smoke"], "probe_every": 2, "multipliers": (1.0, 4.0),
               "probe_size": 16, "hist_samples": 256, "dln_probe_every": 10, "dln_multipliers": (1.0, 30.0),
               "dln_norms": LP},
-    "quick": {"variant_seeds": 1},  # the lp/LN/GN runs: one seed fits the CPU budget (the book's other variants: 2)
+    # the lp/LN/GN runs: one seed, 700 steps and no l2 on the VGG fit the CPU budget with the centred runs
+    "quick": {"variant_seeds": 1, "variant_steps": 700, "vgg_norms": ("l1", "linf", "ln", "gn")},
     "paper": {**profiles.VGG["paper"], **profiles.DLN["paper"], "probe_every": 250, "act_layers": (3, 11),
-              "dln_norms": LP, "dln_probe_every": 200},
+              "dln_norms": LP, "dln_probe_every": 200, "centred_norms": LP},
 }
 KEY_SETTINGS = ("dataset", "depth", "width", "lr", "num_steps", "variant_steps", "num_seeds", "variant_seeds",
-                "vgg_norms", "dln_norms", "lp_norm_of", "lp_center", "lp_eps", "lp_affine", "lp_momentum",
-                "dln_lr", "dln_loss", "dln_steps", "probe_every", "dln_probe_every")
-THRESHOLDS = ("margin", "similar_factor", "k", "chance_frac")
+                "vgg_norms", "dln_norms", "lp_norm_of", "centred_norms", "lp_center", "lp_eps", "lp_affine",
+                "lp_momentum", "dln_lr", "dln_loss", "dln_steps", "probe_every", "dln_probe_every")
+THRESHOLDS = ("margin", "ln_gn_margin", "similar_factor", "k", "chance_frac")
 
 
 def variant(cfg: Params, norm: str) -> dict:
     """The ModelSpec fields of normaliser ``norm``: the lp options for l1, l2, linf only, the
-    group count for gn only, nothing else (so none and BN are the other chapters' nets)."""
-    if norm in LP:
-        return {"norm": norm, "lp": dict(norm_of=cfg.lp_norm_of, center=cfg.lp_center, eps=cfg.lp_eps,
-                                         affine=cfg.lp_affine, momentum=cfg.lp_momentum)}
+    group count for gn only, nothing else (so none and BN are the other chapters' nets); a
+    ``CENTRED`` name is its lp layer with the norm of the centred input."""
+    if norm in LP or norm in CENTRED:
+        return {"norm": CENTRED.get(norm, norm), "lp": dict(
+            norm_of="centered" if norm in CENTRED else cfg.lp_norm_of, center=cfg.lp_center, eps=cfg.lp_eps,
+            affine=cfg.lp_affine, momentum=cfg.lp_momentum)}
     return {"norm": norm, "groups": cfg.gn_groups} if norm == "gn" else {"norm": norm}
 
 
 def norms(cfg: Params, arch: str) -> tuple[str, ...]:
-    """The normalisers trained on ``arch``, in plotting order."""
+    """The normalisers trained on ``arch``, in plotting order, then the centred-norm lp layers."""
     extra = cfg.vgg_norms if arch == "vgg" else cfg.dln_norms
-    return tuple(n for n in NORMS if n in CORE or n in extra)
+    return tuple(n for n in NORMS if n in CORE or n in extra) + centred(cfg)
+
+
+def centred(cfg: Params) -> tuple[str, ...]:
+    """The ``CENTRED`` names of ``cfg.centred_norms``."""
+    return tuple(c for c, n in CENTRED.items() if n in cfg.centred_norms)
 
 
 def seeds(cfg: Params, norm: str) -> list[int]:
@@ -190,18 +204,31 @@ def _row(cfg: Params, arch: str, r: dict) -> dict:
     acc = h.test_acc[h.eval_step <= end]
     row["test acc"] = np.nan if bad or not len(acc) else float(acc[-1])
     row["test acc (batch stats)"] = float(r["batch_acc"]["test_acc"]) if "batch_acc" in r else np.nan
-    rec = h.records
-    keep = np.asarray(rec.get("step", ())) <= end
-    shifts = [activations.distribution_shift(rec[f"post{i}.mean"][keep], rec[f"post{i}.var"][keep])
-              for i in cfg.act_layers] if keep.sum() > 1 else []
-    for k in ("mean", "var"):
-        row[f"{k} shift"] = float(np.mean([s[f"{k}_shift"] for s in shifts])) if shifts else np.nan
+    row.update(shifts(cfg, h.records, end))
     shape = r.get("shape", {})
     for i in cfg.act_layers:
         row[f"kurtosis L{i}"] = float(shape.get(f"layer{i}/kurtosis", np.nan))
-        row[f"channel kurtosis L{i}"] = float(np.median(shape[f"layer{i}/kurtosis_channel"])) if shape else np.nan
+        per_channel = np.abs(shape[f"layer{i}/kurtosis_channel"]) if shape else np.full(1, np.nan)
+        row[f"channel |kurtosis| L{i}"] = float(np.median(per_channel))
     row["|kurtosis| median"] = float(np.median([abs(row[f"kurtosis L{i}"]) for i in cfg.act_layers]))
+    row["channel |kurtosis| median"] = float(np.median([row[f"channel |kurtosis| L{i}"] for i in cfg.act_layers]))
     return row
+
+
+SITES = {"pre": "before the normaliser (its input)", "post": "after the normaliser (its output)"}
+
+
+def shifts(cfg: Params, rec: dict, end: int) -> dict[str, float]:
+    """Mean and variance shift (``activations.distribution_shift``, averaged over ``act_layers``)
+    from the always-on records up to step ``end``, at both ``SITES``: ``"mean shift (pre)"``, ..."""
+    keep = np.asarray(rec.get("step", ())) <= end
+    out = {}
+    for site in SITES:
+        got = [activations.distribution_shift(rec[f"{site}{i}.mean"][keep], rec[f"{site}{i}.var"][keep])
+               for i in cfg.act_layers] if keep.sum() > 1 else []
+        for k in ("mean", "var"):
+            out[f"{k} shift ({site})"] = float(np.mean([g[f"{k}_shift"] for g in got])) if got else np.nan
+    return out
 
 
 def per_seed(cfg: Params, res: dict, arch: str) -> pd.DataFrame:
@@ -225,7 +252,8 @@ def summary(cfg: Params, res: dict, arch: str) -> pd.DataFrame:
 # ---------------------------------------------------------------- criteria (pure functions)
 
 def _lp(values: dict) -> list[str]:
-    return [n for n in LP if n in values]
+    """The normalisers compared with the reference nets: every key but none and BN."""
+    return [n for n in values if n not in CORE]
 
 
 def _seeds(gaps: dict[str, Gap]) -> str:
@@ -289,11 +317,13 @@ def _non_gaussian(kurt: dict, k: float, precondition: bool) -> tuple[str, str]:
 
 
 def _l1_beats_bn(mean: dict, final: dict, k: float, precondition: bool, bn_spread: float = 0.0) -> tuple[str, str]:
-    """With one paired seed the gap must also exceed ``k`` x ``bn_spread`` (the std of BN's mean
-    loss over all its seeds), else the seed-to-seed variation could explain it: inconclusive."""
-    auc, end = less(mean["l1"], mean["bn"], k=k), less(final["l1"], final["bn"], k=k)
+    """The l1 net (the key of ``mean`` that is not "bn": l1 or l1c) against BN. With one paired
+    seed the gap must also exceed ``k`` x ``bn_spread`` (the std of BN's mean loss over all its
+    seeds), else the seed-to-seed variation could explain it: inconclusive."""
+    l1 = next(n for n in mean if n != "bn")
+    auc, end = less(mean[l1], mean["bn"], k=k), less(final[l1], final["bn"], k=k)
     noisy = auc.n == 1 and abs(auc.mean) <= k * bn_spread
-    text = (f"mean: {auc.text(('l1', 'BN'), '{:.4g}')}; final: {end.text(('l1', 'BN'), '{:.4g}')}; "
+    text = (f"mean: {auc.text((l1, 'BN'), '{:.4g}')}; final: {end.text((l1, 'BN'), '{:.4g}')}; "
             f"BN's seed spread (std of its mean loss): {bn_spread:.4g}")
     return text, auc.verdict(precondition=precondition and not noisy, partly=end.holds)
 
@@ -314,19 +344,40 @@ CRITERIA = {
     "smooth_dln": Criterion("lp schemes smooth the landscape like BatchNorm (DLN)", SRC + ", Fig. 12",
                             _SMOOTH % "dln_steps" + " Precondition: no run diverged. " + _PAIRED, _smooth),
     "shift": Criterion(
-        "lp activations shift more than the standard network's, yet lp nets train better", SRC,
+        "lp activations shift more than the standard network's, yet lp nets train better", SRC + ", Fig. 14",
+        "Site: before the normaliser (its input; the output's batch mean is pinned at beta by the centring). "
         "For each lp net: mean shift and variance shift (record to record up to step {horizon}, layers {layers}) "
         "> the standard net's, and training loss at step {horizon} < the standard net's. Partly: every lp net "
         "has the larger variance shift and the lower loss (mean shift not). " + _PRE_TRAINED + _PAIRED, _shift),
     "non_gaussian": Criterion(
         "lp activations are no longer Gaussian-like (VGG)", SRC + ", Fig. 14",
-        "Median over layers {layers} of |excess kurtosis| (channels pooled, step {horizon}) of each lp net > BN's. "
-        "Partly: for all but one of them. Precondition: no run diverged. " + _PAIRED, _non_gaussian),
+        "Per channel: median over layers {layers} of the median over channels of |excess kurtosis| (step "
+        "{horizon}) of each lp net > BN's. Site: the same before and after a BN or lp layer (a per-channel affine "
+        "map with the probe batch's statistics leaves the kurtosis alone). Partly: for all but one of them. "
+        "Precondition: no run diverged. " + _PAIRED, _non_gaussian),
     "l1_dln": Criterion(
         "On the deep linear network, l1 normalisation beats BatchNorm", SRC + ", Fig. 13",
         "DLN mean training loss over the {dln_steps} steps (area under the curve): l1 < BN. Partly: only the "
         "final loss (last 10% of steps) is lower. Precondition: neither run diverged; with one paired seed, the gap "
         "exceeds {k:g} x BN's seed spread (std of its mean loss over all its seeds). " + _PAIRED, _l1_beats_bn),
+    "ln_gn": Criterion(
+        "LayerNorm and GroupNorm improve training comparably to BatchNorm (VGG)",
+        "Santurkar et al. 2018, Sec. 5 (citing Ba et al.; Wu & He)",
+        "Test accuracy at step {horizon} of LN and of GN > BN's - {ln_gn_margin:.0%}. Partly: for one of the two. "
+        "Precondition: BN left chance (tail loss < {chance_frac:g} ln 10), no run diverged. " + _PAIRED,
+        _comparable),
+    "comparable_centred": Criterion(
+        "All lp schemes reach performance comparable to BatchNorm (VGG), with the centred-norm reading",
+        SRC + ", Fig. 13",
+        "As the first row, for the lp nets whose norm is that of the centred input ({centred}): test accuracy at "
+        "step {horizon} > BN's - {margin:.0%}. Partly: for all but one of them (needs two or more). Precondition: "
+        "BN left chance, no run diverged. " + _PAIRED, _comparable),
+    "l1_dln_centred": Criterion(
+        "On the deep linear network, l1 normalisation beats BatchNorm, with the centred-norm reading",
+        SRC + ", Fig. 13",
+        "As the l1 row above, for the l1 net whose norm is that of the centred input (l1c): DLN mean training loss "
+        "over the {dln_steps} steps l1c < BN. Partly: only the final loss is lower. Precondition: neither run "
+        "diverged; with one paired seed, the gap exceeds {k:g} x BN's seed spread. " + _PAIRED, _l1_beats_bn),
 }
 
 
@@ -357,14 +408,24 @@ def claims(cfg: Params, res: dict) -> list[Claim]:
                                    precondition=ok(v, vn[1:]) and left("bn"), **common),
             CRITERIA["smooth_vgg"](q=q["vgg"], precondition=ok(v, vn) and left("none"), **common),
             CRITERIA["smooth_dln"](q=q["dln"], precondition=ok(d, dn), **common),
-            CRITERIA["shift"](mean_shift=_values(v, "mean shift", vn, pair),
-                              var_shift=_values(v, "var shift", vn, pair),
+            CRITERIA["shift"](mean_shift=_values(v, "mean shift (pre)", vn, pair),
+                              var_shift=_values(v, "var shift (pre)", vn, pair),
                               loss=_values(v, "final train loss", vn, pair),
                               precondition=ok(v, (vn[0], *vn[2:])) and left("none"), **common),
-            CRITERIA["non_gaussian"](kurt=_values(v, "|kurtosis| median", vn[1:], pair),
+            CRITERIA["non_gaussian"](kurt=_values(v, "channel |kurtosis| median", vn[1:], pair),
                                      precondition=ok(v, vn[1:]), **common)]
-    if "l1" in dn:
-        rows.append(CRITERIA["l1_dln"](mean=_values(d, "mean train loss", ("l1", "bn"), pair),
-                                       final=_values(d, "final train loss", ("l1", "bn"), pair),
-                                       precondition=ok(d, ("l1", "bn")), bn_spread=_spread(d, "bn"), **common))
+    for l1, key in (("l1", "l1_dln"), ("l1c", "l1_dln_centred")):
+        if l1 in norms(cfg, "dln"):
+            rows.append(CRITERIA[key](mean=_values(d, "mean train loss", (l1, "bn"), pair),
+                                      final=_values(d, "final train loss", (l1, "bn"), pair),
+                                      precondition=ok(d, (l1, "bn")), bn_spread=_spread(d, "bn"), **common))
+    extra = [n for n in ("ln", "gn") if n in norms(cfg, "vgg")]
+    if extra:
+        rows.append(CRITERIA["ln_gn"](acc=_values(v, "test acc", ("bn", *extra), pair), margin=cfg.ln_gn_margin,
+                                      ln_gn_margin=cfg.ln_gn_margin, precondition=ok(v, ("bn", *extra)) and left("bn"),
+                                      **common))
+    if centred(cfg):
+        rows.append(CRITERIA["comparable_centred"](
+            acc=_values(v, "test acc", ("bn", *centred(cfg)), pair), margin=cfg.margin,
+            centred=", ".join(centred(cfg)), precondition=ok(v, ("bn", *centred(cfg))) and left("bn"), **common))
     return rows

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import profiles
-from ..claims import Claim, Criterion, left_chance, less, verdict
+from ..claims import CHANCE_LOSS, Claim, Criterion, left_chance, less, verdict
 from ..config import ChapterParams, Interval, ListOf, OneOf, param
 from ..data import DataSpec
 from ..models import ModelSpec
@@ -44,10 +44,12 @@ class Params(ChapterParams):
     vgg_steps: int = param(7800, Interval(int, 1, 10**6), "VGG-16 Adam steps (seed: 20 epochs, 7,800)")
     vgg_width: float = param(0.125, Interval(float, 0, 4, **_POS), "VGG-16 channel multiplier (seed: 1; quick: 1/8)")
     eval_size: int = param(2000, Interval(int, 1, 10_000), "test images per evaluation (choice)")
-    probe_every: int = param(390, Interval(int, 1, 10**6),
-                             "steps between landscape probes (seed: every step; choice)")
+    probe_every: int = param(780, Interval(int, 1, 10**6),
+                             "steps between landscape probes (seed: every step; quick: 780, every other epoch: "
+                             "the line along Adam's update is paid for by halving the probes along the gradient)")
     multipliers: tuple = param((0.5, 1.0, 2.0, 4.0), ListOf(Interval(float, 0, 100, **_POS)),
-                               "step multipliers s of theta - s lr g (Santurkar: [1/2, 4])")
+                               "step multipliers s of theta - s lr g and of theta + s u, u Adam's update "
+                               "(Santurkar: [1/2, 4])")
     surface_size: int = param(500, Interval(int, 1, 50_000),
                               "training images a surface is evaluated on (Li et al.: all; choice)")
     lenet_grid: int = param(15, Interval(int, 3, 401), "2D grid points per axis, LeNet (Li: 51; quick: 15, CPU budget)")
@@ -123,10 +125,17 @@ def around(cfg: Params, arch: str, traj: Trajectory) -> dict:
             "sharp_batch": surface.Sharpness(bn_mode="batch", **sharp)}
 
 
+def update_line(cfg: Params) -> surface.UpdateLine:
+    """The line along Adam's own update at each probed step (direction and length: s = 1 is the
+    step training took), with the multipliers of the line along the gradient."""
+    return surface.UpdateLine(cfg.multipliers)
+
+
 def measure(cfg: Params, trained: dict[str, Runs], line) -> dict[tuple[str, str, int], dict]:
     """Every probe of every net from the store: ``res[arch, norm, seed]`` holds its History
-    (``"hist"``), the ``line`` search at ``probe_steps`` (``"line"``, arrays over the steps) and
-    ``around``'s results at the last step (``"plane"``, ...)."""
+    (``"hist"``), the ``line`` search along the gradient at ``probe_steps`` (``"line"``, arrays
+    over the steps), the line along Adam's update there (``"update"``) and ``around``'s results
+    at the last step (``"plane"``, ...)."""
     res = {}
     for arch, nets_ in trained.items():
         for (norm, seed), traj in nets_.items():
@@ -134,6 +143,7 @@ def measure(cfg: Params, trained: dict[str, Runs], line) -> dict[tuple[str, str,
             steps = [s for s in probe_steps(cfg, arch) if s <= h.steps_done]
             end = {k: nets_.store.probe(traj, p, [h.steps_done]) for k, p in around(cfg, arch, traj).items()}
             res[arch, norm, seed] = {"hist": h, "line": nets_.store.probe(traj, line, steps),
+                                     "update": nets_.store.probe(traj, update_line(cfg), steps),
                                      **{k: {q: v[0] for q, v in r.items()} for k, r in end.items()}}
     return res
 
@@ -145,31 +155,37 @@ def one_seed(res: dict, seed: int) -> dict[tuple[str, str], dict]:
 
 def summary(res: dict) -> pd.DataFrame:
     """One row per net and seed: how it trained and every landscape number the claims use
-    (medians over the probed steps along the gradient)."""
+    (medians over the probed steps along the gradient and along Adam's update)."""
     rows = []
     for (arch, norm, seed), r in res.items():
-        h, line, plane = r["hist"], r["line"], r["plane"]
+        h, line, upd, plane = r["hist"], r["line"], r["update"], r["plane"]
         centre = float(plane["loss"][len(plane["grid"]) // 2, len(plane["grid"]) // 2])
+        shares = surface.definite_shares(plane["loss"])
         rows.append({
             "arch": arch, "norm": norm, "seed": seed, "diverged": h.diverged,
             "final train loss": float(np.mean(h.train_loss[-max(1, len(h.train_loss) // 10):])),
             "test acc": float(h.test_acc[-1]),
             "loss variation": float(np.median(line["loss_max"] - line["loss_min"])),
             "beta_eff": float(np.median(line["beta_eff"])),
+            "loss variation (Adam step)": float(np.median(upd["loss_max"] - upd["loss_min"])),
+            "beta_eff (Adam step)": float(np.median(upd["beta_eff"])),
+            "Adam step length": float(np.median(upd["update_norm"])),
+            "gradient norm": float(np.median(line["grad_norm0"])),
             "centre loss": centre, "surface std": float(np.std(plane["loss"])),
             "max / centre": float(np.max(plane["loss"]) / centre),
+            "max / chance": float(np.max(plane["loss"]) / CHANCE_LOSS),
+            "concave share": shares["concave"], "convex share": shares["convex"],
             "sharpness": float(r["sharp"]["rise"]), "sharpness (batch BN)": float(r["sharp_batch"]["rise"]),
             "2D points/s": plane["loss"].size / float(plane["time_s"])})
     return pd.DataFrame(rows)
 
 
 
-def _bn_lower(bn: dict, none: dict, trained: dict, k: float) -> tuple[str, str]:
-    """Per network (paired seeds): BN's value < the standard's; a network whose pair did not
-    train (``trained[a]`` False) or whose seeds disagree within the spread is not decided."""
-    gaps = {a: less(bn[a], none[a], k=k) for a in bn}
+def _decide(gaps: dict, trained: dict, names: tuple[str, str]) -> tuple[str, str]:
+    """Per network (paired seeds): ``gaps[a]`` holds; a network whose pair did not train
+    (``trained[a]`` False) or whose seeds disagree within the spread is not decided."""
     decided = {a: g.holds for a, g in gaps.items() if trained[a] and not g.swamped}
-    text = "; ".join(f"{ARCH_NAMES.get(a, a)}: " + g.text(("BN", "standard"), "{:.3g}")
+    text = "; ".join(f"{ARCH_NAMES.get(a, a)}: " + g.text(names, "{:.3g}")
                      + ("" if trained[a] else " (a net at chance level or diverged: not decided)")
                      for a, g in gaps.items())
     if not decided:
@@ -179,22 +195,48 @@ def _bn_lower(bn: dict, none: dict, trained: dict, k: float) -> tuple[str, str]:
     return text, verdict(False, partly=any(decided.values()))
 
 
-def _row(claim: str, where: str, criterion: str) -> Criterion:
-    return Criterion(claim, f"{SEED_SRC}, {where}", criterion + ": BN < standard on each network trained "
-                     "({archs}), paired seeds, on every seed or by more than {k:g} seed spreads. Partly: on some "
-                     "network and not (or not decidably) on another. Precondition per network: both nets left "
-                     "chance (final loss < {chance_frac:g} ln 10) and did not diverge", _bn_lower)
+def _bn_lower(bn: dict, none: dict, trained: dict, k: float) -> tuple[str, str]:
+    """BN's value < the standard net's on each network (``_decide``)."""
+    return _decide({a: less(bn[a], none[a], k=k) for a in bn}, trained, ("BN", "standard"))
 
 
+def _bn_higher(bn: dict, none: dict, trained: dict, k: float) -> tuple[str, str]:
+    """BN's value > the standard net's on each network (``_decide``)."""
+    return _decide({a: less(none[a], bn[a], k=k) for a in bn}, trained, ("standard", "BN"))
+
+
+_TAIL = (", paired seeds, on every seed or by more than {k:g} seed spreads. Partly: on some network and not (or not "
+         "decidably) on another. Precondition per network: both nets left chance (final loss < {chance_frac:g} ln "
+         "10) and did not diverge")
+
+
+def _row(claim: str, where: str, criterion: str, higher: bool = False) -> Criterion:
+    return Criterion(claim, f"{SEED_SRC}, {where}", criterion + (": BN > standard" if higher else ": BN < standard")
+                     + " on each network trained ({archs})" + _TAIL, _bn_higher if higher else _bn_lower)
+
+
+_ADAM = " (our addition: the report probes along the gradient, but its nets step along Adam's update)"
 CRITERIA = {  # the summary column each criterion reads -> the criterion
     "loss variation": _row("BN reduces the variation of the loss along the gradient during training", "Fig. 1",
-                           "median over probed steps of max - min loss along theta - s lr g"),
+                           "along the raw gradient: median over probed steps of max - min loss along theta - s lr g"),
     "beta_eff": _row("BN lowers the effective beta-smoothness (more predictive gradients)", "Fig. 1",
-                     "median over probed steps of beta_eff"),
+                     "along the raw gradient: median over probed steps of beta_eff on theta - s lr g"),
+    "loss variation (Adam step)": _row(
+        "BN reduces the variation of the loss along the step the optimiser takes", "Fig. 1" + _ADAM,
+        "along Adam's update u (its direction and length): median over probed steps of max - min loss on "
+        "theta + s u"),
+    "beta_eff (Adam step)": _row(
+        "BN lowers the effective beta-smoothness along the step the optimiser takes", "Fig. 1" + _ADAM,
+        "along Adam's update u: median over probed steps of beta_eff on theta + s u"),
     "surface std": _row("BN flattens the loss surface (smaller variance of the loss over it)", "Fig. 2",
                         "standard deviation of the loss over the 2D grid"),
-    "max / centre": _row("Without BN the surface reaches extreme values at its edges, hence log scale",
-                         "Sec. 3, Fig. 2", "largest loss on the grid / loss at its centre"),
+    "max / chance": _row("Without BN the surface reaches extreme values at its edges, hence log scale",
+                         "Sec. 3, Fig. 2", "largest loss on the 2D grid (a maximum: the claim is about the "
+                         "largest values) / ln 10, the chance loss, a reference that does not depend on how far "
+                         "each net trained (the centre loss does)"),
+    "concave share": _row("BN makes the surface more concave", "Sec. 3, Fig. 2",
+                          "share of the 2D grid's interior points whose Hessian by central finite differences is "
+                          "negative definite", higher=True),
     "sharpness": _row("BN's minimum is flatter (sharpness)", "Sec. 3; Li et al. 2018",
                       "mean loss rise at radius {radius:g} along {sharp_dirs} random directions, both signs, "
                       "BN {bn_mode} statistics"),
@@ -221,9 +263,12 @@ def claims(cfg: Params, res: dict) -> list[Claim]:
               sharp_dirs=cfg.sharp_dirs, bn_mode=cfg.bn_mode) for col, c in CRITERIA.items()]
 
 
-SHORT = dict(zip(("final train loss", "test acc", "loss variation", "beta_eff", "surface std", "max / centre",
-                  "sharpness", "sharpness (batch BN)", "centre loss", "2D points/s"),
-                 ("loss", "acc", "var", "beta", "std", "ratio", "sharp", "sharpb", "centre", "pps")))
+SHORT = dict(zip(("final train loss", "test acc", "loss variation", "beta_eff", "loss variation (Adam step)",
+                  "beta_eff (Adam step)", "Adam step length", "gradient norm", "surface std", "max / centre",
+                  "max / chance", "concave share", "convex share", "sharpness", "sharpness (batch BN)",
+                  "centre loss", "2D points/s"),
+                 ("loss", "acc", "var", "beta", "uvar", "ubeta", "ulen", "gnorm", "std", "ratio", "edge", "concave",
+                  "convex", "sharp", "sharpb", "centre", "pps")))
 
 
 def numbers(cfg: Params, res: dict) -> dict[str, float | str]:

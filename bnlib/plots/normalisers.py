@@ -4,7 +4,8 @@ landscape along the gradient over training, activation histograms, shift against
 Results are ``res[(arch, norm, seed)]``: dicts with ``"hist"`` (a History), ``"line"`` (a
 line-search probe over training: ``step``, ``loss_min``, ``loss_max``, ``grad_diff_max``,
 ``beta_eff``) and, where measured, ``"shape"`` (``probes.kurtosis.activation_shape``'s arrays).
-``seeds_of`` maps each normaliser to its seeds; every curve is ``plots.band`` over them.
+``seeds_of`` maps each normaliser to its seeds; every curve is ``plots.band`` over them. A
+centred-norm lp layer (``"l1c"``, ...) is drawn in its lp layer's colour, dashed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,23 @@ from . import band, color, label
 _LANDSCAPE = (("loss range", "loss range along the gradient"),
               ("grad_diff_max", "max gradient change (l2)"),
               ("beta_eff", "effective beta-smoothness"))
+
+
+_CENTRED = {"l1c": "l1", "l2c": "l2", "linfc": "linf"}
+
+
+def _kind(norm: str) -> str:
+    """The colour key of ``norm``: a centred-norm lp layer takes its lp layer's."""
+    return _CENTRED.get(norm, norm)
+
+
+def _label(norm: str) -> str:
+    return f"{label(_CENTRED[norm])}, centred norm" if norm in _CENTRED else label(norm)
+
+
+def _band(ax, xs, ys, norm: str, **kw) -> None:
+    """``plots.band`` with the centred-norm layers' label and dashes."""
+    band(ax, xs, ys, _kind(norm), label_=_label(norm), **({"ls": "--"} if norm in _CENTRED else {}), **kw)
 
 
 def _trailing(y: np.ndarray, w: int) -> np.ndarray:
@@ -39,7 +57,7 @@ def training_curves(res: dict, arch: str, *, seeds_of: dict, metric: str, upto: 
         else:
             xs = [h.eval_step[h.eval_step <= upto] for h in hs]
             ys = [getattr(h, metric)[h.eval_step <= upto] for h in hs]
-        band(ax, xs, ys, norm)
+        _band(ax, xs, ys, norm)
     ax.set_xlabel("training step")
     ax.set_ylabel(ylabel)
     if logy:
@@ -57,7 +75,7 @@ def landscape(res: dict, arch: str, *, seeds_of: dict):
         probes = [res[arch, norm, s]["line"] for s in seeds]
         for ax, (key, _) in zip(axes, _LANDSCAPE):
             ys = [(p["loss_max"] - p["loss_min"]) if key == "loss range" else p[key] for p in probes]
-            band(ax, [p["step"] for p in probes], ys, norm, marker="o", ms=3)
+            _band(ax, [p["step"] for p in probes], ys, norm, marker="o", ms=3)
     for ax, (_, name) in zip(axes, _LANDSCAPE):
         ax.set_xlabel("training step")
         ax.set_ylabel(name)
@@ -79,7 +97,7 @@ def histograms(res: dict, *, norms, layers, seed: int, bins: int = 60):
             if a is None:
                 ax.text(0.5, 0.5, "diverged", transform=ax.transAxes, ha="center")
                 continue
-            ax.hist(a, bins=bins, density=True, color=color(norm), alpha=0.8, histtype="stepfilled")
+            ax.hist(a, bins=bins, density=True, color=color(_kind(norm)), alpha=0.8, histtype="stepfilled")
             x = np.linspace(a.min(), a.max(), 200)
             m, s = a.mean(), a.std()
             ax.plot(x, np.exp(-0.5 * ((x - m) / s) ** 2) / (s * np.sqrt(2 * np.pi)), "k--", lw=0.8)
@@ -88,7 +106,7 @@ def histograms(res: dict, *, norms, layers, seed: int, bins: int = 60):
             ax.set_yticks([])
             ax.tick_params(labelsize=7)
             if r == 0:
-                ax.set_title(label(norm), fontsize=8)  # column header, not a figure title
+                ax.set_title(_label(norm), fontsize=8)  # column header, not a figure title
             if c == 0:
                 ax.set_ylabel(f"layer {layer}\ndensity", fontsize=8)
             if r == len(layers) - 1:
@@ -97,18 +115,46 @@ def histograms(res: dict, *, norms, layers, seed: int, bins: int = 60):
     return fig
 
 
-def shift_vs_loss(per_seed, *, norms):
+def shift_vs_loss(per_seed, *, norms, sites: dict):
     """Training loss at the horizon against the step-to-step shift of the activations' mean
-    and variance (two panels), one point per run (normaliser and seed)."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
-    for ax, col, name in zip(axes, ("mean shift", "var shift"),
-                             ("mean shift (spreads per record)", "variance shift (|d log var| per record)")):
-        for norm in norms:
-            d = per_seed.xs(norm, level="norm")
-            ax.scatter(d[col], d["final train loss"], s=40, color=color(norm), label=label(norm))
-        ax.set_xlabel(name)
-        ax.set_xscale("log")
-    axes[0].set_ylabel("training loss at the horizon")
-    axes[1].legend(fontsize=7, loc="best")
+    and variance (columns), at each recording site of ``sites`` {key: name} (rows), one point per
+    run (normaliser and seed)."""
+    fig, axes = plt.subplots(len(sites), 2, figsize=(9, 3.2 * len(sites)), sharey=True, squeeze=False)
+    for row, (site, where) in zip(axes, sites.items()):
+        for ax, col, name in zip(row, ("mean shift", "var shift"),
+                                 ("mean shift (spreads per record)", "variance shift (|d log var| per record)")):
+            for norm in norms:
+                d = per_seed.xs(norm, level="norm")
+                ax.scatter(d[f"{col} ({site})"], d["final train loss"], s=40, color=color(_kind(norm)),
+                           label=_label(norm), marker="^" if norm in _CENTRED else "o")
+            ax.set_xlabel(f"{name}, {where}")
+            ax.set_xscale("log")
+        row[0].set_ylabel("training loss at the horizon")
+    axes[0, 1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def channel_kurtosis(res: dict, *, norms, layers, seed: int):
+    """Per-channel excess kurtosis of each layer's activations (one panel per layer), one box of
+    channels per normaliser, at the horizon; one seed. The pooled value is the diamond."""
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.6 * len(layers), 3.6), squeeze=False)
+    for ax, layer in zip(axes[0], layers):
+        shown = [n for n in norms if "shape" in res[("vgg", n, seed)]]
+        data = [res[("vgg", n, seed)]["shape"][f"layer{layer}/kurtosis_channel"] for n in shown]
+        parts = ax.boxplot(data, positions=range(len(shown)), widths=0.6, patch_artist=True, showfliers=True,
+                           flierprops={"ms": 2})
+        for patch, n in zip(parts["boxes"], shown):
+            patch.set_facecolor(color(_kind(n)))
+            patch.set_alpha(0.6)
+        pooled = [float(res[("vgg", n, seed)]["shape"][f"layer{layer}/kurtosis"]) for n in shown]
+        ax.scatter(range(len(shown)), pooled, marker="D", color="k", s=18, zorder=3,
+                   label="all channels pooled")
+        ax.axhline(0, color="0.5", lw=0.8, ls=":")
+        ax.set_xticks(range(len(shown)), [_label(n).replace(" normalisation", "") for n in shown], rotation=30,
+                      ha="right", fontsize=7)
+        ax.set_ylabel(f"layer {layer}: excess kurtosis per channel")
+        ax.set_yscale("symlog", linthresh=1)
+    axes[0, -1].legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig

@@ -27,18 +27,20 @@ def _zlabel(log: bool) -> str:
     return "log10 training loss" if log else "training loss (cross-entropy)"
 
 
-def probe_curves(res: dict, *, archs, norms, seeds, labels: dict, key: str, ylabel: str, logy: bool = True):
+def probe_curves(res: dict, *, archs, norms, seeds, labels: dict, key: str, ylabel: str, logy: bool = True,
+                 line: str = "line"):
     """One panel per architecture: a probe quantity against the training step, per norm, from
     ``res[(arch, norm, seed)]``.
 
-    ``key="range"`` shades, per seed, the smallest to the largest loss seen along the gradient
-    step (the Oxford report's "loss variation"); any other key is ``plots.band`` over ``seeds``.
+    ``key="range"`` shades, per seed, the smallest to the largest loss seen along the probed
+    line (the Oxford report's "loss variation"); any other key is ``plots.band`` over ``seeds``.
+    ``line`` picks the probe: ``"line"`` (along the gradient) or ``"update"`` (along Adam's step).
     """
     fig, axes = plt.subplots(1, len(archs), figsize=(5.2 * len(archs), 3.6), squeeze=False,
                              layout="constrained")
     for ax, arch in zip(axes[0], archs):
         for norm in norms:
-            rs = [res[arch, norm, s]["line"] for s in seeds]
+            rs = [res[arch, norm, s][line] for s in seeds]
             if key == "range":
                 for i, r in enumerate(rs):
                     ax.fill_between(r["step"], r["loss_min"], r["loss_max"], color=color(norm),

@@ -32,6 +32,7 @@ last one) via ``measure(ctx)``, on the trajectory's first ``size`` training imag
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import time
@@ -46,8 +47,9 @@ from torch.func import functional_call, vmap
 
 from ..functional import check_bn_mode, clone_state, probing
 from ..models import ModelSpec, build
-from ..train import StepContext
+from ..train import StepContext, make_optimizer
 from .directions import Tensors, random_direction
+from .landscape import line_search
 
 BASIS_BYTES = 2**30  # memory allowed for the cached first-layer outputs (reuse_first_layer)
 
@@ -413,3 +415,47 @@ class Sharpness(_Around):
                         norm=self.norm, ignore_bias_bn=self.ignore_bias_bn, bn_mode=self.bn_mode,
                         points_per_call=self.points_per_call)
         return {k: np.array(v) for k, v in out.items()}
+
+
+# ---------------------------------------------------------------- along the optimiser's own step
+
+def optimizer_update(ctx: StepContext) -> Tensors:
+    """The change of every parameter that the trajectory's optimiser makes at ``ctx`` (Adam: its
+    direction and length from the stored moments), computed on a copy: ``ctx`` is left alone."""
+    model = copy.deepcopy(ctx.model)
+    opt = make_optimizer(model, ctx.cfg)
+    opt.load_state_dict(copy.deepcopy(ctx.optimizer.state_dict()))  # load_state_dict would share the moments
+    model.train()
+    opt.zero_grad(set_to_none=True)
+    ctx.loss(model(ctx.X), ctx.y).backward()
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    opt.step()
+    return {k: v.detach() - before[k] for k, v in model.named_parameters()}
+
+
+@dataclass(frozen=True)
+class UpdateLine:
+    """The line search along the optimiser's actual update u (Adam: not the gradient), at
+    ``theta + s u`` for s in ``multipliers`` (s = 1 is the step training took), on the step's
+    batch with batch statistics; returns ``landscape.line_search``'s arrays (its ``distance`` is
+    s ||u||) and ``update_norm``."""
+
+    multipliers: tuple[float, ...]
+
+    def measure(self, ctx: StepContext) -> dict:
+        u = optimizer_update(ctx)
+        out = line_search(ctx.model, ctx.X, ctx.y, loss=ctx.loss, lr=1.0, multipliers=self.multipliers,
+                          direction={k: -v for k, v in u.items()}, match_grad_norm=False)
+        return {**out, "update_norm": float(torch.sqrt(sum(v.pow(2).sum() for v in u.values())))}
+
+
+def definite_shares(loss: np.ndarray) -> dict[str, float]:
+    """Shares of the interior points of a 2D grid (equal spacing on both axes) whose Hessian by
+    central finite differences is negative definite (``concave``: f_aa < 0 and det > 0) or
+    positive definite (``convex``). The spacing scales f_aa and det alike: it drops out."""
+    f = np.asarray(loss, dtype=float)
+    faa = f[2:, 1:-1] - 2 * f[1:-1, 1:-1] + f[:-2, 1:-1]
+    fbb = f[1:-1, 2:] - 2 * f[1:-1, 1:-1] + f[1:-1, :-2]
+    fab = (f[2:, 2:] - f[2:, :-2] - f[:-2, 2:] + f[:-2, :-2]) / 4
+    det = faa * fbb - fab ** 2
+    return {"concave": float(np.mean((faa < 0) & (det > 0))), "convex": float(np.mean((faa > 0) & (det > 0)))}
