@@ -9,12 +9,18 @@ PROFILE ?= quick
 export BNLIB_DATA ?= $(abspath $(if $(wildcard ../shared/data/*.npz),../shared/data,data))
 MATHJAX := book/_static/mathjax/tex-chtml.js
 
-.PHONY: book test bench lint clean
+.PHONY: book test bench lint clean chromium
 book: .venv/.installed $(MATHJAX)
 	$(PY) -m bnlib book --profile $(PROFILE)
 
-test: .venv/.installed
+test: .venv/.installed $(MATHJAX) chromium
 	$(PY) -m pytest tests
+
+# The browser check in the tests loads every page of the smoke book in headless Chromium
+# (Debian's package); install it where missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
 bench: .venv/.installed
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
@@ -39,4 +45,4 @@ $(MATHJAX):
 	rm -rf .mathjax-tmp
 
 clean:
-	rm -rf _build book/chapters book/_static/mathjax
+	rm -rf _build book/chapters book/summary book/_static/mathjax

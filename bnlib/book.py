@@ -14,8 +14,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ from . import chapters, runs
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 EXECUTED = ROOT / "book" / "chapters"
+SUMMARY = ROOT / "book" / "summary"      # the answer and execution pages, from the executed chapters
+BACK_PAGES = ("answer", "execution")
 
 
 def toc_chapters(root: Path = ROOT) -> list[str]:
@@ -47,6 +51,43 @@ def toc_chapters(root: Path = ROOT) -> list[str]:
     return names
 
 
+# Kernels draw figures with the inline backend whatever the caller's environment says: with
+# MPLBACKEND=Agg (common on headless machines) every figure would silently vanish from the pages.
+KERNEL_ENV = {"MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+_env_lock, _env_users, _env_saved = threading.Lock(), [0], {}
+
+
+@contextmanager
+def kernel_env():
+    """``KERNEL_ENV`` set for every kernel started inside (threads included), restored after the last."""
+    with _env_lock:
+        if _env_users[0] == 0:
+            _env_saved.clear()
+            _env_saved.update({k: os.environ.get(k) for k in KERNEL_ENV})
+            os.environ.update(KERNEL_ENV)
+        _env_users[0] += 1
+    try:
+        yield
+    finally:
+        with _env_lock:
+            _env_users[0] -= 1
+            if _env_users[0] == 0:
+                for k, v in _env_saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+
+
+def papermill(src: Path, out: Path, parameters: dict, *, progress: bool = True) -> None:
+    """Execute ``src`` into ``out`` with papermill, in the repository root, with ``KERNEL_ENV``."""
+    import papermill as pm
+
+    with kernel_env():
+        pm.execute_notebook(str(src), str(out), parameters=parameters, cwd=str(ROOT),
+                            progress_bar=progress, kernel_name="python3")
+
+
 def _stamp(chapter: str, parameters: dict) -> str:
     src = (NOTEBOOKS / f"{chapter}.ipynb").read_bytes()
     blob = json.dumps({"params": parameters, "code": runs.code_version()}, sort_keys=True, default=str)
@@ -56,8 +97,6 @@ def _stamp(chapter: str, parameters: dict) -> str:
 def execute(chapter: str, *, profile: str = "quick", params: dict | None = None,
             out: Path | None = None, force: bool = False, progress: bool = True) -> Path:
     """Validate, then execute ``notebooks/<chapter>.ipynb`` with papermill into ``out``."""
-    import papermill as pm
-
     params = dict(params or {})
     chapters.resolve(chapter, profile, **params)  # raises before any kernel starts
     parameters = {"profile": profile, **params}
@@ -72,20 +111,40 @@ def execute(chapter: str, *, profile: str = "quick", params: dict | None = None,
     os.environ.setdefault("BNLIB_RUNS", str(ROOT / "_runs"))
     t0 = time.perf_counter()
     print(f"[bnlib] executing {chapter} (profile {profile}, parameters {params or 'default'})")
-    pm.execute_notebook(str(NOTEBOOKS / f"{chapter}.ipynb"), str(out), parameters=parameters,
-                        cwd=str(ROOT), progress_bar=progress, kernel_name="python3")
+    papermill(NOTEBOOKS / f"{chapter}.ipynb", out, parameters, progress=progress)
     stamp_file.write_text(stamp)
     print(f"[bnlib] {chapter}: done in {time.perf_counter() - t0:.0f} s -> {out}")
     return out
 
 
-def build(*, strict: bool = True) -> int:
-    """``jupyter-book build . -W -n --keep-going`` with this interpreter's jupyter-book."""
+def summarise(chapters_dir: Path = EXECUTED, out_dir: Path = SUMMARY, *, progress: bool = True) -> None:
+    """Execute the answer and execution pages (``notebooks/summary/``) from the chapters in
+    ``chapters_dir``: they read what the chapters glued, so they always agree with them."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in BACK_PAGES:
+        papermill(NOTEBOOKS / "summary" / f"{name}.ipynb", out_dir / f"{name}.ipynb",
+                  {"chapters_dir": str(Path(chapters_dir).resolve())}, progress=progress)
+
+
+def stage(dest: Path) -> Path:
+    """Copy the book's sources (configuration, intro, references, extension, static files) to
+    ``dest``, so a book executed elsewhere (the tests' smoke book) can be built there."""
+    import shutil
+
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(ROOT / name, dest / name)
+    shutil.copytree(ROOT / "book", dest / "book", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("chapters", "summary", "__pycache__"))
+    return dest
+
+
+def build(root: Path = ROOT, *, strict: bool = True) -> int:
+    """``jupyter-book build ROOT -W -n --keep-going`` with this interpreter's jupyter-book."""
     exe = Path(sys.executable).parent / "jupyter-book"
-    cmd = [str(exe if exe.exists() else "jupyter-book"), "build", str(ROOT)]
+    cmd = [str(exe if exe.exists() else "jupyter-book"), "build", str(root)]
     cmd += ["-W", "-n", "--keep-going"] if strict else []
     print("[bnlib]", " ".join(cmd))
-    return subprocess.call(cmd, cwd=ROOT)
+    return subprocess.call(cmd, cwd=root)
 
 
 # Chapters that train or probe the most first, so two side by side finish close together.
@@ -129,6 +188,7 @@ def book(*, profile: str = "quick", only: list[str] | None = None, force: bool =
     if missing:
         print(f"[bnlib] not yet executed, the book cannot be built: {', '.join(missing)}", file=sys.stderr)
         return 1
+    summarise(progress=jobs == 1)
     code = build() if build_html else 0
     if failed:
         print(f"[bnlib] chapters that failed: {', '.join(failed)}", file=sys.stderr)

@@ -6,7 +6,12 @@ In prose write ``{glue:text}`key``` (strings and numbers) or ``{glue:text}`key:.
 
 from __future__ import annotations
 
+import json
+import platform
+import subprocess
 import time
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +19,7 @@ import pandas as pd
 from IPython.display import Markdown, display, update_display
 
 from . import claims as claims_
-from . import config
+from . import config, runs
 
 
 class Text(str):
@@ -63,6 +68,8 @@ def settings(cfg, *, chapter: str | None = None) -> None:
     (its run time is filled in by ``finish()`` at the end of the page)."""
     mod, known = config.spec_module(type(cfg)), config.fields(type(cfg))
     glue("profile", cfg.profile)
+    glue("seeds", _seeds(cfg))
+    glue("device", _device(cfg.device))
     rows = []
     for k in ("seed", *mod.KEY_SETTINGS):
         glue(f"cfg_{k}", _fmt(getattr(cfg, k)))
@@ -76,6 +83,18 @@ def settings(cfg, *, chapter: str | None = None) -> None:
             "| parameter | value | meaning |\n| --- | --- | --- |\n" + "\n".join(rows) + "\n:::\n")
     _SETTINGS.update(text=text, t0=time.perf_counter())
     display(Markdown(text.replace("@RUN_TIME@", "")), display_id="bnlib-settings")
+    display(Markdown(rerun_box(chapter or mod.__name__.rsplit(".", 1)[-1], cfg.profile)))
+
+
+def rerun_box(chapter: str, profile: str) -> str:
+    """A collapsed box with the exact commands that re-run this page, and where the output lands."""
+    return (f":::{{dropdown}} Re-run this page\n\n"
+            f"From the repository root (after `make book` or `make test` has created `.venv`):\n\n"
+            f"```bash\n.venv/bin/python -m bnlib params {chapter}   # every parameter, per profile\n"
+            f".venv/bin/python -m bnlib run {chapter} --profile {profile} -p seed 1   # any -p NAME VALUE\n```\n\n"
+            f"The executed notebook lands in `_build/notebooks/{chapter}.ipynb`; networks and probe results go "
+            "to the run store `_runs/`, so whatever this page already computed with the same settings is "
+            "loaded, not redone. A bad name or value stops with a message before anything runs.\n:::\n")
 
 
 def finish() -> float:
@@ -87,7 +106,51 @@ def finish() -> float:
            "loaded, not retrained). ")
     update_display(Markdown(_SETTINGS["text"].replace("@RUN_TIME@", run)), display_id="bnlib-settings")
     glue("run_time_min", round(took / 60, 1))
+    glue("trajectories_trained", sum(runs.USED.values()))
+    glue("trajectories_loaded", sum(not t for t in runs.USED.values()))
+    glue_all({f"env_{k}": v for k, v in environment().items()})
     return took
+
+
+def _device(spec: str) -> str:
+    """The device a chapter ran on, in words: the GPU's name, or the CPU's model and cores."""
+    import os
+
+    import torch
+
+    from . import device
+
+    dev = device(spec)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    model = next((ln.split(":", 1)[1].strip() for ln in _read("/proc/cpuinfo").splitlines()
+                  if ln.startswith("model name")), platform.processor() or "CPU")
+    return f"{dev.type.upper()}: {model}, {os.cpu_count()} cores"
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _git(*args: str) -> str:
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10).stdout.strip()
+
+
+def environment() -> dict[str, str]:
+    """The bnlib commit (``-dirty`` with uncommitted changes), torch and Python versions, date."""
+    import torch
+
+    try:
+        commit = _git("rev-parse", "--short=10", "HEAD") or "unknown"
+        commit += "-dirty" if _git("status", "--porcelain", "--untracked-files=no") else ""
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown (no git)"
+    return {"commit": commit, "torch": torch.__version__, "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
 def thresholds(cfg):
@@ -101,8 +164,10 @@ def thresholds(cfg):
 
 
 def claims(rows: list[claims_.Claim], *, prefix: str = "claim") -> pd.DataFrame:
-    """Glue each verdict as ``<prefix>_<i>_verdict`` (1-based) and return the table."""
+    """Glue each verdict as ``<prefix>_<i>_verdict`` (1-based), and every row as ``claims_json``
+    for the answer page, and return the table."""
     for i, c in enumerate(rows, 1):
         glue(f"{prefix}_{i}_verdict", c.verdict)
         glue(f"{prefix}_{i}_measured", c.measured)
+    glue("claims_json", json.dumps([asdict(c) for c in rows]))  # read by the answer page
     return claims_.table(rows)

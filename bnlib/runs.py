@@ -52,6 +52,9 @@ from .train import History, TrainConfig
 
 TRAJECTORY_CODE = ("data", "models", "norms", "train", "checkpoint", "functional")
 Arrays = dict[str, np.ndarray]
+# Trajectories this process used, by key: True if it trained them, False if it loaded them
+# (the execution page reports both per chapter).
+USED: dict[str, bool] = {}
 
 
 @lru_cache(maxsize=64)
@@ -310,6 +313,7 @@ class Store:
         return self.path(traj) / "ckpt" / f"{step:08d}.npz"
 
     def _mark_used(self, traj: Trajectory, *, trained: bool = False) -> None:
+        USED[self.key(traj)] = USED.get(self.key(traj), False) or trained
         f = self.path(traj) / "used.json"
         with _locked(self.path(traj) / ".used.lock"):
             used = json.loads(f.read_text()) if f.exists() else {"trained_by": [], "used_by": []}
