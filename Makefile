@@ -22,7 +22,7 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 	  { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
-bench: .venv/.installed
+bench: .venv/.installed .venv/.bench-installed
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 lint: .venv/.installed
@@ -33,6 +33,10 @@ lint: .venv/.installed
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-lock.txt
 	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+.venv/.bench-installed: requirements-bench.txt .venv/.installed
+	$(PY) -m pip install --quiet --no-deps -r requirements-bench.txt
 	touch $@
 
 # MathJax 3 from the npm registry, so the book renders math offline (no CDN).
