@@ -7,6 +7,7 @@ that its noise draw is the one the next training forward on the same batch makes
 """
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -19,9 +20,11 @@ from bnlib.norms import ActivationNoise
 from bnlib.probes.activations import (
     BAND_PERCENTILES,
     ActivationBands,
+    Moments,
     NoiseOnAccuracy,
     activation_stats,
     distribution_shift,
+    lag_shift,
     noise_on_accuracy,
     record_batch,
     recording_site,
@@ -197,16 +200,19 @@ def test_bands_probe_from_checkpoints_matches_the_records_and_a_direct_call(norm
     hist = store.history(t, checkpoints=(0, 2))
     probe = ActivationBands(layers=[1, 5, 9], num_samples=64, batch_seed=3)
     got = store.probe(t, probe, hist.records["step"])
-    assert got["step"].tolist() == [0, 2] and set(got) == {"step", "layer1.q", "layer5.q", "layer9.q"}
+    assert got["step"].tolist() == [0, 2]
+    assert set(got) == {"step", *(f"layer{i}.{s}q" for i in (1, 5, 9) for s in ("", "pre."))}
     X = record_batch(data.get(CIFAR), SGD.record_size, 3)
     for k, step in enumerate(got["step"]):
         model = store.model_at(t, int(step))
         ref = activation_stats(model, X, bn_mode="batch", layers=(1, 5, 9), num_samples=64, seed=3)
         for i in (1, 5, 9):
             np.testing.assert_array_equal(got[f"layer{i}.q"][k], ref[f"layer{i}.q"])
+            np.testing.assert_array_equal(got[f"layer{i}.pre.q"][k], ref[f"layer{i}.pre.q"])
             for m in ("mean", "var"):
-                np.testing.assert_allclose(hist.records[f"post{i}.{m}"][k], ref[f"layer{i}.{m}"], rtol=1e-5,
-                                           atol=1e-6)
+                for site, pre in (("post", ""), ("pre", "pre.")):
+                    np.testing.assert_allclose(hist.records[f"{site}{i}.{m}"][k], ref[f"layer{i}.{pre}{m}"],
+                                               rtol=1e-5, atol=1e-6)
 
 
 def test_noise_on_probe_at_the_end_equals_the_function_on_the_final_network(tmp_path):
@@ -261,10 +267,75 @@ def test_chapter_runs_on_mnist_and_noisy_bn_shifts_match_the_noise_prediction(tm
     assert rec["post1.mean"].shape == (4, 8) and rec["post8.var"].shape == (4, 64)  # width 1/8 of 64, 512
     pred = ch.noise_only_shift(cfg)
     shifts = ch.shifts_per_seed(cfg, hist)
-    st = ch.stability(shifts).set_index(["network", "layer"])
+    st = ch.stability(shifts).set_index(["network", "site", "layer"])
     for i in layers:
-        assert st.loc[("noisy_bn", i), "mean shift"] == pytest.approx(pred["mean_shift"], rel=0.35)
-        assert st.loc[("noisy_bn", i), "var shift"] == pytest.approx(pred["var_shift"], rel=0.35)
-        assert st.loc[("bn", i), "mean shift"] < pred["mean_shift"] / 5
+        assert st.loc[("noisy_bn", "post", i), "mean shift"] == pytest.approx(pred["mean_shift"], rel=0.35)
+        assert st.loc[("noisy_bn", "post", i), "var shift"] == pytest.approx(pred["var_shift"], rel=0.35)
+        assert st.loc[("bn", "post", i), "mean shift"] < pred["mean_shift"] / 5
     noise_on = noisy.probe(NoiseOnAccuracy(), ch.at_end)
-    assert {c.verdict for c in ch.claims(cfg, hist, noise_on, shifts)} <= set(VERDICTS)
+    moments = (nets.probe(Moments(batch_seed=cfg.seed), lambda h: ch.lag_steps(cfg, h))
+               | noisy.probe(Moments(batch_seed=cfg.seed), lambda h: ch.lag_steps(cfg, h)))
+    assert ch.bn_identity_errors(moments)["var"] < 1e-4  # BN's output moments: beta, gamma^2 (identity)
+    mnist = store.sweep(*ch.mnist_specs(cfg), norm=list(ch.MNIST_NORMS), lr=[cfg.lr], seeds=[cfg.seed]).hist
+    rows = ch.claims(cfg, hist, noise_on, shifts, ch.lag_table(cfg, hist, moments), moments, mnist)
+    assert {c.verdict for c in rows} <= set(VERDICTS) and rows[4].verdict == "identity"
+
+
+@pytest.mark.parametrize("norm", ["none", "bn", "noisy_bn"])
+def test_pre_site_is_the_weight_layers_own_output(norm):
+    """Oracle: the children run one by one on a copy (same weights, statistics and noise state);
+    the pre site of layer i is the output of conv/linear i, the output layer's both sites its output."""
+    model, X = tiny_vgg(norm), batch()
+    model.train()
+    model(X)  # noise generators born
+    twin = copy.deepcopy(model)
+    result = activation_stats(model, X, bn_mode="batch", layers=LAYERS)
+    raw, h, count = {}, X, 0
+    with torch.no_grad():
+        for child in twin:
+            h = child(h)
+            if isinstance(child, (torch.nn.Conv2d, torch.nn.Linear)):
+                count += 1
+                raw[count] = h.clone()
+    for i in LAYERS:
+        q, mean, var = oracle_stats(raw, i)
+        np.testing.assert_allclose(result[f"layer{i}.pre.q"], q, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(result[f"layer{i}.pre.mean"], mean, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(result[f"layer{i}.pre.var"], var, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(result["layer10.pre.q"], result["layer10.q"])
+
+
+@pytest.mark.parametrize("norm", ["bn", "noisy_bn"])
+def test_moments_probe_between_records_equals_records_taken_at_every_step(norm, tmp_path):
+    """The probe at steps between the records (replayed from checkpoints) equals the always-on
+    records of the same trajectory trained with a record at every step: replay is exact and the
+    batch is the trajectory's record batch (up to float32 rounding: the probe's forward may run on
+    another thread count than training's). Plus BN's gamma and beta per slot."""
+    store, t = runs.Store(tmp_path, progress=False), traj(norm)
+    got = store.probe(t, Moments(batch_seed=3), [0, 1, 2, 3, 4])
+    every = runs.Trajectory(t.data, t.model, replace(SGD, record_every=1), seed=3)
+    rec = store.history(every).records
+    assert got["step"].tolist() == [0, 1, 2, 3, 4] and rec["step"].tolist() == [0, 1, 2, 3]
+    for k in rec:
+        if k not in ("step", "grad_norm"):
+            np.testing.assert_allclose(got[k][:4], rec[k], rtol=1e-4, atol=1e-5)
+    model = store.model_at(t, 4)
+    np.testing.assert_array_equal(got["gamma1"][-1], model[1].weight.detach().numpy() if norm == "bn"
+                                  else model[1][0].weight.detach().numpy())
+    assert got["beta9"].shape == got["post9.mean"].shape and float(got["eps1"][0]) == 1e-5
+
+
+def test_moments_probe_has_no_bn_parameters_without_bn(tmp_path):
+    store, t = runs.Store(tmp_path, progress=False), traj("none")
+    got = store.probe(t, Moments(batch_seed=3), [1])
+    assert not any(k.startswith(("gamma", "beta", "eps")) for k in got) and "pre1.mean" in got
+
+
+def test_lag_shift_pairs_each_anchor_with_its_lag():
+    steps = [0, 1, 10, 11]
+    mean = np.array([[0.0], [1.0], [0.0], [3.0]])
+    var = np.full((4, 1), 1.0)
+    assert lag_shift(steps, mean, var, [0, 10], 1) == {"mean_shift": pytest.approx(2.0), "var_shift": 0.0}
+    assert lag_shift(steps, mean, var, [0], 10) == {"mean_shift": 0.0, "var_shift": 0.0}
+    with pytest.raises(ValueError, match="missing for \\[10\\]"):
+        lag_shift(steps, mean, var, [0, 10], 10)

@@ -4,9 +4,12 @@ Four VGGs trained alike: standard, + BN (the shared ``profiles.VGG`` runs, the t
 + "noisy" BN (BN then the time-varying noise of Algorithm 1) and standard + the same noise without BN.
 The noisy nets are variants (``variant_steps`` x ``variant_seeds``), so every comparison is made on
 the variant seeds at step ``variant_steps``, the core runs cut there.
-Per-unit moments at each normaliser's output come from the always-on records (Fig. 7, ``stability``),
-the percentile bands of Figs. 1c and 2 from ``probes.activations.ActivationBands`` on checkpoints at
-the record schedule. Defaults are the quick profile.
+Per-unit moments before (``pre``: the layer's output, the site of the paper's Fig. 1c) and after
+(``post``: where the noise is injected) each normaliser come from the always-on records (Fig. 7,
+``stability``), and at lags shorter than the record spacing from ``probes.activations.Moments``
+(``lag_table``); the percentile bands of Figs. 1c and 2 from ``ActivationBands`` on checkpoints at
+the record schedule. Cai & Wei's replication on another data set is run on MNIST with a LeNet
+(``mnist_specs``). Defaults are the quick profile.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ import numpy as np
 import pandas as pd
 
 from .. import models, profiles
-from ..claims import CHANCE_LOSS, Claim, Criterion, Gap, left_chance, less, verdict
+from ..claims import CHANCE_LOSS, Claim, Criterion, Gap, identity, left_chance, less, verdict
 from ..config import Interval, ListOf, OneOf, param
-from ..probes.activations import distribution_shift
-from ..train import History
+from ..data import DataSpec
+from ..models import ModelSpec
+from ..probes.activations import distribution_shift, lag_shift
+from ..train import History, TrainConfig
 from .training import acc_at, tail_loss
 
 TITLE = "Does BatchNorm work by controlling covariate shift?"
@@ -35,6 +40,9 @@ _STEPS = Interval(int, 1, 1_000_000)
 _DATA = ("cifar10", "mnist", "cifar10-mini", "mnist-mini")
 _FRAC = Interval(float, 0, 1, low_open=True)
 SOURCE = "Santurkar et al. 2018, Sec. 2.1, Fig. 2"
+SITES = ("pre", "post")  # the normaliser's input (the layer's output) and its output
+SITE_NAME = {"pre": "before the normaliser", "post": "after the normaliser"}
+MNIST_NORMS = ("none", "bn", "noisy_bn")
 
 
 @dataclass(frozen=True)
@@ -60,12 +68,32 @@ class Params(profiles.VGGParams):
     acc_margin: float = param(0.03, Interval(float, 0, 1), "'nearly matches' on test accuracy: noisy BN at most "
                               "this far below BN; 3 points, twice the sd (1.5) of a difference of two accuracies "
                               "on 2,000 images (choice)")
+    lags: tuple = param((1, 10, 100), ListOf(_STEPS), "lags (steps) of the distribution shift (issue: 1, 10, 100)")
+    lag_anchors: tuple = param((300, 500, 700), ListOf(Interval(int, 0, 1_000_000)),
+                               "steps the lagged shifts start from: past the plateau, a + max lag within the "
+                               "noisy runs (choice)")
+    marginal: float = param(2.0, Interval(float, 1, 100, low_open=True),
+                            "'differ only marginally' (Fig. 1c): BN's shift within this factor of the standard "
+                            "net's either way; a factor 2 is what a reader of a log-scale plot calls small (choice)")
+    grow_ratio: float = param(2.0, Interval(float, 1, 1000, low_open=True),
+                              "'grows with the lag': shift at the longest lag over the shortest above this; i.i.d. "
+                              "noise gives about 1, a steady drift up to the lag ratio (choice)")
+    ident_tol: float = param(1e-3, Interval(float, 0, 1, low_open=True),
+                             "identity row: largest relative error allowed; float32 moments over 64 images "
+                             "agree to about 1e-5 (choice)")
+    mnist_data: str = param("mnist", OneOf(("mnist", "mnist-mini")), "data of the replication on another data "
+                            "set (Cai & Wei do not name theirs; MNIST: choice)")
+    mnist_steps: int = param(300, _STEPS, "SGD steps of the MNIST LeNets; the standard LeNet leaves chance within "
+                             "100 (choice)")
 
 
-PROFILES = {"smoke": {**profiles.VGG["smoke"], "num_samples": 256}, "quick": {}, "paper": profiles.VGG["paper"]}
+PROFILES = {"smoke": {**profiles.VGG["smoke"], "num_samples": 256, "lags": (1, 2, 4), "lag_anchors": (0,),
+                     "mnist_data": "mnist-mini", "mnist_steps": 6},
+            "quick": {},
+            "paper": {**profiles.VGG["paper"], "lag_anchors": (2000, 6000, 10_000), "mnist_steps": 3000}}
 KEY_SETTINGS = ("dataset", "depth", "width", "lr", "batch_size", "num_steps", "num_seeds", "variant_steps",
                 "variant_seeds")
-THRESHOLDS = ("k", "chance_frac", "tail_frac", "near_frac", "acc_margin")
+THRESHOLDS = ("k", "chance_frac", "tail_frac", "near_frac", "acc_margin", "marginal", "grow_ratio", "ident_tol")
 
 
 def noise(cfg: Params) -> dict[str, float]:
@@ -153,37 +181,41 @@ def headline(table: pd.DataFrame) -> dict:
     return out
 
 
-def shifts_per_seed(cfg: Params, hist: dict) -> pd.DataFrame:
-    """Per (network, compared seed, layer): ``distribution_shift`` of the records ``post{i}``
-    (normaliser output) at the record steps before ``variant_steps``, the span every network ran."""
-    rows = []
-    for norm in NORMS:
-        for s in compared_seeds(cfg):
+def shifts_per_seed(cfg: Params, hist: dict, norms: Sequence[str] = NORMS, seeds: Sequence[int] | None = None,
+                    steps: int | None = None) -> pd.DataFrame:
+    """Per (network, seed, site, layer): ``distribution_shift`` of the records ``pre{i}``/``post{i}``
+    between consecutive records before ``steps`` (default ``variant_steps``, the span every network
+    ran), on ``seeds`` (default: the compared seeds)."""
+    rows, steps = [], steps or cfg.variant_steps
+    for norm in norms:
+        for s in seeds or compared_seeds(cfg):
             rec = hist[(norm, cfg.lr, s)].records
-            keep = rec["step"] < cfg.variant_steps if "step" in rec else np.zeros(0, bool)
-            for i in recorded_layers(cfg):
-                sh = (distribution_shift(rec[f"post{i}.mean"][keep], rec[f"post{i}.var"][keep]) if keep.sum() > 1
-                      else {"mean_shift": np.nan, "var_shift": np.nan})  # a run that died before 2 records
-                rows.append({"network": norm, "seed": s, "layer": i, "mean shift": sh["mean_shift"],
-                             "var shift": sh["var_shift"]})
+            keep = rec["step"] < steps if "step" in rec else np.zeros(0, bool)
+            for site in SITES:
+                for i in recorded_layers(cfg):
+                    sh = (distribution_shift(rec[f"{site}{i}.mean"][keep], rec[f"{site}{i}.var"][keep])
+                          if keep.sum() > 1 else {"mean_shift": np.nan, "var_shift": np.nan})  # died early
+                    rows.append({"network": norm, "seed": s, "site": site, "layer": i,
+                                 "mean shift": sh["mean_shift"], "var shift": sh["var_shift"]})
     return pd.DataFrame(rows)
 
 
 def stability(shifts: pd.DataFrame) -> pd.DataFrame:
-    """Per (network, layer): the shifts' means over seeds."""
-    return shifts.groupby(["network", "layer"], sort=False)[["mean shift", "var shift"]].mean().reset_index()
+    """Per (network, site, layer): the shifts' means over seeds."""
+    return shifts.groupby(["network", "site", "layer"], sort=False)[["mean shift", "var shift"]].mean().reset_index()
 
 
-def median_shifts(shifts: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
-    """{"mean shift" | "var shift": {network: per-seed medians over the recorded layers}}, seeds sorted."""
-    med = shifts.groupby(["network", "seed"])[["mean shift", "var shift"]].median()
+def median_shifts(shifts: pd.DataFrame, site: str = "post") -> dict[str, dict[str, list[float]]]:
+    """{"mean shift" | "var shift": {network: per-seed medians over the recorded layers}} at
+    ``site``, seeds sorted."""
+    med = shifts[shifts["site"] == site].groupby(["network", "seed"])[["mean shift", "var shift"]].median()
     return {c: {n: med.loc[n, c].sort_index().tolist() for n in med.index.unique("network")} for c in med}
 
 
-def shift_numbers(stab: pd.DataFrame) -> dict:
-    """Shifts per network and layer, their ranges over layers, and noisy BN's ratios to standard
-    (range and median over layers)."""
-    s, out = stab.set_index(["network", "layer"]), {}
+def shift_numbers(stab: pd.DataFrame, site: str = "post") -> dict:
+    """Shifts per network and layer at ``site``, their ranges over layers, and noisy BN's ratios
+    to standard (range and median over layers)."""
+    s, out = stab[stab["site"] == site].drop(columns="site").set_index(["network", "layer"]), {}
     for k, c in (("mshift", "mean shift"), ("vshift", "var shift")):
         out.update({f"{k}_{n}_{i}": v for (n, i), v in s[c].items()})
         out.update({f"{k}_{n}_{m}": getattr(s.loc[n, c], m)() for n in NORMS for m in ("min", "max", "median")})
@@ -192,6 +224,82 @@ def shift_numbers(stab: pd.DataFrame) -> dict:
             "ratio_median": ratio["mean shift"].median(), "vratio_median": ratio["var shift"].median(),
             "vratio_min": ratio["var shift"].min(), "vratio_max": ratio["var shift"].max(), "n_layers": len(ratio),
             "n_less_stable": int(((ratio["mean shift"] > 1) & (ratio["var shift"] > 1)).sum())}
+
+
+def fig1c_ratios(cfg: Params, hist: dict) -> dict[str, list[float]]:
+    """Fig. 1c on the core runs (every core seed, all ``num_steps``), before the normaliser: per
+    seed, BN's median shift over the recorded layers divided by the standard net's."""
+    sh = shifts_per_seed(cfg, hist, ("none", "bn"), profiles.seeds(cfg), cfg.num_steps)
+    med = median_shifts(sh, "pre")
+    return {c: [b / a for a, b in zip(med[c]["none"], med[c]["bn"])] for c in med}
+
+
+def lag_steps(cfg: Params, h: History) -> list[int]:
+    """The steps the lag probe needs: each anchor a and a + lag, for the anchors the run reached."""
+    return sorted({a + lag for a in anchors(cfg, h) for lag in (0, *cfg.lags)})
+
+
+def anchors(cfg: Params, h: History) -> list[int]:
+    """The lag anchors a with a + the longest lag within the run (all, unless it diverged early)."""
+    return [a for a in cfg.lag_anchors if a + max(cfg.lags) <= h.steps_done]
+
+
+def lag_table(cfg: Params, hist: dict, moments: dict) -> pd.DataFrame:
+    """Per (network, seed, site, layer, lag): ``lag_shift`` of the ``Moments`` probe results from
+    every anchor a to a + lag (nan where a run has no anchor)."""
+    rows = []
+    for key, res in moments.items():
+        a = anchors(cfg, hist[key])
+        for site in SITES:
+            for i in recorded_layers(cfg):
+                for lag in cfg.lags:
+                    sh = (lag_shift(res["step"], res[f"{site}{i}.mean"], res[f"{site}{i}.var"], a, lag) if a
+                          else {"mean_shift": np.nan, "var_shift": np.nan})
+                    rows.append({"network": key[0], "seed": key[-1], "site": site, "layer": i, "lag": lag,
+                                 "mean shift": sh["mean_shift"], "var shift": sh["var_shift"]})
+    return pd.DataFrame(rows)
+
+
+def lag_medians(lags: pd.DataFrame) -> pd.DataFrame:
+    """Per (network, seed, site, lag): medians over the recorded layers."""
+    return lags.groupby(["network", "site", "seed", "lag"])[["mean shift", "var shift"]].median().reset_index()
+
+
+def lag_growth(cfg: Params, lags: pd.DataFrame, norm: str, site: str = "post") -> dict[str, list[float]]:
+    """Per compared seed: the median shift at the longest lag over that at the shortest."""
+    m = lag_medians(lags).set_index(["network", "site", "seed", "lag"])
+    lo, hi = min(cfg.lags), max(cfg.lags)
+    return {c: [m.loc[(norm, site, s, hi), c] / m.loc[(norm, site, s, lo), c] for s in compared_seeds(cfg)]
+            for c in ("mean shift", "var shift")}
+
+
+def bn_identity_errors(moments: dict) -> dict[str, float]:
+    """Largest errors, over the BN runs' probed steps, slots and channels, of the identities of
+    a BN output on its own batch: mean = beta (error in units of |gamma|) and variance =
+    gamma^2 v / (v + eps), v the input's variance (relative error)."""
+    em, ev = 0.0, 0.0
+    for key, r in moments.items():
+        if key[0] != "bn":
+            continue
+        for i in range(1, 1 + sum(k.startswith("gamma") for k in r)):
+            g, b, v = r[f"gamma{i}"], r[f"beta{i}"], r[f"pre{i}.var"]
+            em = max(em, float(np.max(np.abs(r[f"post{i}.mean"] - b) / np.abs(g))))
+            want = g**2 * v / (v + r[f"eps{i}"][:, None])
+            ev = max(ev, float(np.max(np.abs(r[f"post{i}.var"] / want - 1))))
+    return {"mean": em, "var": ev}
+
+
+def mnist_specs(cfg: Params) -> tuple[DataSpec, ModelSpec, TrainConfig]:
+    """Cai & Wei's other data set: MNIST, a LeNet (1 channel, 28 x 28) and the chapter's SGD
+    for ``mnist_steps`` steps (our choices: they name neither)."""
+    t = TrainConfig("sgd", lr=cfg.lr, batch_size=cfg.batch_size, num_steps=cfg.mnist_steps,
+                    eval_every=cfg.eval_every, eval_size=cfg.eval_size, **profiles.VGG_RECORDS[cfg.profile])
+    return DataSpec(cfg.mnist_data), ModelSpec("lenet", in_channels=1, image_size=28, noise=noise(cfg)), t
+
+
+def mnist_losses(cfg: Params, hist: dict) -> dict[str, list[float]]:
+    """Final training loss (noise on) of each MNIST network on the compared seeds."""
+    return {n: [tail_loss(hist[(n, cfg.lr, s)], cfg.tail_frac) for s in compared_seeds(cfg)] for n in MNIST_NORMS}
 
 
 def noise_only_shift(cfg: Params, *, n: int = 200_000) -> dict[str, float]:
@@ -274,6 +382,50 @@ def _stalls(noise: Sequence[float], none: Sequence[float], k: float, chance_frac
     return text + why, verdict(all(stalled), partly=worse.holds, precondition=ok and not swamped)
 
 
+def _bn_identity(err_mean: float, err_var: float, ident_tol: float) -> tuple[str, str]:
+    text = (f"largest error over BN runs, slots, channels and probed steps: mean {err_mean:.1e} (x |gamma|), "
+            f"variance {err_var:.1e} (relative)")
+    return text, identity(err_mean <= ident_tol and err_var <= ident_tol)
+
+
+def _marginal(ratio_mean: Sequence[float], ratio_var: Sequence[float], marginal: float,
+              loss_none: Sequence[float], chance_frac: float, diverged: bool) -> tuple[str, str]:
+    ok, why = _pre(loss_none, chance_frac, diverged)
+    within = {c: [1 / marginal < r < marginal for r in rs] for c, rs in (("mean", ratio_mean), ("variance", ratio_var))}
+    text = "; ".join(f"{c} shift, BN / standard: " + ", ".join(f"{r:.2f}" for r in rs) + f" (within on "
+                     f"{sum(within[c])}/{len(rs)} seeds)" for c, rs in (("mean", ratio_mean), ("variance", ratio_var)))
+    both = [all(w) for w in within.values()]
+    return text + why, verdict(all(both), partly=any(both), precondition=ok)
+
+
+def _lag_growth(noisy: dict, none: dict, grow_ratio: float, k: float, diverged: bool) -> tuple[str, str]:
+    n = len(noisy["mean shift"])
+    g = [grow_ratio] * n
+    gaps = {c: (less(noisy[c], g, k=k), less(g, none[c], k=k)) for c in ("mean shift", "var shift")}
+    text = "; ".join(f"{c}, longest / shortest lag: noisy BN " + ", ".join(f"{x:.2f}" for x in noisy[c]) +
+                     ", standard " + ", ".join(f"{x:.2f}" for x in none[c]) for c in gaps)
+    text += f" ({n} seed{'s' if n > 1 else ''})"
+    one = any(a.holds and b.holds for a, b in gaps.values())
+    if diverged:
+        return text + "; inconclusive: a run the comparison needs diverged", "inconclusive"
+    return text, verdict(all(a.holds and b.holds for a, b in gaps.values()), partly=one)
+
+
+def _mnist_beats(loss: dict, k: float, chance_frac: float, diverged: bool) -> tuple[str, str]:
+    ok, why = _pre(loss["none"], chance_frac, diverged)
+    g = less(loss["noisy_bn"], loss["none"], k=k)
+    return g.text(("noisy BN", "standard")) + why, g.verdict(precondition=ok)
+
+
+def _mnist_near(loss: dict, near_frac: float, k: float, chance_frac: float, diverged: bool) -> tuple[str, str]:
+    ok, why = _pre(loss["none"], chance_frac, diverged)
+    if ok and not less(loss["bn"], loss["none"], k=k).holds:
+        ok, why = False, "; inconclusive: BN's loss is not below the standard net's, so near BN is not far from it"
+    g = less(_d(loss["noisy_bn"], loss["bn"]), _d(loss["none"], loss["bn"], near_frac), k=k)
+    return f"loss excess over BN: {g.text(('noisy BN', f'{near_frac:g} x standard'))}" + why, \
+        g.verdict(precondition=ok)
+
+
 PRE = ("Precondition: the standard net left chance (tail loss < {chance_frac:g} ln 10 on every seed at step "
        "{steps}) and no run the row compares diverged. ")
 ALL = "on every paired seed, or mean gap > {k:g} seed spreads"
@@ -288,26 +440,75 @@ CRITERIA = {
                                "accuracy > standard's, " + ALL + " (partly: both hold for one of the two)",
                                _beat_standard),
     "less_stable": Criterion("Noisy BN's distributions are less stable than even the standard net's", SOURCE,
-                             PRE + "Median over the recorded layers of the mean shift and of the variance shift: "
-                             "noisy BN > standard, " + ALL + " (partly: only one of the two)", _less_stable),
+                             PRE + "Site: after the normaliser (where the noise acts; the standard net has no "
+                             "normaliser, so its two sites agree). Median over the recorded layers of the mean "
+                             "shift and of the variance shift between records {record_every} steps apart: noisy "
+                             "BN > standard, " + ALL + " (partly: only one of the two)", _less_stable),
     "noise_stalls": Criterion("The same noise without BN prevents training", "Santurkar et al. 2018, Sec. 2.1",
                               PRE + "The noise-only net's final training loss (noise on) stays >= {chance_frac:g} "
                               "ln 10 on every seed, or it diverges (partly: it trains, but its loss > standard's, "
                               + ALL + ")", _stalls),
+    "bn_identity": Criterion("A BN channel's batch mean and variance after the normaliser are beta and gamma^2 "
+                             "(so stability measured there is stability by construction)", "Ioffe & Szegedy 2015, "
+                             "Alg. 1 (algebra)", "Site: after the normaliser, BN runs, {probed} probed steps. On the "
+                             "record batch: |mean - beta| / |gamma| and |var / (gamma^2 v / (v + eps)) - 1| <= "
+                             "{ident_tol:g}, v the variance before the normaliser; the largest error over every "
+                             "channel (an identity holds everywhere or not at all)", _bn_identity),
+    "marginal": Criterion("BN and standard nets differ only marginally in distributional stability",
+                          "Santurkar et al. 2018, Sec. 1, Fig. 1c",
+                          PRE.replace("{steps}", "{num_steps}") + "Site: before the normaliser (the layer's output, "
+                          "the paper's Fig. 1c). Core runs, every seed, all {num_steps} steps: median over the "
+                          "recorded layers of the mean shift and of the variance shift between records "
+                          "{record_every} steps apart; BN / standard within a factor {marginal:g} either way on "
+                          "every seed, for both (partly: for one of the two)", _marginal),
+    "lag_growth": Criterion("The injected shift is redrawn at every step: it does not grow with the lag, while "
+                            "training's own drift does", "Santurkar et al. 2018, Sec. 2.1 and App. A (Alg. 1)",
+                            "Precondition: no compared run diverged. Site: after the normaliser. Median over the "
+                            "recorded layers of the shift from steps {anchors} to {lags_hi} steps later over that "
+                            "to {lags_lo} step(s) later: noisy BN < {grow_ratio:g} and standard > {grow_ratio:g}, "
+                            + ALL + ", for the mean and the variance shift (partly: for one of the two)", _lag_growth),
+    "mnist_beats": Criterion("On another data set the noisy BN net still trains better than the standard net",
+                             "Cai & Wei 2020, Sec. 3.2",
+                             "MNIST, LeNet, {mnist_steps} steps. Precondition: the standard LeNet left chance (tail "
+                             "loss < {chance_frac:g} ln 10 on every seed) and no run diverged. Final training loss "
+                             "(noise on): noisy BN < standard, " + ALL, _mnist_beats),
+    "mnist_near": Criterion("On another data set the noise barely slows BN's training",
+                            "Cai & Wei 2020, Sec. 3.2; Santurkar et al. 2018, Fig. 2",
+                            "MNIST, LeNet, {mnist_steps} steps. Precondition: as the row above, and BN's loss < "
+                            "standard's. Noisy BN's final-loss excess over BN < {near_frac:g} x the standard net's "
+                            "excess, " + ALL, _mnist_near),
 }
 
 
-def claims(cfg: Params, hist: dict, noise_on: dict, shifts: pd.DataFrame) -> list[Claim]:
-    """The four claims of Sec. 2.1, decided on the compared seeds at step ``variant_steps``."""
+def claims(cfg: Params, hist: dict, noise_on: dict, shifts: pd.DataFrame, lags: pd.DataFrame, moments: dict,
+           mnist: dict) -> list[Claim]:
+    """The claims of Sec. 2.1 (compared seeds, step ``variant_steps``), Fig. 1c (core runs), the
+    lags, the BN identity and Cai & Wei's MNIST replication."""
     df = per_seed(cfg, hist, noise_on)
     loss = {n: df.loc[n, "final train loss"].tolist() for n in NORMS}
     acc = {n: df.loc[n, "final test acc"].tolist() for n in NORMS}
     dv = {n: bool(df.loc[n, "diverged"].any()) for n in NORMS}
-    med = median_shifts(shifts)
-    th = dict(k=cfg.k, chance_frac=cfg.chance_frac, steps=cfg.variant_steps)
+    med, err, fig1c = median_shifts(shifts), bn_identity_errors(moments), fig1c_ratios(cfg, hist)
+    core_none = [tail_loss(hist[("none", cfg.lr, s)], cfg.tail_frac) for s in profiles.seeds(cfg)]
+    core_dv = any(hist[(n, cfg.lr, s)].diverged for n in ("none", "bn") for s in profiles.seeds(cfg))
+    mloss = mnist_losses(cfg, mnist)
+    mdv = any(h.diverged for h in mnist.values())
+    th = dict(k=cfg.k, chance_frac=cfg.chance_frac, steps=cfg.variant_steps,
+              record_every=profiles.VGG_RECORDS[cfg.profile]["record_every"])
     return [CRITERIA["near_bn"](loss=loss, acc=acc, near_frac=cfg.near_frac, acc_margin=cfg.acc_margin,
                                 diverged=dv["none"] or dv["bn"] or dv["noisy_bn"], **th),
             CRITERIA["beat_standard"](loss=loss, acc=acc, diverged=dv["none"] or dv["bn"] or dv["noisy_bn"], **th),
             CRITERIA["less_stable"](mshift=med["mean shift"], vshift=med["var shift"], loss_none=loss["none"],
                                     diverged=dv["none"] or dv["noisy_bn"], **th),
-            CRITERIA["noise_stalls"](noise=loss["noise"], none=loss["none"], none_diverged=dv["none"], **th)]
+            CRITERIA["noise_stalls"](noise=loss["noise"], none=loss["none"], none_diverged=dv["none"], **th),
+            CRITERIA["bn_identity"](err_mean=err["mean"], err_var=err["var"], ident_tol=cfg.ident_tol,
+                                    probed=len(next(iter(moments.values()))["step"]) if moments else 0),
+            CRITERIA["marginal"](ratio_mean=fig1c["mean shift"], ratio_var=fig1c["var shift"], marginal=cfg.marginal,
+                                 loss_none=core_none, diverged=core_dv, num_steps=cfg.num_steps, **th),
+            CRITERIA["lag_growth"](noisy=lag_growth(cfg, lags, "noisy_bn"), none=lag_growth(cfg, lags, "none"),
+                                   grow_ratio=cfg.grow_ratio, diverged=dv["none"] or dv["noisy_bn"], k=cfg.k,
+                                   anchors=", ".join(map(str, cfg.lag_anchors)), lags_hi=max(cfg.lags),
+                                   lags_lo=min(cfg.lags)),
+            CRITERIA["mnist_beats"](loss=mloss, diverged=mdv, mnist_steps=cfg.mnist_steps, **th),
+            CRITERIA["mnist_near"](loss=mloss, near_frac=cfg.near_frac, diverged=mdv, mnist_steps=cfg.mnist_steps,
+                                   **th)]

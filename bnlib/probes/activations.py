@@ -8,12 +8,13 @@ so ``ActivationBands`` is a probe spec the run store runs on stored checkpoints,
 batch, so changes over time come from the parameters (and the noise), never from the data.
 ``NoiseOnAccuracy`` evaluates a network trained with Algorithm 1's noise with the noise kept on.
 
-Where we measure (our choice): for layer i (1-based conv/linear index, ``weight_layers``) we
-record the output of the normalisation module that follows it (Identity for the standard
-network, BN, BN + noise, or noise alone), i.e. the pre-activation that goes through the ReLU
-into layer i + 1: the ``post{i}`` site of the records. That is where BN sets the first two
-moments and where Algorithm 1 injects its noise; after the ReLU half of the distribution
-would be clipped away. A layer with no norm after it (the output layer) is recorded at its
+Where we measure: for layer i (1-based conv/linear index, ``weight_layers``) at two sites of
+the normalisation module that follows it (Identity for the standard network, BN, BN + noise,
+or noise alone): its input, the layer's raw output (``pre``, the site the paper's Fig. 1c
+plots), and its output, the pre-activation that goes through the ReLU into layer i + 1
+(``post``, where Algorithm 1 injects its noise). A BN channel's batch mean and variance at
+``post`` are beta and gamma^2 by construction. These are the ``pre{i}``/``post{i}`` sites of
+the always-on records. A layer with no norm after it (the output layer) has both sites at its
 own output.
 
 What we record, per layer: ``q``, percentiles of a fixed random sample (same images, same
@@ -35,9 +36,9 @@ from torch.func import functional_call
 
 from ..data import Data
 from ..functional import capture, clone_state, probing
-from ..models import weight_layers
+from ..models import norm_slots, weight_layers
 from ..norms import ActivationNoise
-from ..train import StepContext
+from ..train import StepContext, moments
 
 # TensorBoard's compressed-histogram percentiles: Phi(k) for k = -inf, -1.5, -1, -0.5, 0, ...
 BAND_PERCENTILES = (0.0, 6.68, 15.87, 30.85, 50.0, 69.15, 84.13, 93.32, 100.0)
@@ -71,25 +72,27 @@ def activation_stats(model: nn.Module, X: torch.Tensor, y: torch.Tensor | None =
     ``"running"`` uses BN's running averages and switches the noise off. ``y`` is unused (the
     probe signature). The sample of layer i is ``num_samples`` flat positions drawn with
     replacement from ``seed + i``: fixed for a fixed batch shape. Returns float64 arrays keyed
-    ``"layer{i}.q"`` (len(percentiles),), ``"layer{i}.mean"`` and ``"layer{i}.var"`` (C,).
+    ``"layer{i}.q"`` (len(percentiles),), ``"layer{i}.mean"`` and ``"layer{i}.var"`` (C,) at
+    the normaliser's output, and the same with ``"layer{i}.pre."`` at its input.
     The model (parameters, buffers, modes, every RNG) is left bit-identical.
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1; got {num_samples}")
     sites = {str(i): recording_site(model, i) for i in layers}
+    own = {i for i in layers if sites[str(i)] is weight_layers(model)[i - 1]}  # no norm: output twice
     params, buffers = clone_state(model)
-    with probing(model, bn_mode), torch.no_grad(), capture(sites) as rec:
+    with probing(model, bn_mode), torch.no_grad(), capture(sites, inputs=True) as rec:
         functional_call(model, (params, buffers), (X,))
     q = torch.tensor(percentiles, dtype=torch.float64) / 100
     result: dict[str, np.ndarray] = {}
     for i in layers:
-        a = rec[f"{i}.out"].double()                               # (N, C, H, W) or (N, C)
-        g = torch.Generator().manual_seed(seed + i)
-        idx = torch.randint(a.numel(), (num_samples,), generator=g).to(a.device)
-        result[f"layer{i}.q"] = torch.quantile(a.flatten()[idx], q.to(a.device)).cpu().numpy()
-        dims = (0, *range(2, a.dim()))                              # all but the channel
-        var, mean = torch.var_mean(a, dim=dims, correction=0)       # (C,) each
-        result[f"layer{i}.mean"], result[f"layer{i}.var"] = mean.cpu().numpy(), var.cpu().numpy()
+        for name, key in ((f"layer{i}.", f"{i}.out"), (f"layer{i}.pre.", f"{i}.in")):
+            a = rec[f"{i}.out" if i in own else key].double()
+            g = torch.Generator().manual_seed(seed + i)               # same positions at both sites
+            idx = torch.randint(a.numel(), (num_samples,), generator=g).to(a.device)
+            result[f"{name}q"] = torch.quantile(a.flatten()[idx], q.to(a.device)).cpu().numpy()
+            var, mean = torch.var_mean(a, dim=(0, *range(2, a.dim())), correction=0)  # (C,) each
+            result[f"{name}mean"], result[f"{name}var"] = mean.cpu().numpy(), var.cpu().numpy()
     return result
 
 
@@ -107,7 +110,8 @@ class ActivationBands:
 
     Runs the network as it trains (BN on batch statistics, noise on, with the draw the coming
     step makes) on ``record_batch(data, size, batch_seed)``; ``size=None`` takes the
-    trajectory's ``record_size``. Returns ``"layer{i}.q"`` (len(BAND_PERCENTILES),) per layer.
+    trajectory's ``record_size``. Returns ``"layer{i}.q"`` (normaliser output) and
+    ``"layer{i}.pre.q"`` (its input), (len(BAND_PERCENTILES),) each, per layer.
     """
 
     layers: tuple[int, ...]        # weight-layer numbers (1-based); the norm after each is measured
@@ -149,6 +153,39 @@ class NoiseOnAccuracy:
     def measure(self, ctx: StepContext) -> dict[str, float]:
         n = self.size or ctx.cfg.eval_size or len(ctx.data.X_test)
         return {"test_acc": noise_on_accuracy(ctx.model, ctx.data.X_test[:n], ctx.data.y_test[:n])}
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Probe: the always-on records' moments (``train.moments``: per-channel mean and variance
+    before, ``pre{i}``, and after, ``post{i}``, every normaliser slot i) at any step, so shifts
+    can be measured at lags shorter than the record spacing; and ``gamma{i}``/``beta{i}``/``eps{i}``
+    of the BatchNorm in slot i, if any. On ``record_batch(data, record_size, batch_seed)``: the
+    trajectory's own record batch when ``batch_seed`` is its seed."""
+
+    batch_seed: int = 0
+
+    def measure(self, ctx: StepContext) -> dict[str, np.ndarray]:
+        out = moments(ctx.model, record_batch(ctx.data, ctx.cfg.record_size, self.batch_seed))
+        for i, slot in enumerate(norm_slots(ctx.model), 1):
+            bn = next((m for m in slot.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)), None)
+            if bn is not None and bn.affine:
+                out.update({f"gamma{i}": bn.weight.detach().cpu().numpy().copy(),
+                            f"beta{i}": bn.bias.detach().cpu().numpy().copy(), f"eps{i}": np.array(bn.eps)})
+        return out
+
+
+def lag_shift(steps: Sequence[int], mean: np.ndarray, var: np.ndarray, anchors: Sequence[int],
+              lag: int) -> dict[str, float]:
+    """``distribution_shift`` from each anchor step a to step a + ``lag``, averaged over the
+    anchors: ``steps`` (T,) labels the rows of the (T, C) ``mean`` and ``var``, which must hold
+    both steps of every pair."""
+    row = {int(s): k for k, s in enumerate(steps)}
+    missing = [a for a in anchors if a not in row or a + lag not in row]
+    if missing or not len(anchors):
+        raise ValueError(f"lag_shift needs steps a and a + {lag} for every anchor; missing for {missing}")
+    pairs = [distribution_shift(mean[[row[a], row[a + lag]]], var[[row[a], row[a + lag]]]) for a in anchors]
+    return {k: float(np.mean([p[k] for p in pairs])) for k in ("mean_shift", "var_shift")}
 
 
 def distribution_shift(mean: np.ndarray, var: np.ndarray, *,
