@@ -95,9 +95,15 @@ def shifts(table: pd.DataFrame, *, norms: Sequence[str], sites: Sequence[str] = 
             ax.set_ylabel(ylabel)
             ax.set_yscale("log")
             ax.set_title(SITE_WORDS[site], fontsize=9)
-    axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
+    _legend_above(fig, axes, len(norms))
     return fig
+
+
+def _legend_above(fig, axes, n: int) -> None:
+    """One legend for the figure, above the panels (off the data)."""
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=n, fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
 
 
 def lags(medians: pd.DataFrame, *, norms: Sequence[str], sites: Sequence[str] = ("pre", "post")):
@@ -116,10 +122,12 @@ def lags(medians: pd.DataFrame, *, norms: Sequence[str], sites: Sequence[str] = 
                 band(ax, [p["lag"].to_numpy() for p in per], [p[col].to_numpy() for p in per], norm, marker="o")
             ax.set_xscale("log")
             ax.set_yscale("log")
+            ticks = sorted(medians["lag"].unique())
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.xaxis.set_minor_locator(plt.NullLocator())
             ax.set_ylabel(ylabel)
             ax.set_title(SITE_WORDS[site], fontsize=9)
     for ax in axes[-1]:
         ax.set_xlabel("lag (training steps)")
-    axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
+    _legend_above(fig, axes, len(norms))
     return fig
