@@ -12,28 +12,72 @@ from bnlib.chapters.ics_measure import CRITERIA
 from bnlib.train import History
 
 TH = dict(margin=0.05, k=2.0, chance_frac=0.9, compare_from=300, no_ics=0.99, nearly_no_ics=0.9,
-          uncorrelated=0.3, lower_by=0.1, lr=0.1, net="VGG")
+          uncorrelated=0.3, lower_by=0.1, explained=0.5, lr=0.1, net="VGG")
+RAW = {"l2_bn": {4: [9.0, 9.0, 9.0]}, "l2_none": {4: [0.1, 0.1, 0.1]}}  # reported, never judged
 TRAINED, AT_CHANCE = [1.3, 1.2, 1.4], [1.3, 2.25, 1.4]
 
 
-@pytest.mark.parametrize("cos_bn, l2_bn, tails, diverged, expected", [
+@pytest.mark.parametrize("cos_bn, rel_bn, tails, diverged, expected", [
     ([0.5, 0.6, 0.93], [2.0, 2.5, 2.2], TRAINED, False, "reproduced"),   # 0.93 <= 0.9 + margin: "similar"
-    ([0.5, 0.6, 0.7], [0.5, 0.6, 0.4], TRAINED, False, "partly"),        # cosines lower, norms smaller
+    ([0.5, 0.6, 0.7], [0.5, 0.6, 0.4], TRAINED, False, "partly"),        # cosines lower, relative ICS smaller
     ([0.99, 0.99, 0.99], [2.0, 2.0, 2.0], TRAINED, False, "not reproduced"),
     ([0.5, 0.6, 0.7], [2.0, 2.0, 2.0], AT_CHANCE, False, "inconclusive"),  # a standard run stayed at chance
     ([0.5, 0.6, 0.7], [2.0, 2.0, 2.0], TRAINED, True, "inconclusive")])   # a run diverged
-def test_ics_larger(cos_bn, l2_bn, tails, diverged, expected):
-    none = {"cos_none": {4: [0.9, 0.9, 0.9]}, "l2_none": {4: [1.0, 1.0, 1.0]}}
-    row = CRITERIA["ics_larger"](cos_bn={4: cos_bn}, l2_bn={4: l2_bn}, **none, tails_none=tails,
+def test_ics_larger(cos_bn, rel_bn, tails, diverged, expected):
+    none = {"cos_none": {4: [0.9, 0.9, 0.9]}, "rel_none": {4: [1.0, 1.0, 1.0]}}
+    row = CRITERIA["ics_larger"](cos_bn={4: cos_bn}, rel_bn={4: rel_bn}, **none, **RAW, tails_none=tails,
                                  diverged=diverged, **TH)
     assert row.verdict == expected and "+ 0.05" in row.criterion and "step 300" in row.criterion
+    assert "relative ICS" in row.criterion and "raw ||G - G'||, not judged: standard 0.1, BN 9" in row.measured
     assert "3 seeds" in row.measured and ("precondition fails" in row.measured) == (expected == "inconclusive")
+
+
+def test_ics_larger_judges_the_relative_ics_not_the_raw_one():
+    """A BN net whose raw ICS is tiny only because its gradients are (vanishing gradients) does
+    not fail the norm part: the relative ICS decides it."""
+    row = CRITERIA["ics_larger"](cos_bn={4: [0.5] * 3}, cos_none={4: [0.9] * 3}, rel_bn={4: [2.0] * 3},
+                                 rel_none={4: [1.0] * 3}, l2_bn={4: [1e-6] * 3}, l2_none={4: [1.0] * 3},
+                                 tails_none=TRAINED, diverged=False, **TH)
+    assert row.verdict == "reproduced"
+
+
+@pytest.mark.parametrize("raw, grad, diverged, expected", [
+    ([-0.4, -0.3, -0.5], [-0.35, -0.3, -0.4], False, "reproduced"),     # ||G|| falls as much as the raw ICS
+    ([-0.4, -0.3, -0.5], [0.0, 0.05, -0.02], False, "not reproduced"),  # raw ICS falls, ||G|| does not
+    ([0.1, -0.3, -0.5], [-0.35, -0.3, -0.4], False, "inconclusive"),    # the raw ICS does not fall on seed 1
+    ([-0.4, -0.3, -0.5], [-0.35, -0.3, -0.4], True, "inconclusive")])   # a run diverged
+def test_settles(raw, grad, diverged, expected):
+    row = CRITERIA["settles"](raw=raw, grad=grad, rel=[0.0, 0.0, 0.0], diverged=diverged, **TH)
+    assert row.verdict == expected and "0.5 x the raw ICS's fall" in row.criterion and "step 300" in row.criterion
+    assert ("precondition fails" in row.measured) == (expected == "inconclusive") and "3 seeds" in row.measured
+
+
+@pytest.mark.parametrize("l2_max, cos_min, expected", [
+    (0.0, 1.0, "identity"), (0.0, float("nan"), "identity"),  # nan: a zero gradient, cos undefined
+    (1e-9, 1.0, "not reproduced"), (0.0, 0.9, "not reproduced")])
+def test_layer_one(l2_max, cos_min, expected):
+    row = CRITERIA["layer_one"](l2_max=l2_max, cos_min=cos_min, runs=4, measurements=40)
+    assert row.verdict == expected and "40 measurements of 4 runs" in row.measured
+
+
+def test_settle_ratios_from_probe_results():
+    cfg = chapters.resolve("ics_measure", profile="quick")
+    steps = (300, 600, 900, 1200)  # split at (300 + 1500) / 2 = 900
+    ics = {"vgg": {}}
+    for s in profiles.seeds(cfg):
+        p = probe_result(cos=[1.0] * 10, l2=[0.0] + [1.0] * 9, steps=steps)
+        p["l2"][2:] /= 10  # the raw ICS falls x10 in the late half
+        p["g_norm"][2:] /= 10  # and so does ||G||: the relative ICS is flat
+        ics["vgg"][("bn", cfg.lr, s)] = p
+    assert ch.settle(cfg, ics, "l2") == pytest.approx([-1.0] * 3)
+    assert ch.settle(cfg, ics, "g_norm") == pytest.approx([-1.0] * 3)
+    assert ch.settle(cfg, ics, "rel_l2") == pytest.approx([0.0] * 3)
 
 
 def test_ics_larger_is_inconclusive_when_the_seeds_disagree_within_their_spread():
     row = CRITERIA["ics_larger"](cos_bn={4: [0.5, 1.0, 0.3]}, cos_none={4: [0.9, 0.5, 0.9]},
-                                 l2_bn={4: [2.0, 0.1, 2.0]}, l2_none={4: [1.0, 1.0, 1.0]},
-                                 tails_none=TRAINED, diverged=False, **TH)
+                                 rel_bn={4: [2.0, 0.1, 2.0]}, rel_none={4: [1.0, 1.0, 1.0]},
+                                 tails_none=TRAINED, diverged=False, **RAW, **TH)
     assert row.verdict == "inconclusive"
 
 
@@ -42,9 +86,10 @@ def test_ics_larger_fails_where_one_part_clearly_fails_whatever_the_swamped_part
     version can hold, so the swamped norm gap does not make the row inconclusive."""
     row = CRITERIA["ics_larger"](cos_bn={3: [0.5, 0.6, 0.5], 6: [0.75, 0.76, 0.74]},
                                  cos_none={3: [0.9, 0.9, 0.9], 6: [0.5, 0.49, 0.5]},
-                                 l2_bn={3: [2.0, 2.0, 2.0], 6: [0.7, 0.6, 0.75]},
-                                 l2_none={3: [1.0, 1.0, 1.0], 6: [0.65, 0.7, 0.7]},
-                                 tails_none=TRAINED, diverged=False, **TH)
+                                 rel_bn={3: [2.0, 2.0, 2.0], 6: [0.7, 0.6, 0.75]},
+                                 rel_none={3: [1.0, 1.0, 1.0], 6: [0.65, 0.7, 0.7]},
+                                 tails_none=TRAINED, diverged=False,
+                                 l2_bn={3: [1.0] * 3, 6: [1.0] * 3}, l2_none={3: [1.0] * 3, 6: [1.0] * 3}, **TH)
     assert row.verdict == "not reproduced" and "standard 0.683 vs BN 0.683" in row.measured
 
 
@@ -101,7 +146,7 @@ def test_tables_and_claims_on_synthetic_runs():
     row = t[(t.norm == "bn") & (t.layer == 2)].iloc[0]
     assert (row.cos, row.l2, row.rel_l2, row.seeds) == pytest.approx((0.1, 1.0, 0.5, 1))
     assert list(ch.shown_table(cfg, ics).columns) == ["net", "norm", "lr", "seeds", "layer", "l2", "rel_l2", "cos"]
-    assert [c.verdict for c in ch.claims(cfg, hist, ics)] == ["reproduced"] * 8
+    assert [c.verdict for c in ch.claims(cfg, hist, ics)] == ["reproduced"] * 8 + ["inconclusive", "identity"]
     k = ch.key_numbers(cfg, hist, ics)
     assert (k["dln_bn_lower_cos"], k["dln_pairs"]) == (2 * (cfg.dln_depth - 1),) * 2  # layer 1 left out
     assert (k["vgg_cos_bn_a"], k["vgg_loss_bn"], k["vgg_layer_b"]) == (pytest.approx(0.1), 1.0, 6)

@@ -355,3 +355,29 @@ def test_vmap_is_used_where_it_pays():
     X = torch.zeros(2, 3, 32, 32)
     assert not landscape.vmap_pays(models.vgg(11, width=1 / 16), X)
     assert landscape.vmap_pays(models.deep_linear(depth=3, width=4, norm="bn"), X)
+
+
+def test_activation_grads_match_autograd_at_each_layer_output():
+    from bnlib.probes.landscape import ActivationGrads, activation_grads
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
+    X, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    out = activation_grads(model, X, y, loss="ce")
+    h1 = model[0](X)
+    h1.retain_grad()
+    h2 = model[3](model[2](model[1](h1)))
+    h2.retain_grad()
+    nn.functional.cross_entropy(h2, y).backward()
+    assert out["act"] == pytest.approx([h1.grad.norm().item(), h2.grad.norm().item()], rel=1e-5)
+    assert out["weight"] == pytest.approx([model[0].weight.grad.norm().item(), model[3].weight.grad.norm().item()],
+                                          rel=1e-5)
+    assert ActivationGrads().bn_mode == "batch"
+
+
+def test_activation_grads_leave_buffers_untouched():
+    from bnlib.probes.landscape import activation_grads
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    activation_grads(model, torch.randn(8, 4), torch.randint(0, 3, (8,)), loss="ce")
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())

@@ -10,7 +10,7 @@ from bnlib.chapters.smoothness import CRITERIA
 from bnlib.train import History
 
 TH = dict(compare_from=300, k=2.0, chance_frac=0.9, trained_below=0.9, tail_frac=0.2, early_factor=100.0,
-          early_partly=10.0, kind="unit")
+          early_partly=10.0, layer_share=0.5, kind="unit", mult_max=4.0, beyond="0.8, 1.6 x the gradient")
 
 
 @pytest.mark.parametrize("name", ["vgg_loss_range", "vgg_grad_diff", "vgg_beta_eff"])
@@ -35,7 +35,7 @@ def test_two_orders_of_magnitude_early(factors, trained, expected):
     assert row.verdict == expected and "maximum" in row.criterion and "Partly: > 10" in row.criterion
 
 
-@pytest.mark.parametrize("name", ["dln", "vgg_random", "dln_random"])
+@pytest.mark.parametrize("name", ["dln", "vgg_random", "dln_random", "vgg_beyond"])
 @pytest.mark.parametrize("factors, trained, expected", [
     ({"loss_range": [2.0, 3.0], "grad_diff": [1.5, 1.2], "beta_eff": [4.0, 1.1]}, True, "reproduced"),
     ({"loss_range": [2.0, 3.0], "grad_diff": [1.5, 1.2], "beta_eff": [0.8, 0.9]}, True, "partly"),
@@ -112,9 +112,10 @@ def test_line_searches_follow_the_parameters_and_stop_at_divergence():
     lines = ch.line_searches(cfg)
     grad, steps = lines["vgg", "grad"]
     rand, rsteps = lines["vgg", "rand"]
-    assert grad.direction == "gradient" and len(grad.multipliers) == 4
-    assert grad.multipliers[0] == pytest.approx(cfg.mult_min) and grad.multipliers[-1] == pytest.approx(cfg.mult_max)
-    assert rand.direction == "filter" and rand.multipliers == grad.multipliers and rand.seed == cfg.seed
+    assert grad.direction == "gradient" and len(grad.multipliers) == 4 + len(cfg.beyond_mults)
+    assert grad.multipliers[0] == pytest.approx(cfg.mult_min) and grad.multipliers[3] == pytest.approx(cfg.mult_max)
+    assert grad.multipliers[4:] == cfg.beyond_mults  # the VGG's gradient line goes on past the paper's cap
+    assert rand.direction == "filter" and rand.multipliers == grad.multipliers[:4] and rand.seed == cfg.seed
     assert lines["dln", "grad"][0].multipliers[-1] == pytest.approx(cfg.dln_mult_max)
     full, stopped = _hist([1.0] * cfg.num_steps), _hist([1.0] * 3, diverged=True)
     assert steps(full) == ch.probe_steps(cfg, "vgg") == list(range(0, cfg.num_steps, 2))
@@ -129,3 +130,43 @@ def test_sweeps_reuse_the_shared_runs_where_long_enough():
     shared = ch.shared_runs(cfg)
     assert set(shared["vgg"]) == {0.1, 0.5} and set(shared["dln"]) == {1e-6, 1e-7}
     assert shared["vgg"][0.5][0][2].num_steps >= cfg.sweep_steps
+
+
+ACT_NONE = np.array([[2.0, 3.0, 4.0, 5.0]] * 3)  # (seeds, layers)
+WEIGHT = dict(weight_bn=np.ones((3, 4)), weight_none=np.full((3, 4), 2.0))
+
+
+@pytest.mark.parametrize("act_bn, trained, expected", [
+    (ACT_NONE / 2, True, "reproduced"),
+    (ACT_NONE * np.array([0.5, 0.5, 0.5, 2.0]), True, "partly"),      # lower in 3 of 4 layers
+    (ACT_NONE * np.array([0.5, 2.0, 2.0, 2.0]), True, "not reproduced"),
+    (ACT_NONE / 2, False, "inconclusive"),                             # the standard net stayed at chance
+    (ACT_NONE * np.array([[0.5, 0.5, 0.2, 0.5], [0.5, 0.5, 3.0, 0.5], [0.5, 0.5, 0.9, 0.5]]), True,
+     "inconclusive")])                                                 # layer 3 swamped: reproduced or partly
+def test_lower_gradient_magnitudes(act_bn, trained, expected):
+    row = CRITERIA["vgg_lipschitz"](act_bn=act_bn, act_none=ACT_NONE, **WEIGHT, trained=trained, **TH)
+    assert row.verdict == expected and "input of its normaliser" in row.criterion and "Partly: at more than 0.5" \
+        in row.criterion
+    assert "not the paper's site): BN lower in 4 of 4" in row.measured and "mean over 3 seeds" in row.measured
+
+
+def test_split_line_cuts_the_vgg_gradient_line_at_mult_max():
+    cfg = config.resolve(ch.Params, "smoke", mult_max=4.0)
+    mults = np.array([[0.5, 2.0, 4.0, 8.0, 16.0]] * 2)
+    p = {"step": np.array([0, 10]), "multipliers": mults, "loss": np.array([[1, 2, 3, 9, 5]] * 2, float),
+         "grad_diff": mults * 2, "grad_norm": mults, "distance": mults, "loss_min": np.zeros(2)}
+    along = {("vgg", "grad"): {("bn", 0): p}, ("dln", "grad"): {("bn", 0): p}}
+    inside, beyond = ch.split_line(cfg, along)
+    assert inside["dln", "grad"]["bn", 0] is p and set(beyond) == {("vgg", "grad")}
+    a, b = inside["vgg", "grad"]["bn", 0], beyond["vgg", "grad"]["bn", 0]
+    assert a["multipliers"][0].tolist() == [0.5, 2.0, 4.0] and b["multipliers"][0].tolist() == [8.0, 16.0]
+    assert (a["loss_max"].tolist(), b["loss_min"].tolist(), b["grad_diff_max"].tolist()) == ([3, 3], [5, 5], [32, 32])
+    assert a["beta_eff"].tolist() == [2.0, 2.0]
+
+
+def test_the_small_dln_run_is_the_ics_chapters():
+    """The sweep's DLN at 1e-7 reuses the ICS chapter's run at its quick length (trained once)."""
+    from bnlib import chapters
+    cfg, ics = config.resolve(ch.Params, "quick"), chapters.resolve("ics_measure", profile="quick")
+    spec = ch.shared_runs(cfg)["dln"][1e-7][0]
+    assert spec[2].num_steps == ics.dln_small_steps >= cfg.dln_sweep_steps and ics.dln_lr_small == 1e-7

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .. import models, profiles
-from ..claims import CHANCE_LOSS, Claim, Criterion, Gap, left_chance, less, verdict
+from ..claims import CHANCE_LOSS, Claim, Criterion, Gap, identity, left_chance, less, verdict
 from ..config import Interval, ListOf, OneOf, param
 from ..data import DataSpec
 from ..models import ModelSpec
@@ -42,6 +42,8 @@ class Params(profiles.VGGParams, profiles.DLNParams):
     vgg_layers: tuple = param((5, 10), ListOf(Interval(int, 1, PAPER_CONVS)),
                               "VGG layers shown, numbered as in a 13-conv VGG (paper: 5, 10)")
     dln_lr_small: float = param(1e-7, _LR, "the DLN's second, smaller learning rate (paper: 1e-7)")
+    dln_small_steps: int = param(5000, _STEPS, "DLN steps at dln_lr_small (paper: 10,000; quick: 5,000, CPU "
+                                 "budget: half the paper's, pays for this page's new rows)")
     dln_ics_dense_every: int = param(200, _STEPS, "DLN steps between ICS measurements early on (choice: the "
                                      "shared DLN's checkpoints)")
     dln_ics_dense_until: int = param(2000, _STEPS, "DLN step up to which ICS is measured densely (choice: the "
@@ -68,21 +70,25 @@ class Params(profiles.VGGParams, profiles.DLNParams):
                                 "uncorrelated' (choice: G' more than 72 degrees from G)")
     lower_by: float = param(0.1, Interval(float, 0, 2), "the weaker bar of 'uncorrelated': BN's median cosine "
                             "below the standard net's by this (choice: 1/20 of the cosine's range)")
+    explained: float = param(0.5, Interval(float, 0, 1), "'an artifact of convergence': the fall of ||G|| must be at "
+                             "least this share of the late fall of BN's raw ICS, on a log scale (choice: half)")
 
 
 THRESHOLDS = ("compare_from", "k", "chance_frac", "cos_margin", "no_ics", "nearly_no_ics", "uncorrelated",
-              "lower_by")
+              "lower_by", "explained")
 _SMOKE = {**profiles.VGG["smoke"], **profiles.DLN["smoke"]}
 PROFILES = {"smoke": dict(_SMOKE, small_steps=_SMOKE["num_steps"], ics_dense_every=2, ics_dense_until=2,
-                          ics_every=2, dln_ics_dense_every=5, dln_ics_dense_until=10, dln_ics_every=10,
-                          compare_from=2),
+                          ics_every=2, dln_small_steps=_SMOKE["dln_steps"], dln_ics_dense_every=5,
+                          dln_ics_dense_until=10, dln_ics_every=10, compare_from=2),
             "quick": {},
             "paper": {**profiles.VGG["paper"], **profiles.DLN["paper"], "small_steps": 15_000, "small_seeds": 3,
+                      "dln_small_steps": 10_000,
                       "ics_dense_every": 50, "ics_dense_until": 1000, "ics_every": 250, "dln_ics_dense_every": 20,
                       "dln_ics_dense_until": 1000, "dln_ics_every": 100, "compare_from": 1000}}
 KEY_SETTINGS = ("dataset", "depth", "width", "lr", "lr_small", "batch_size", "num_steps", "small_steps",
                 "num_seeds", "small_seeds", "ics_dense_every", "ics_dense_until", "ics_every", "dln_depth", "dln_lr",
-                "dln_lr_small", "dln_steps", "dln_ics_dense_every", "dln_ics_dense_until", "dln_ics_every", "dln_loss")
+                "dln_lr_small", "dln_steps", "dln_small_steps", "dln_ics_dense_every", "dln_ics_dense_until",
+                "dln_ics_every", "dln_loss")
 
 
 def dln_specs(cfg: Params) -> tuple[DataSpec, ModelSpec, TrainConfig]:
@@ -97,10 +103,11 @@ def schedule(n: int, dense_every: int, dense_until: int, every: int) -> tuple[in
     return tuple(sorted({*range(0, min(dense_until, n), dense_every), *range(dense_until, n, every)}))
 
 
-def ics_steps(cfg: Params) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The measured steps of the VGG (core runs) and the DLN: dense early, then sparse."""
+def ics_steps(cfg: Params, dln_steps: int | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The measured steps of the VGG (core runs) and of a DLN run of ``dln_steps`` (default: the
+    core DLN's): dense early, then sparse."""
     return (schedule(cfg.num_steps, cfg.ics_dense_every, cfg.ics_dense_until, cfg.ics_every),
-            schedule(cfg.dln_steps, cfg.dln_ics_dense_every, cfg.dln_ics_dense_until, cfg.dln_ics_every))
+            schedule(dln_steps or cfg.dln_steps, cfg.dln_ics_dense_every, cfg.dln_ics_dense_until, cfg.dln_ics_every))
 
 
 def reached(steps: tuple[int, ...]) -> Callable[[History], list[int]]:
@@ -128,7 +135,9 @@ def train_and_probe(cfg: Params, store) -> tuple[dict, dict]:
     plan = {"vgg": [(cifar, vgg, sgd, {"lr": [cfg.lr]}, profiles.seeds(cfg), vgg_at),
                     (cifar, vgg, sgd, {"lr": [cfg.lr_small], "num_steps": [cfg.small_steps]},
                      profiles.seeds(cfg, "small_seeds"), small_at)],
-            "dln": [(linear, dln, gd, {"lr": [lr]}, seeds_at(cfg, "dln", lr), dln_at) for lr in lrs(cfg, "dln")]}
+            "dln": [(linear, dln, gd, {"lr": [cfg.dln_lr]}, profiles.seeds(cfg), dln_at),
+                    (linear, dln, gd, {"lr": [cfg.dln_lr_small], "num_steps": [cfg.dln_small_steps]},
+                     profiles.seeds(cfg, "small_seeds"), ics_steps(cfg, cfg.dln_small_steps)[1])]}
     hist, ics = {}, {}
     for net, sweeps in plan.items():
         hist[net], ics[net] = {}, {}
@@ -231,15 +240,19 @@ def _pre_text(tails_none: list[float], frac: float, diverged: bool) -> str:
     return out + ("precondition fails: a run diverged; " if diverged else "")
 
 
-def _ics_larger(cos_bn: dict, cos_none: dict, l2_bn: dict, l2_none: dict, tails_none: list[float],
-                diverged: bool, margin: float, k: float, chance_frac: float) -> tuple[str, str]:
+def _ics_larger(cos_bn: dict, cos_none: dict, rel_bn: dict, rel_none: dict, l2_bn: dict, l2_none: dict,
+                tails_none: list[float], diverged: bool, margin: float, k: float,
+                chance_frac: float) -> tuple[str, str]:
     """Per shown layer (dict keys), paired per-seed medians: cos BN < cos standard + ``margin``
-    and ||G - G'|| BN > standard; partly: the cosine part at every layer."""
+    and the relative ||G - G'|| / ||G|| BN > standard; partly: the cosine part at every layer.
+    The raw ||G - G'|| is reported beside, not judged (it shrinks with ||G||)."""
     pre = left_chance(tails_none, frac=chance_frac) and not diverged
     cg = {i: less(cos_bn[i], cos_none[i], k=k, margin=-margin) for i in cos_bn}
-    lg = {i: less(l2_none[i], l2_bn[i], k=k) for i in cos_bn}
-    text = "; ".join(f"layer {i}: cos {cg[i].text(('BN', 'standard'))}; ||G - G'|| "
-                     f"{lg[i].text(('standard', 'BN'), '{:.3g}')}" for i in cos_bn)
+    lg = {i: less(rel_none[i], rel_bn[i], k=k) for i in cos_bn}
+    raw = lambda d, i: f"{np.mean(d[i]):.3g}"  # noqa: E731
+    text = "; ".join(f"layer {i}: cos {cg[i].text(('BN', 'standard'))}; ||G - G'|| / ||G|| "
+                     f"{lg[i].text(('standard', 'BN'), '{:.3g}')} (raw ||G - G'||, not judged: standard "
+                     f"{raw(l2_none, i)}, BN {raw(l2_bn, i)})" for i in cos_bn)
     return (_pre_text(tails_none, chance_frac, diverged) + text,
             _decide([*cg.values(), *lg.values()], list(cg.values()), pre))
 
@@ -248,6 +261,26 @@ def _trains_better(loss_bn: list[float], loss_none: list[float], diverged: bool,
     g = less(loss_bn, loss_none, k=k)
     return (("precondition fails: a run diverged; " if diverged else "") + g.text(("BN", "standard"), "{:.4g}"),
             g.verdict(precondition=not diverged))
+
+
+def _layer_one(l2_max: float, cos_min: float, runs: int, measurements: int) -> tuple[str, str]:
+    """Layer 1 has no layer before it: G' = G, so ||G - G'|| = 0 exactly at every measurement."""
+    return (f"largest layer-1 ||G - G'|| {l2_max:.3g}, smallest cos {cos_min:.3g} ({measurements} measurements "
+            f"of {runs} runs)", identity(l2_max == 0.0 and not cos_min < 1.0 - 1e-12))
+
+
+def _settles(raw: list[float], grad: list[float], rel: list[float], diverged: bool, explained: float,
+             k: float) -> tuple[str, str]:
+    """Per seed, log10 of (late median / middle median) of BN's raw ICS, ||G|| and relative ICS,
+    median over the shown layers. Precondition: the raw ICS falls on every seed. Holds if the
+    gradient norm's log fall is at least ``explained`` x the raw ICS's (paired ``Gap``)."""
+    falls = all(np.isfinite(raw)) and all(r < 0 for r in raw)
+    g = less(grad, explained * np.asarray(raw, float), k=k)
+    x = lambda v: ", ".join(f"x{10 ** u:.2f}" for u in v)  # noqa: E731
+    pre = ("precondition fails: a run diverged; " if diverged else "") + \
+        ("" if falls else "precondition fails: BN's raw ICS does not fall late on every seed; ")
+    return (pre + f"late / middle: raw ||G - G'|| {x(raw)}; ||G|| {x(grad)}; relative ICS {x(rel)} "
+            f"(||G|| log fall vs {explained:g} x raw: {g.seeds()})", g.verdict(precondition=falls and not diverged))
 
 
 def _per_layer(values: dict) -> str:
@@ -281,8 +314,20 @@ CRITERIA = {
         "With BN, ICS is similar or larger (VGG)", SOURCE,
         "lr {lr:g}; " + _PRE + "At each shown layer, per seed the median over measurements from step "
         "{compare_from} on: BN's "
-        "cos(G, G') < the standard net's + {margin:g}, and the standard net's ||G - G'|| < BN's. " + _GAP +
+        "cos(G, G') < the standard net's + {margin:g}, and the standard net's relative ICS ||G - G'|| / ||G|| < "
+        "BN's (the raw ||G - G'|| is shown, not judged: a net with vanishing gradients has a tiny raw ICS). " + _GAP +
         "Partly: the cosine part holds at every shown layer, the norm part does not.", _ics_larger),
+    "layer_one": Criterion(
+        "Layer 1's ICS is zero by definition (no layer before it moves)", "Santurkar et al. 2018, Def. 2.1",
+        "Every measurement of every run (both nets, both learning rates): ||G_1 - G'_1|| = 0 exactly and "
+        "cos = 1 (identity: a check of the probe)", _layer_one),
+    "settles": Criterion(
+        "The BN VGG's ICS settles late in training as an artifact of convergence", SOURCE,
+        "lr {lr:g}; BN VGG; measurements from step {compare_from} on, split at the middle of that window. Per "
+        "seed, log10(late median / middle median) of the raw ||G - G'||, of ||G|| and of ||G - G'|| / ||G||, "
+        "median over the shown layers. Precondition: the raw ICS falls on every seed, no run diverged. Holds "
+        "if ||G|| falls by at least {explained:g} x the raw ICS's fall (log scale), paired over seeds. " + _GAP,
+        _settles),
     "trains_better": Criterion(
         "BN networks still train better", SOURCE,
         "{net} at lr {lr:g}; precondition: no run diverged. Mean training loss over the last 10% of the steps: "
@@ -307,14 +352,32 @@ def shown(cfg: Params, ics: dict, net: str, norm: str, lr: float, key: str) -> d
     return {i: per_seed(cfg, ics, net, norm, lr, key, i) for i in shown_layers(cfg, net)}
 
 
+def settle(cfg: Params, ics: dict, key: str) -> list[float]:
+    """Per seed of the BN VGG at ``lr``: log10(median over the late half / median over the middle
+    half) of ``key`` (``l2``, ``g_norm`` or ``rel_l2``) over the measurements from ``compare_from``
+    on, the median over the shown layers (nan if a half is empty)."""
+    split, out = (cfg.compare_from + cfg.num_steps) / 2, []
+    for s in profiles.seeds(cfg):
+        p = ics["vgg"][("bn", cfg.lr, s)]
+        if "l2" not in p:
+            out.append(float("nan"))
+            continue
+        v, step = (p["l2"] / p["g_norm"] if key == "rel_l2" else p[key]), np.asarray(p["step"])
+        mid, late = (step >= cfg.compare_from) & (step < split), step >= split
+        out.append(float(np.median([np.log10(np.median(v[late, i - 1]) / np.median(v[mid, i - 1]))
+                                    for i in shown_layers(cfg, "vgg")])) if mid.any() and late.any() else float("nan"))
+    return out
+
+
 def claims(cfg: Params, hist: dict, ics: dict) -> list[Claim]:
     """The claims of Sec. 2.2 and Fig. 3, each decided by its criterion on the runs' numbers:
     per learning rate, on the seeds run there."""
     th = {n: getattr(cfg, n) for n in THRESHOLDS}
     hs = lambda net, norm, lr: [hist[net][(norm, lr, s)] for s in seeds_at(cfg, net, lr)]  # noqa: E731
     div = lambda net, lr: any(h.diverged for n in NORMS for h in hs(net, n, lr))  # noqa: E731
-    rows = [CRITERIA["ics_larger"](**{f"{k}_{n}": shown(cfg, ics, "vgg", n, lr, k) for k in ("cos", "l2")
-                                      for n in NORMS}, tails_none=[tail_loss(h) for h in hs("vgg", "none", lr)],
+    keys = (("cos", "cos"), ("rel", "rel_l2"), ("l2", "l2"))  # criterion input -> ICS quantity
+    rows = [CRITERIA["ics_larger"](**{f"{a}_{n}": shown(cfg, ics, "vgg", n, lr, k) for a, k in keys for n in NORMS},
+                                   tails_none=[tail_loss(h) for h in hs("vgg", "none", lr)],
                                    diverged=div("vgg", lr), margin=cfg.cos_margin, lr=lr, **th)
             for lr in lrs(cfg, "vgg")]
     rows += [CRITERIA["trains_better"](**{f"loss_{n}": [tail_loss(h) for h in hs(net, n, lr)] for n in NORMS},
@@ -324,7 +387,13 @@ def claims(cfg: Params, hist: dict, ics: dict) -> list[Claim]:
         dln = {f"cos_{n}": shown(cfg, ics, "dln", n, lr, "cos") for n in NORMS}
         rows += [CRITERIA["no_ics"](cos_none=dln["cos_none"], diverged=div("dln", lr), lr=lr, **th),
                  CRITERIA["uncorrelated"](**dln, diverged=div("dln", lr), lr=lr, **th)]
-    return rows
+    rows.append(CRITERIA["settles"](**{k: settle(cfg, ics, q) for k, q in (("raw", "l2"), ("grad", "g_norm"),
+                                                                          ("rel", "rel_l2"))},
+                                    diverged=div("vgg", cfg.lr), lr=cfg.lr, **th))
+    ps = [p for net in NETS for p in ics[net].values() if "l2" in p]
+    return rows + [CRITERIA["layer_one"](l2_max=float(max(np.max(p["l2"][:, 0]) for p in ps)),
+                                         cos_min=float(np.nanmin([np.nanmin(p["cos"][:, 0]) for p in ps])),
+                                         runs=len(ps), measurements=sum(len(p["step"]) for p in ps))]
 
 
 def key_numbers(cfg: Params, hist: dict, ics: dict) -> dict[str, float | int]:
@@ -333,7 +402,9 @@ def key_numbers(cfg: Params, hist: dict, ics: dict) -> dict[str, float | int]:
     out: dict[str, float | int] = {"vgg_convs": n_convs(cfg.depth), "vgg_lr": cfg.lr, "dln_lr": cfg.dln_lr,
                                    "dln_depth": cfg.dln_depth, "dln_width": cfg.dln_width,
                                    "dln_points": cfg.dln_points, "small_seeds": cfg.small_seeds,
-                                   "small_steps": cfg.small_steps, "compare_from": cfg.compare_from}
+                                   "small_steps": cfg.small_steps, "compare_from": cfg.compare_from,
+                                   "dln_small_steps": cfg.dln_small_steps}
+    out |= {f"settle_{q}": float(10 ** np.nanmean(settle(cfg, ics, q))) for q in ("l2", "g_norm", "rel_l2")}
     loss = summary(cfg, hist).set_index(["net", "norm", "lr"])["final train loss"]
     for net in NETS:
         lr, (a, b) = lrs(cfg, net)[0], shown_layers(cfg, net)[:2]

@@ -15,8 +15,9 @@ from .. import plots, profiles
 from ..claims import CHANCE_LOSS, Claim, Criterion, Gap, left_chance, less, verdict
 from ..config import Interval, ListOf, OneOf, param
 from ..probes import landscape
-from ..probes.landscape import LineSearch
+from ..probes.landscape import ActivationGrads, LineSearch
 from ..train import History
+from . import ics_measure
 from .ics_measure import schedule
 
 TITLE = "The smoothing effect: the landscape along the gradient"
@@ -37,6 +38,9 @@ class Params(profiles.VGGParams, profiles.DLNParams):
     mult_min: float = param(0.5, _pos(100), "smallest VGG step multiplier s (paper: 1/2)")
     mult_max: float = param(4.0, _pos(100), "largest VGG step multiplier s (paper: 4)")
     num_mults: int = param(6, Interval(int, 2, 100), "multipliers per line, log-spaced (choice)")
+    beyond_mults: tuple = param((8.0, 16.0), ListOf(_pos(1000)), "VGG multipliers beyond mult_max along the "
+                                "gradient, past the paper's cap of 0.4 x the gradient (choice: 0.8 and 1.6 x it at "
+                                "lr 0.1)")
     direction_kind: str = param("unit", OneOf(("unit", "filter")), "random directions: unit or per filter (choice)")
     dln_probe_dense_every: int = param(200, _STEPS, "DLN steps between probes early on (choice: the shared "
                                        "DLN's checkpoints)")
@@ -67,12 +71,15 @@ class Params(profiles.VGGParams, profiles.DLNParams):
                                 "(paper's wording)")
     early_partly: float = param(10.0, _pos(1e6), "the weaker bar of the early factor (choice: one order of "
                                 "magnitude)")
+    layer_share: float = param(0.5, _FRAC, "'partly' of the gradient-magnitude row: BN lower in more than this "
+                               "share of the layers (choice: a majority)")
 
 
-THRESHOLDS = ("compare_from", "k", "chance_frac", "trained_below", "tail_frac", "early_factor", "early_partly")
+THRESHOLDS = ("compare_from", "k", "chance_frac", "trained_below", "tail_frac", "early_factor", "early_partly",
+              "layer_share")
 _SMOKE, _PAPER = {**profiles.VGG["smoke"], **profiles.DLN["smoke"]}, {**profiles.VGG["paper"], **profiles.DLN["paper"]}
 PROFILES = {
-    "smoke": dict(_SMOKE, probe_dense_every=2, probe_dense_until=2, probe_every=2, num_mults=3,
+    "smoke": dict(_SMOKE, probe_dense_every=2, probe_dense_until=2, probe_every=2, num_mults=3, beyond_mults=(8.0,),
                   dln_probe_dense_every=10, dln_probe_dense_until=10, dln_probe_every=10, sweep_lrs=(0.1, 2.0),
                   sweep_steps=_SMOKE["num_steps"], dln_sweep_lrs=(1e-6, 1e-4), dln_sweep_steps=_SMOKE["dln_steps"],
                   compare_from=2),
@@ -84,7 +91,8 @@ PROFILES = {
                   compare_from=1000),
 }
 KEY_SETTINGS = ("dataset", "depth", "width", "lr", "num_steps", "num_seeds", "probe_dense_every", "probe_dense_until",
-                "probe_every", "mult_min", "mult_max", "num_mults", "direction_kind", "dln_lr", "dln_steps",
+                "probe_every", "mult_min", "mult_max", "num_mults", "beyond_mults",
+                "direction_kind", "dln_lr", "dln_steps",
                 "dln_probe_dense_every", "dln_probe_dense_until", "dln_probe_every", "sweep_lrs", "sweep_steps",
                 "dln_sweep_steps", "sweep_seeds")
 
@@ -104,9 +112,39 @@ def line_searches(cfg: Params) -> dict[tuple[str, str], tuple[LineSearch, object
     for net in ARCHS:
         lo, hi = (cfg.mult_min, cfg.mult_max) if net == "vgg" else (cfg.dln_mult_min, cfg.dln_mult_max)
         line, grid = LineSearch.geometric(lo, hi, cfg.num_mults), probe_steps(cfg, net)
-        for d, spec, g in (("grad", line, grid), ("rand", replace(line, direction=cfg.direction_kind,
-                                                                   seed=cfg.seed), grid[::2])):
+        longer = replace(line, multipliers=line.multipliers + tuple(cfg.beyond_mults)) if net == "vgg" else line
+        for d, spec, g in (("grad", longer, grid), ("rand", replace(line, direction=cfg.direction_kind,
+                                                                     seed=cfg.seed), grid[::2])):
             out[net, d] = (spec, lambda h, g=g: [s for s in g if s < h.steps_done])
+    return out
+
+
+def split_line(cfg: Params, along: dict) -> tuple[dict, dict]:
+    """The VGG's gradient line cut at ``mult_max``: ``along`` with every result on the paper's
+    segment (s <= mult_max; others unchanged) and ``{("vgg", "grad"): results beyond it}``."""
+    def cut(res: dict, inside: bool) -> dict:
+        return {k: landscape.restrict(p, (p["multipliers"][0] <= cfg.mult_max * (1 + 1e-9)) == inside)
+                for k, p in res.items()}
+    vgg = along["vgg", "grad"]
+    return {**along, ("vgg", "grad"): cut(vgg, True)}, {("vgg", "grad"): cut(vgg, False)}
+
+
+def gradient_magnitudes(cfg: Params, nets: dict, store_probe) -> dict[str, dict[str, np.ndarray]]:
+    """Per site, ``{norm: (seeds, layers)}`` per-seed medians over the steps from ``compare_from`` on
+    of the VGG's gradient norms: ``act`` = ||dL/dy_i|| at the output of weight layer i (the input
+    of its normaliser: the paper's site), from ``ActivationGrads`` at the probe steps, and
+    ``weight`` = ||dL/dW_i||, from the always-on records. ``store_probe(spec, steps)`` probes the
+    VGG core runs (``Runs.probe``)."""
+    steps = [s for s in probe_steps(cfg, "vgg") if s >= cfg.compare_from]
+    act = store_probe(ActivationGrads(), lambda h: [s for s in steps if s < h.steps_done])
+    out: dict[str, dict[str, np.ndarray]] = {"act": {}, "weight": {}}
+    for norm in NORMS:
+        hs = [nets["vgg"].hist[norm, s] for s in profiles.seeds(cfg)]
+        late = lambda step: np.asarray(step) >= cfg.compare_from  # noqa: E731
+        out["act"][norm] = np.stack([np.median(act[norm, s]["act"][late(act[norm, s]["step"])], axis=0)
+                                     for s in profiles.seeds(cfg)])
+        out["weight"][norm] = np.stack([np.median(h.records["grad_norm"][late(h.records["step"])], axis=0)
+                                        for h in hs])
     return out
 
 
@@ -144,8 +182,9 @@ def shared_runs(cfg: Params) -> dict:
     dln_lr (core) and 1e-7 (the ICS chapter's second lr, its first seed)."""
     core, variant = profiles.vgg_specs(cfg), profiles.vgg_specs(cfg, variant=True)
     dln = profiles.dln_specs(cfg)
+    small = (*dln[:2], replace(dln[2], num_steps=ics_measure.Params.dln_small_steps))  # that chapter's quick length
     return {"vgg": {cfg.lr: (core, profiles.seeds(cfg)), 0.5: (variant, profiles.seeds(cfg, "variant_seeds"))},
-            "dln": {cfg.dln_lr: (dln, profiles.seeds(cfg)), 1e-7: (dln, [cfg.seed])}}
+            "dln": {cfg.dln_lr: (dln, profiles.seeds(cfg)), 1e-7: (small, [cfg.seed])}}
 
 
 def tail(h: History, frac: float) -> float:
@@ -238,6 +277,24 @@ def _all_metrics(factors: dict[str, list[float]], trained: bool, k: float) -> tu
     return _pre(trained, "the standard net did not train on every seed, or a run diverged") + text, v
 
 
+def _lower_grads(act_bn: np.ndarray, act_none: np.ndarray, weight_bn: np.ndarray, weight_none: np.ndarray,
+                 trained: bool, k: float, layer_share: float) -> tuple[str, str]:
+    """Per layer, BN's activation-gradient norm < the standard net's over paired seeds (``Gap``;
+    arrays (seeds, layers)); partly: in more than ``layer_share`` of the layers; undecided
+    (swamped) layers that could change the verdict: inconclusive. The weight-gradient reading
+    (not the paper's site) is reported, not judged."""
+    gaps = [less(act_bn[:, i], act_none[:, i], k=k) for i in range(act_bn.shape[1])]
+    n, ok, swamped = len(gaps), sum(g.holds for g in gaps), sum(g.swamped for g in gaps)
+    wins = sum(less(weight_bn[:, i], weight_none[:, i], k=k).holds for i in range(n))
+    ratio = ", ".join(f"{i + 1}: x{r:.2g}" for i, r in enumerate(np.mean(act_none / act_bn, axis=0)))
+    text = (f"standard / BN ||dL/dy|| per layer (mean over {act_bn.shape[0]} seed{'s' * (act_bn.shape[0] > 1)}) {ratio}; BN lower in {ok} of {n} "
+            f"layers ({swamped} swamped). Weight gradients (records, not the paper's site): BN lower in {wins} of {n}")
+    best, worst = (verdict(m == n, partly=m > n * layer_share) for m in (ok + swamped, ok))
+    v = "inconclusive" if trained and best != worst else verdict(ok == n, partly=ok > n * layer_share,
+                                                                  precondition=trained)
+    return _pre(trained, "the standard net did not leave chance on every seed, or a run diverged") + text, v
+
+
 def _larger_lr(bn: float, none: float, lrs: str, seeds: int) -> tuple[str, str]:
     """BN's largest training lr > the standard net's; inconclusive if the standard net trains at none."""
     return (_pre(none > 0, "the standard net trains at no swept lr") +
@@ -276,6 +333,18 @@ CRITERIA = {
                             _all_metrics),
     **{f"{net}_lr": Criterion(f"{net.upper()}: BN trains at larger learning rates", SRC31, _LR, _larger_lr)
        for net in ARCHS},
+    "vgg_beyond": Criterion("VGG: BN keeps smoothing beyond 0.4 x the gradient", "Santurkar et al. 2018, Fig. 4 "
+                            "caption", _PRE_VGG + "On the part of the gradient line beyond s = {mult_max:g} (steps "
+                            "{beyond}), " + _ALL.replace("@", "").replace("median over probes", "median over the "
+                                                                             "probes from step {compare_from} on"),
+                            _all_metrics),
+    "vgg_lipschitz": Criterion(
+        "VGG: BN lowers gradient magnitudes (a more Lipschitz loss)", SRC31 + ", Thm 4.1",
+        _PRE_VGG + "Site: the output of each weight layer, the input of its normaliser (the paper's y in Thm 4.1). "
+        "Per layer and seed, the median over the probes from step {compare_from} on of ||dL/dy|| on the step's "
+        "batch; BN < standard at every layer, each as a gap over paired seeds. " + _GAP + " Partly: at more than "
+        "{layer_share:g} of the layers. The weight-gradient norms ||dL/dW|| (always-on records) are reported, "
+        "not judged: they are not the paper's site.", _lower_grads),
 }
 
 
@@ -286,8 +355,9 @@ def preconditions(cfg: Params, nets: dict) -> dict[str, bool]:
             and not any(nets[net].hist[n, s].diverged for n in NORMS for s in seeds) for net in ARCHS}
 
 
-def claims(cfg: Params, along: dict, nets: dict, table: pd.DataFrame) -> list[Claim]:
-    """The chapter's claims, each decided by its criterion on the per-seed factors."""
+def claims(cfg: Params, along: dict, nets: dict, table: pd.DataFrame, beyond: dict, grads: dict) -> list[Claim]:
+    """The chapter's claims, each decided by its criterion on the per-seed factors (``beyond``:
+    ``split_line``'s; ``grads``: ``gradient_magnitudes``)."""
     s = factor_summary(cfg, along, profiles.seeds(cfg)).set_index(["network", "direction", "metric"]).sort_index()
     seeds = lambda net, m, col="med", d="grad": list(s.loc[[(net, d, m)], col])  # noqa: E731
     ok = preconditions(cfg, nets)
@@ -300,9 +370,15 @@ def claims(cfg: Params, along: dict, nets: dict, table: pd.DataFrame) -> list[Cl
                                        kind=cfg.direction_kind, **th) for net in ARCHS]
     lrs = {"vgg": cfg.sweep_lrs, "dln": cfg.dln_sweep_lrs}
     rule = {"vgg": f"< {cfg.chance_frac:g} x ln 10", "dln": f"< {cfg.trained_below:g} x the initial loss"}
-    return rows + [CRITERIA[f"{net}_lr"](bn=largest_lr(table, net, "bn"), none=largest_lr(table, net, "none"),
-                                         lrs=", ".join(f"{v:g}" for v in lrs[net]), seeds=cfg.sweep_seeds,
-                                         rule=rule[net], **th) for net in ARCHS]
+    rows += [CRITERIA[f"{net}_lr"](bn=largest_lr(table, net, "bn"), none=largest_lr(table, net, "none"),
+                                   lrs=", ".join(f"{v:g}" for v in lrs[net]), seeds=cfg.sweep_seeds,
+                                   rule=rule[net], **th) for net in ARCHS]
+    b = factor_summary(cfg, beyond, profiles.seeds(cfg)).set_index("metric")
+    far = ", ".join(f"{m * cfg.lr:.2g}" for m in cfg.beyond_mults)
+    rows.append(CRITERIA["vgg_beyond"](factors={m: list(b.loc[[m], "med"]) for m in METRICS}, trained=ok["vgg"],
+                                       mult_max=cfg.mult_max, beyond=f"{far} x the gradient", **th))
+    return rows + [CRITERIA["vgg_lipschitz"](**{f"{site}_{n}": grads[site][n] for site in grads for n in NORMS},
+                                             trained=ok["vgg"], **th)]
 
 
 def numbers(cfg: Params, along: dict, nets: dict, table: pd.DataFrame) -> dict[str, float | str]:
@@ -325,3 +401,17 @@ def numbers(cfg: Params, along: dict, nets: dict, table: pd.DataFrame) -> dict[s
             "dln_sweep_lrs": ", ".join(f"{v:g}" for v in cfg.dln_sweep_lrs),
             "vgg_step_min": cfg.mult_min * cfg.lr, "vgg_step_max": cfg.mult_max * cfg.lr,
             "seed_caption": plots.seed_caption(seeds)}
+
+
+def new_numbers(cfg: Params, beyond: dict, grads: dict) -> dict[str, float | int | str]:
+    """The numbers the prose of the two newer sections quotes: ``beyond_<metric>`` factors (means
+    over seeds of the per-seed medians) and, per site, ``<site>_bn_lower`` layers where the mean
+    over seeds of BN's gradient norm is below the standard net's, of ``layers``."""
+    b = factor_summary(cfg, beyond, profiles.seeds(cfg)).groupby("metric")["med"].mean()
+    out: dict[str, float | int | str] = {f"beyond_{m}": float(b[m]) for m in METRICS}
+    out["beyond_steps"] = ", ".join(f"{m * cfg.lr:.2g}" for m in cfg.beyond_mults)
+    out["paper_cap"] = cfg.mult_max * cfg.lr
+    for site, g in grads.items():
+        out[f"{site}_bn_lower"] = int(np.sum(g["bn"].mean(0) < g["none"].mean(0)))
+    out["layers"] = int(grads["act"]["bn"].shape[1])
+    return out

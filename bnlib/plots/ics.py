@@ -18,34 +18,47 @@ from .curves import running_mean
 LAYER_STYLES = ("-", "--", ":", "-.")
 
 
+ROWS = {  # key of an ICS result -> y label; "rel_l2" = ||G - G'|| / ||G||
+    "l2": r"ICS, raw: $\|G - G'\|_2$", "rel_l2": r"ICS, relative: $\|G - G'\| / \|G\|$",
+    "cos": r"ICS: $\cos(G, G')$", "g_norm": r"gradient norm $\|G\|_2$",
+}
+
+
+def _values(p: dict, key: str, layer: int) -> np.ndarray:
+    return (p["l2"] / p["g_norm"] if key == "rel_l2" else p[key])[:, layer - 1]
+
+
 def curves(hist: dict, ics: dict, *, norms, seeds: dict, layers: list[int], smooth: int = 1,
-           loss_label: str = "training loss", log_loss: bool = False):
+           loss_label: str = "training loss", log_loss: bool = False, rows=tuple(ROWS)):
     """Columns: learning rates (``seeds``: {lr: the seeds run there}). Rows: training loss (from
-    ``hist``), ||G - G'||_2 and cos(G, G') (from ``ics``) of ``layers`` (line style per layer,
+    ``hist``), then ``rows`` of ``ROWS`` (from ``ics``) of ``layers`` (line style per layer,
     colour per normaliser) against the step; mean over seeds with a min..max band (``plots.band``)."""
     lrs = list(seeds)
-    fig, axes = plt.subplots(3, len(lrs), figsize=(5.0 * len(lrs), 8.4), sharex="col", squeeze=False)
+    fig, axes = plt.subplots(1 + len(rows), len(lrs), figsize=(5.0 * len(lrs), 2.5 + 2.1 * len(rows)),
+                             sharex="col", squeeze=False)
     for col, lr in enumerate(lrs):
-        ax_loss, ax_l2, ax_cos = axes[:, col]
+        ax_loss = axes[0, col]
         for norm in norms:
             ys = [running_mean(hist[(norm, lr, s)].train_loss, smooth) for s in seeds[lr]]
             band(ax_loss, [np.arange(1, len(y) + 1) for y in ys], ys, norm)
             ps = [p for s in seeds[lr] if "l2" in (p := ics[(norm, lr, s)])]
-            if not ps:
-                continue
             for layer, ls in zip(layers, LAYER_STYLES):
-                for ax, key in ((ax_l2, "l2"), (ax_cos, "cos")):
-                    band(ax, [p["step"] for p in ps], [p[key][:, layer - 1] for p in ps], norm, ls=ls, lw=1.5)
+                for ax, key in zip(axes[1:, col], rows):
+                    if ps:
+                        band(ax, [p["step"] for p in ps], [_values(p, key, layer) for p in ps], norm, ls=ls, lw=1.5)
         n = len(seeds[lr])
         ax_loss.text(0.98, 0.95, f"lr = {lr:g}, {n} seed{'s' * (n > 1)}", transform=ax_loss.transAxes,
                      ha="right", va="top")
         ax_loss.set_yscale("log" if log_loss else "linear")
-        ax_l2.set_yscale("log")
-        ax_cos.set_ylim(-1.05, 1.05)
-        ax_cos.set_xlabel("training step")
+        for ax, key in zip(axes[1:, col], rows):
+            if key == "cos":
+                ax.set_ylim(-1.05, 1.05)
+            else:
+                ax.set_yscale("log")
+        axes[-1, col].set_xlabel("training step")
     axes[0, 0].set_ylabel(loss_label)
-    axes[1, 0].set_ylabel(r"ICS: $\|G - G'\|_2$")
-    axes[2, 0].set_ylabel(r"ICS: $\cos(G, G')$")
+    for ax, key in zip(axes[1:, 0], rows):
+        ax.set_ylabel(ROWS[key])
     handles = [Line2D([], [], color=color(n), label=label(n)) for n in norms]
     handles += [Line2D([], [], color="0.3", ls=ls, label=f"layer {i}") for i, ls in zip(layers, LAYER_STYLES)]
     axes[0, -1].legend(handles=handles, loc="upper right", bbox_to_anchor=(1.0, 0.85), fontsize=8)
@@ -77,6 +90,8 @@ def heatmap(panels: list[tuple[str, dict]], *, metric: str = "cos"):
         ax.set_xlabel("training step")
         ax.grid(False)
     axes[0, 0].set_ylabel("layer")
+    fig.supxlabel("Layer 1 (top row): no layer before it, so G' = G by definition: cos 1, ICS 0"
+                  + ("" if metric == "cos" else " (blank on the log scale)"), fontsize=8)
     fig.colorbar(im, ax=axes[0].tolist(),
                  label=r"$\cos(G, G')$" if metric == "cos" else r"$\|G - G'\| \,/\, \|G\|$")
     return fig

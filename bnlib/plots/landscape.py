@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..probes.landscape import QUANTITIES, factors
-from . import color, label
+from . import band, color, label
 
 PANELS = (  # (lower key, upper key or None, y label) of the three panels of Fig. 4
     ("loss_min", "loss_max", None),
@@ -118,5 +118,21 @@ def lr_sweep(table: pd.DataFrame, *, bars: dict[str, float], networks: dict[str,
         ax.set_xlabel(f"learning rate, {title}")
         ax.set_ylabel("tail / initial training loss" if arch in relative else "tail training loss")
     axes[0, -1].legend(loc="lower right", bbox_to_anchor=(1, 1), ncol=2, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def gradient_norms(grads: dict[str, dict[str, np.ndarray]], titles: dict[str, str]):
+    """Per-layer gradient norms, one panel per site (``grads``: {site: {norm: (seeds, layers)}}),
+    the layer on x, a log y axis; mean over seeds with a min..max band (``plots.band``)."""
+    fig, axes = plt.subplots(1, len(grads), figsize=(5.2 * len(grads), 3.4), squeeze=False)
+    for ax, (site, per_norm) in zip(axes[0], grads.items()):
+        for norm, Y in per_norm.items():
+            layers = np.arange(1, Y.shape[1] + 1)
+            band(ax, [layers] * len(Y), list(Y), norm, marker="o", ms=3)
+        ax.set_yscale("log")
+        ax.set_xlabel("weight layer (input side first)")
+        ax.set_ylabel(titles[site])
+    axes[0, -1].legend(loc="best", fontsize=8)
     fig.tight_layout()
     return fig

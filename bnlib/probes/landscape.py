@@ -33,6 +33,7 @@ from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from ..functional import BN_MODES, Tensors, check_bn_mode, clone_state, loss_fn, probing
+from ..models import weight_layers
 from ..train import Probe, StepContext
 from .directions import NORMS, random_direction
 
@@ -200,6 +201,52 @@ QUANTITIES = {  # Fig. 4's three quantities, one value per probed step of a Line
     "grad_diff": ("largest gradient change", lambda p: p["grad_diff_max"]),
     "beta_eff": ("effective beta-smoothness", lambda p: p["beta_eff"]),
 }
+
+
+def restrict(p: dict, keep: np.ndarray) -> dict:
+    """A stored line-search result (arrays over probed steps) with its summaries recomputed over
+    the multipliers where ``keep`` (bool, (S,)) holds: the same line, a shorter segment of it."""
+    keep = np.asarray(keep, bool)
+    out = {**p, **{k: np.asarray(p[k])[:, keep] for k in ("multipliers", "loss", "grad_diff", "grad_norm",
+                                                         "distance")}}
+    out.update(loss_min=out["loss"].min(1), loss_max=out["loss"].max(1), grad_diff_min=out["grad_diff"].min(1),
+               grad_diff_max=out["grad_diff"].max(1), beta_eff=(out["grad_diff"] / out["distance"]).max(1))
+    return out
+
+
+def activation_grads(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str | Callable,
+                     bn_mode: str = "batch") -> dict[str, np.ndarray]:
+    """Per weight layer i (1-based order of ``models.weight_layers``), on the batch (X, y):
+    ``act`` = ||dL/dy_i||, y_i the layer's output (the input of its normaliser, the site of
+    Santurkar et al.'s Thm 4.1), and ``weight`` = ||dL/dW_i||; Frobenius norms over the batch,
+    in float64. The model, its buffers and the RNG are left as they were."""
+    crit = loss_fn(loss) if isinstance(loss, str) else loss
+    layers = weight_layers(model)
+    with probing(model, bn_mode):
+        params, buffers = clone_state(model)
+        names = {id(p): n for n, p in model.named_parameters()}
+        wnames = [names[id(m.weight)] for m in layers]
+        p = {k: v.requires_grad_() for k, v in params.items()}
+        outs: list[torch.Tensor] = []
+        hooks = [m.register_forward_hook(lambda _m, _i, o: outs.append(o)) for m in layers]
+        try:
+            value = crit(functional_call(model, (p, buffers), (X,)), y)
+        finally:
+            for h in hooks:
+                h.remove()
+        grads = torch.autograd.grad(value, [*outs, *(p[n] for n in wnames)])
+    norm = lambda gs: np.array([g.detach().double().norm().item() for g in gs])  # noqa: E731
+    return {"act": norm(grads[:len(layers)]), "weight": norm(grads[len(layers):])}
+
+
+@dataclass(frozen=True)
+class ActivationGrads:
+    """``activation_grads`` as a probe spec (run by the store on checkpoints), on the step's batch."""
+
+    bn_mode: str = "batch"  # BN normalises with the step batch's statistics, as in training
+
+    def measure(self, ctx: StepContext) -> dict[str, np.ndarray]:
+        return activation_grads(ctx.model, ctx.X, ctx.y, loss=ctx.loss, bn_mode=self.bn_mode)
 
 
 def factors(a: dict, b: dict) -> dict[str, np.ndarray]:
