@@ -143,8 +143,10 @@ def test_bn_after_relu_as_good_as_before(after, ok, expected):
     ({25: [0.80, 0.81], 50: [0.75, 0.76], 100: [0.7, 0.92]}, True, "not reproduced"),
     ({25: [0.80, 0.81], 50: [0.85, 0.86], 100: [0.9, 0.92]}, False, "inconclusive")])
 def test_singularity_grows_with_width(shares, ok, expected):
-    row = CRITERIA["singular_width"](shares=shares, ok=ok, width_epochs=1, zero_band=0.01)
+    row = CRITERIA["singular_width"](shares=shares, ok=ok, width_epochs=1, zero_band=0.01,
+                                     floors={25: 0.6, 50: 0.7, 100: 0.8})
     assert row.verdict == expected and row.measured.startswith("width 25: 80.0%, 81.0%")
+    assert row.measured.endswith("rank bound: 60%, 70%, 80%")
 
 
 def test_rank_floor_counts_parameters():

@@ -66,8 +66,9 @@ class Params(ChapterParams):
                                  "training images for the per-epoch training accuracy (choice)")
     num_seeds: int = param(2, Interval(int, 1, 20),
                            "seeds of the standard and BN-after-ReLU networks (choice; quick: 2)")
-    before_seeds: int = param(1, Interval(int, 1, 20),
-                              "seeds of the BN-before-ReLU sensitivity check (choice; quick: 1, CPU budget)")
+    before_seeds: int = param(2, Interval(int, 1, 20),
+                              "seeds of the BN-before-ReLU network, paired with the first BN-after ones (choice; "
+                              "quick: 2)")
     timing_rounds: int = param(12, Interval(int, 2, 1000),
                                "interleaved timing rounds, the replicates of the speed claims (choice)")
     timing_steps: int = param(40, Interval(int, 1, 10_000), "Adam steps per network per timing round (choice)")
@@ -451,7 +452,7 @@ def _block_diagonal(off: dict, ok: bool, offdiag_max: float) -> tuple[str, str]:
 
 def _outliers(gap_at: dict, ok: bool, classes: int, outlier_tol: int) -> tuple[str, str]:
     text, both, one = _both(gap_at, lambda i: abs(i - classes) <= outlier_tol, "{:d}")
-    return "widest gap after eigenvalue i = ... " + text, verdict(both, partly=one, precondition=ok)
+    return "widest gap lambda_i/lambda_(i+1) at i = " + text, verdict(both, partly=one, precondition=ok)
 
 
 def _flat_steep(w1: dict, w2: dict, ok: bool, k: float) -> tuple[str, str]:
@@ -471,10 +472,11 @@ def _after_relu(after: dict, before: dict, ok: bool, k: float, margin: float) ->
     return text, verdict(all(g.holds for g in gaps.values()), partly=gaps["test"].holds)
 
 
-def _wider(shares: dict, ok: bool) -> tuple[str, str]:
+def _wider(shares: dict, ok: bool, floors: dict) -> tuple[str, str]:
     ws = sorted(shares)
     per_seed = np.array([shares[w] for w in ws]).T  # (seeds, widths)
     text = "; ".join(f"width {w}: " + ", ".join(f"{x:.1%}" for x in shares[w]) for w in ws) + " (per seed)"
+    text += "; exact zeros forced by the rank bound: " + ", ".join(f"{floors[w]:.0%}" for w in ws)
     mono = bool(np.all(np.diff(per_seed, axis=1) > 0))
     ends = bool(np.all(per_seed[:, -1] > per_seed[:, 0]))
     return text, verdict(mono, partly=ends, precondition=ok)
@@ -518,7 +520,7 @@ CRITERIA = {
                             f"{SRC}, Sec. 2.2, after its ref. [5]",
                             "lambda_1 of the W1 block < lambda_1 of the W2 block at the last epoch, paired over "
                             "seeds, for both networks (partly: for one)", _flat_steep),
-    "outliers": Criterion("About ten (the number of classes) outlier eigenvalues", f"{SRC}, Sec. 4.3",
+    "outliers": Criterion("About ten (the number of classes) outlier eigenvalues", f"{SRC}, Sec. 5",
                           "whole Hessian, last epoch: the largest ratio lambda_i/lambda_(i+1) among the top "
                           "{n_top} lies at i = {classes} +/- {outlier_tol} on every seed of both networks "
                           "(partly: of one)", _outliers),
@@ -526,7 +528,7 @@ CRITERIA = {
                             "final accuracy BN after > BN before - {acc_margin:g} on the test and validation "
                             "sets, paired seeds (partly: test set only); inconclusive if a run diverged or "
                             "stayed at chance", _after_relu),
-    "singular_width": Criterion("The Hessian's singularity grows with the hidden width", f"{SRC}, Sec. 4.3 "
+    "singular_width": Criterion("The Hessian's singularity grows with the hidden width", f"{SRC}, Sec. 5 "
                                 "(after Sagun et al.)",
                                 "standard net, {width_epochs} epoch(s) per width: the share of the whole "
                                 "Hessian's spectrum within {zero_band:g} lambda_1 of zero (stochastic Lanczos "
@@ -601,4 +603,5 @@ def _after_relu_claim(cfg: Params, res: dict) -> Claim:
 def _width_claim(cfg: Params, widths: dict) -> Claim:
     ok = left_chance([x for w in widths.values() for x in w["test_loss"]], frac=cfg.chance_frac)
     return CRITERIA["singular_width"](shares={w: r["share"] for w, r in widths.items()}, ok=ok,
+                                      floors={w: rank_floor(cfg.hessian_size, w) for w in widths},
                                       width_epochs=cfg.width_epochs, zero_band=cfg.zero_band)
