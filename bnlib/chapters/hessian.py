@@ -30,6 +30,7 @@ SEED_EPOCHS = 30  # the seed's training length
 SEED_LIKE = (0.70, 0.85)  # validation accuracies we call "like the seed's" in the search grid
 ZERO_REL = 1e-6  # |lambda| <= ZERO_REL * lambda_1 counts as numerically zero
 SPLITS = ("train", "val", "test")
+NAMES = {"none": "standard", "bn": "BN after the ReLU", "bn_before": "BN before the ReLU"}
 
 
 @dataclass(frozen=True)
@@ -329,7 +330,7 @@ def block_table(res: dict, k: int = 10) -> pd.DataFrame:
     rows = []
     for v in VARIANTS:
         rs = _runs(res, v)
-        rows.append({"network": v, "seeds": len(rs),
+        rows.append({"network": NAMES[v], "seeds": len(rs),
                      f"top-{k} eigenvectors' share on W2": np.mean([np.mean(r["w2_share"][:k]) for r in rs]),
                      "lambda_1 whole / W2 block": np.mean([r["top"][0] / r["ll_eigs"][-1][0] for r in rs]),
                      "off-diagonal share (Frobenius^2)": np.mean([off_share(r["frob"]) for r in rs]),

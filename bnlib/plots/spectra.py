@@ -159,6 +159,7 @@ def outliers(res: dict, variants, *, classes: int = 10, style: dict = STYLE):
         _line(axes[1], i[:-1], Y[:, :-1] / Y[:, 1:], v, style, marker="o", ms=3)
     for ax in axes:
         ax.axvline(classes + 0.5 if ax is axes[0] else classes, color="0.3", ls=":", lw=1)
+        ax.set_xticks(range(1, Y.shape[1] + 1, 2))
         ax.set_xlabel("eigenvalue index i")
     axes[0].set_yscale("log")
     axes[0].set_ylabel(r"$\lambda_i$, whole Hessian, last epoch")
@@ -168,19 +169,23 @@ def outliers(res: dict, variants, *, classes: int = 10, style: dict = STYLE):
     return fig
 
 
-def width_sweep(widths: dict, *, band: float = 0.01):
-    """Share of the whole Hessian's spectrum within ``band`` lambda_1 of zero against the hidden
-    width (standard net; mean over seeds, band min..max). ``widths``: {width: {"share": per
-    seed, ...}}."""
+def width_sweep(widths: dict, floors: dict, *, band: float = 0.01):
+    """Share of the whole Hessian's eigenvalues *not* within ``band`` lambda_1 of zero against
+    the hidden width (standard net; mean over seeds, band min..max, log scales), under the most
+    the rank bound allows (``floors``: {width: least share of exact zeros}). ``widths``:
+    {width: {"share": per seed near-zero shares, ...}}."""
     ws = sorted(widths)
     fig, ax = plt.subplots(figsize=(5.6, 3.6))
-    shares = np.array([widths[w]["share"] for w in ws]).T  # (seeds, widths)
-    band_(ax, [ws] * len(shares), list(shares), "none", label_="standard net")
-    ax.plot(ws, shares.mean(0), "o", color=color("none"), ms=4)
+    away = 1 - np.array([widths[w]["share"] for w in ws]).T  # (seeds, widths)
+    band_(ax, [ws] * len(away), list(away), "none", label_="measured (standard net)")
+    ax.plot(ws, away.mean(0), "o", color=color("none"), ms=4)
+    ax.plot(ws, [1 - floors[w] for w in ws], "--", color="0.4", lw=1.2, label="most allowed by the rank bound")
     ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.minorticks_off()
     ax.set_xticks(ws, [str(w) for w in ws])
     ax.set_xlabel("hidden units")
-    ax.set_ylabel(rf"share of eigenvalues with $|\lambda| \leq {band:g}\,\lambda_1$")
+    ax.set_ylabel(rf"share of eigenvalues with $|\lambda| > {band:g}\,\lambda_1$")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
