@@ -362,6 +362,7 @@ def numbers(cfg: Params, table: pd.DataFrame, res: dict, step_s: dict, widths: d
     for q, d in block_values(res, cfg.top_k).items():
         out |= {f"{q}_{v}": float(np.mean(x)) for v, x in d.items()}
     out["n_top"] = len(next(iter(res.values()))["top"])
+    out["zero_band"] = cfg.zero_band
     out["w2_frac"] = 10 * cfg.hidden / (785 * cfg.hidden + 10 * (cfg.hidden + 1))
     out |= {"seed_epochs": SEED_EPOCHS, "zero_rel": ZERO_REL, "seed_test_none": SEED_TABLE1["none"][2],
             "seed_test_bn": SEED_TABLE1["bn"][2], "probe_epochs": ", ".join(map(str, probe_epochs(cfg))),
