@@ -228,6 +228,7 @@ LAG = dict(grow_ratio=2.0, k=2.0, anchors="300, 500", lags_hi=100, lags_lo=1)
     ([1.0, 1.1], [20.0, 30.0], False, "reproduced"),
     ([1.0, 1.1], [1.5, 1.2], False, "not reproduced"),               # the standard net does not drift either
     ([5.0, 4.0], [20.0, 30.0], False, "not reproduced"),             # the "noise" grows: it is drift
+    ([1.0, 1.1], [2.34, 1.04], False, "inconclusive"),               # standard's seeds straddle the threshold
     ([1.0, 1.1], [20.0, 30.0], True, "inconclusive")])
 def test_lag_growth_row(noisy, none, diverged, expected):
     row = CRITERIA["lag_growth"](noisy={"mean shift": noisy, "var shift": noisy},
