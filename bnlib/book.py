@@ -79,13 +79,27 @@ def kernel_env():
                         os.environ[k] = v
 
 
-def papermill(src: Path, out: Path, parameters: dict, *, progress: bool = True) -> None:
-    """Execute ``src`` into ``out`` with papermill, in the repository root, with ``KERNEL_ENV``."""
+def papermill(src: Path, out: Path, parameters: dict, *, progress: bool = True, injected: str = "hide-input") -> None:
+    """Execute ``src`` into ``out`` with papermill, in the repository root, with ``KERNEL_ENV``;
+    the cell papermill injects gets the tag ``injected``."""
     import papermill as pm
 
     with kernel_env():
         pm.execute_notebook(str(src), str(out), parameters=parameters, cwd=str(ROOT),
                             progress_bar=progress, kernel_name="python3")
+    _tag_injected(Path(out), injected)
+
+
+def _tag_injected(notebook: Path, tag: str) -> None:
+    """Tag the cell papermill injects (the values this execution used). A chapter keeps it behind
+    a toggle (``hide-input``: the page shows the parameters cell and the settings header, the
+    exact values one click away); the summary pages remove it."""
+    nb = json.loads(notebook.read_text())
+    for cell in nb["cells"]:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and tag not in tags:
+            tags.append(tag)
+    notebook.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
 def _stamp(chapter: str, parameters: dict) -> str:
@@ -123,7 +137,7 @@ def summarise(chapters_dir: Path = EXECUTED, out_dir: Path = SUMMARY, *, progres
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in BACK_PAGES:
         papermill(NOTEBOOKS / "summary" / f"{name}.ipynb", out_dir / f"{name}.ipynb",
-                  {"chapters_dir": str(Path(chapters_dir).resolve())}, progress=progress)
+                  {"chapters_dir": str(Path(chapters_dir).resolve())}, progress=progress, injected="remove-cell")
 
 
 def stage(dest: Path) -> Path:
@@ -138,13 +152,17 @@ def stage(dest: Path) -> Path:
     return dest
 
 
-def build(root: Path = ROOT, *, strict: bool = True) -> int:
-    """``jupyter-book build ROOT -W -n --keep-going`` with this interpreter's jupyter-book."""
+def build(root: Path = ROOT, *, strict: bool = True, log: Path | None = None) -> int:
+    """``jupyter-book build ROOT -W -n --keep-going`` with this interpreter's jupyter-book
+    (its output into ``log`` if given)."""
     exe = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(exe if exe.exists() else "jupyter-book"), "build", str(root)]
     cmd += ["-W", "-n", "--keep-going"] if strict else []
     print("[bnlib]", " ".join(cmd))
-    return subprocess.call(cmd, cwd=root)
+    if log is None:
+        return subprocess.call(cmd, cwd=root)
+    with open(log, "w") as f:
+        return subprocess.call(cmd, cwd=root, stdout=f, stderr=subprocess.STDOUT)
 
 
 # Chapters that train or probe the most first, so two side by side finish close together.

@@ -83,16 +83,24 @@ def tally_sentence(verdicts: list[str]) -> str:
     return text
 
 
-def _link(chapter: str, text: str, anchor: str = "claims-checked") -> str:
-    return f'<a href="../chapters/{chapter}.html#{anchor}">{html.escape(text)}</a>'
+def _link(chapter: str, text: str, title_: str, anchor: str = "claims-checked") -> str:
+    return f'<a href="../chapters/{chapter}.html#{anchor}" title="{html.escape(title_)}">{html.escape(text)}</a>'
+
+
+def _number(chapter: str) -> int:
+    """The chapter's number in the book (its place in ``_toc.yml``)."""
+    from .book import toc_chapters
+
+    return toc_chapters().index(chapter) + 1
 
 
 def question_table(df: pd.DataFrame) -> str:
     """One question's claims as an HTML table: chapter (linked to its claims table), claim,
     source, verdict, measured."""
-    head = "".join(f"<th>{h}</th>" for h in ("chapter, row", "claim", "source", "verdict", "measured"))
+    head = "".join(f"<th>{h}</th>" for h in ("where", "claim", "source", "verdict", "measured"))
     body = "".join(
-        f"<tr><td>{_link(r.chapter, f'{r.title}, row {r.row}')}</td><td>{html.escape(r.claim)}</td>"
+        f"<tr><td>{_link(r.chapter, f'Ch. {_number(r.chapter)}, row {r.row}', r.title)}</td>"
+        f"<td>{html.escape(r.claim)}</td>"
         f"<td>{html.escape(r.source)}</td><td>{verdict_html(r.verdict)}</td><td>{html.escape(r.measured)}</td></tr>"
         for r in df.itertuples())
     return f'<table class="bnlib-answer"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
