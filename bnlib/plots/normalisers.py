@@ -127,9 +127,9 @@ def shift_vs_loss(per_seed, *, norms, sites: dict):
                 d = per_seed.xs(norm, level="norm")
                 ax.scatter(d[f"{col} ({site})"], d["final train loss"], s=40, color=color(_kind(norm)),
                            label=_label(norm), marker="^" if norm in _CENTRED else "o")
-            ax.set_xlabel(f"{name}, {where}")
+            ax.set_xlabel(name)
             ax.set_xscale("log")
-        row[0].set_ylabel("training loss at the horizon")
+        row[0].set_ylabel(f"training loss at the horizon\n{where.split(' (')[0]}")
     axes[0, 1].legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
