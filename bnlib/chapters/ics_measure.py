@@ -72,10 +72,13 @@ class Params(profiles.VGGParams, profiles.DLNParams):
                             "below the standard net's by this (choice: 1/20 of the cosine's range)")
     explained: float = param(0.5, Interval(float, 0, 1), "'an artifact of convergence': the fall of ||G|| must be at "
                              "least this share of the late fall of BN's raw ICS, on a log scale (choice: half)")
+    settles_below: float = param(0.5, Interval(float, 0, 1, low_open=True), "BN's raw ICS 'settles' if its late "
+                                 "median is below this x its middle median on every seed (choice: it halves)")
 
 
 THRESHOLDS = ("compare_from", "k", "chance_frac", "cos_margin", "no_ics", "nearly_no_ics", "uncorrelated",
-              "lower_by", "explained")
+              "lower_by", "explained",
+              "settles_below")
 _SMOKE = {**profiles.VGG["smoke"], **profiles.DLN["smoke"]}
 PROFILES = {"smoke": dict(_SMOKE, small_steps=_SMOKE["num_steps"], ics_dense_every=2, ics_dense_until=2,
                           ics_every=2, dln_small_steps=_SMOKE["dln_steps"], dln_ics_dense_every=5,
@@ -270,15 +273,17 @@ def _layer_one(l2_max: float, cos_min: float, runs: int, measurements: int) -> t
 
 
 def _settles(raw: list[float], grad: list[float], rel: list[float], diverged: bool, explained: float,
-             k: float) -> tuple[str, str]:
+             settles_below: float, k: float) -> tuple[str, str]:
     """Per seed, log10 of (late median / middle median) of BN's raw ICS, ||G|| and relative ICS,
-    median over the shown layers. Precondition: the raw ICS falls on every seed. Holds if the
-    gradient norm's log fall is at least ``explained`` x the raw ICS's (paired ``Gap``)."""
-    falls = all(np.isfinite(raw)) and all(r < 0 for r in raw)
+    median over the shown layers. Precondition: the raw ICS settles (ratio < ``settles_below``) on
+    every seed. Holds if the gradient norm's log fall is at least ``explained`` x the raw ICS's
+    (paired ``Gap``)."""
+    falls = all(np.isfinite(raw)) and all(r < np.log10(settles_below) for r in raw)
     g = less(grad, explained * np.asarray(raw, float), k=k)
     x = lambda v: ", ".join(f"x{10 ** u:.2f}" for u in v)  # noqa: E731
     pre = ("precondition fails: a run diverged; " if diverged else "") + \
-        ("" if falls else "precondition fails: BN's raw ICS does not fall late on every seed; ")
+        ("" if falls else f"precondition fails: BN's raw ICS does not settle (late / middle < {settles_below:g}) "
+                          "on every seed; ")
     return (pre + f"late / middle: raw ||G - G'|| {x(raw)}; ||G|| {x(grad)}; relative ICS {x(rel)} "
             f"(||G|| log fall vs {explained:g} x raw: {g.seeds()})", g.verdict(precondition=falls and not diverged))
 
@@ -325,7 +330,8 @@ CRITERIA = {
         "The BN VGG's ICS settles late in training as an artifact of convergence", SOURCE,
         "lr {lr:g}; BN VGG; measurements from step {compare_from} on, split at the middle of that window. Per "
         "seed, log10(late median / middle median) of the raw ||G - G'||, of ||G|| and of ||G - G'|| / ||G||, "
-        "median over the shown layers. Precondition: the raw ICS falls on every seed, no run diverged. Holds "
+        "median over the shown layers. Precondition: the raw ICS settles, late / middle < {settles_below:g} on "
+        "every seed, and no run diverged. Holds "
         "if ||G|| falls by at least {explained:g} x the raw ICS's fall (log scale), paired over seeds. " + _GAP,
         _settles),
     "trains_better": Criterion(
@@ -403,7 +409,7 @@ def key_numbers(cfg: Params, hist: dict, ics: dict) -> dict[str, float | int]:
                                    "dln_depth": cfg.dln_depth, "dln_width": cfg.dln_width,
                                    "dln_points": cfg.dln_points, "small_seeds": cfg.small_seeds,
                                    "small_steps": cfg.small_steps, "compare_from": cfg.compare_from,
-                                   "dln_small_steps": cfg.dln_small_steps}
+                                   "dln_small_steps": cfg.dln_small_steps, "settles_below": cfg.settles_below}
     out |= {f"settle_{q}": float(10 ** np.nanmean(settle(cfg, ics, q))) for q in ("l2", "g_norm", "rel_l2")}
     loss = summary(cfg, hist).set_index(["net", "norm", "lr"])["final train loss"]
     for net in NETS:
