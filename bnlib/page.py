@@ -163,11 +163,15 @@ def thresholds(cfg):
     return df.style.format(escape="html").hide(axis="index")
 
 
-def claims(rows: list[claims_.Claim], *, prefix: str = "claim") -> pd.DataFrame:
+def claims(rows: list[claims_.Claim], *, prefix: str = "claim"):
     """Glue each verdict as ``<prefix>_<i>_verdict`` (1-based), and every row as ``claims_json``
-    for the answer page, and return the table."""
+    for the answer page, and return the table as the page shows it: text escaped, the verdict
+    cells coloured as on the answer page (``book/_static/bnlib.css``)."""
     for i, c in enumerate(rows, 1):
         glue(f"{prefix}_{i}_verdict", c.verdict)
         glue(f"{prefix}_{i}_measured", c.measured)
     glue("claims_json", json.dumps([asdict(c) for c in rows]))  # read by the answer page
-    return claims_.table(rows)
+    df = claims_.table(rows)
+    classes = pd.DataFrame("", index=df.index, columns=df.columns)
+    classes["Verdict"] = ["verdict verdict-" + v.replace(" ", "-") for v in df["Verdict"]]
+    return df.style.format(escape="html").hide(axis="index").set_td_classes(classes)

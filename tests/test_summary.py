@@ -63,3 +63,13 @@ def test_execution_table_reads_the_glued_values(chapters):
     df = summary.execution(chapters)
     assert set(df["run time (min)"]) == {"1.5"} and set(df.seeds) == {"0, 1, 2"}
     assert set(df["bnlib commit"]) == {"?"}  # not glued in this synthetic chapter: shown as unknown
+
+
+def test_chapter_claims_tables_colour_their_verdicts():
+    from bnlib import page
+
+    rows = [Claim("a < b", "Santurkar et al.", "crit", "1 vs 2", "reproduced"),
+            Claim("x & y", "Cai & Wei", "crit", "m", "not reproduced")]
+    html = page.claims(rows, prefix="t").to_html()
+    assert 'class="data row0 col4 verdict verdict-reproduced"' in html.replace("  ", " ")
+    assert "verdict verdict-not-reproduced" in html and "a &lt; b" in html and "x &amp; y" in html

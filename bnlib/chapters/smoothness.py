@@ -287,7 +287,8 @@ def _lower_grads(act_bn: np.ndarray, act_none: np.ndarray, weight_bn: np.ndarray
     n, ok, swamped = len(gaps), sum(g.holds for g in gaps), sum(g.swamped for g in gaps)
     wins = sum(less(weight_bn[:, i], weight_none[:, i], k=k).holds for i in range(n))
     ratio = ", ".join(f"{i + 1}: x{r:.2g}" for i, r in enumerate(np.mean(act_none / act_bn, axis=0)))
-    text = (f"standard / BN ||dL/dy|| per layer (mean over {act_bn.shape[0]} seed{'s' * (act_bn.shape[0] > 1)}) {ratio}; BN lower in {ok} of {n} "
+    seeds = f"{act_bn.shape[0]} seed{'s' * (act_bn.shape[0] > 1)}"
+    text = (f"standard / BN ||dL/dy|| per layer (mean over {seeds}) {ratio}; BN lower in {ok} of {n} "
             f"layers ({swamped} swamped). Weight gradients (records, not the paper's site): BN lower in {wins} of {n}")
     best, worst = (verdict(m == n, partly=m > n * layer_share) for m in (ok + swamped, ok))
     v = "inconclusive" if trained and best != worst else verdict(ok == n, partly=ok > n * layer_share,
