@@ -27,6 +27,7 @@ wait for the first instead of training the same trajectory again. Arrays only, n
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import fcntl
 import hashlib
@@ -59,8 +60,9 @@ USED: dict[str, bool] = {}
 
 @lru_cache(maxsize=64)
 def code_version(modules: tuple[str, ...] | None = None) -> str:
-    """sha256 (12 hex digits) of bnlib's source: the given module paths (relative to the
-    package, without ``.py``; a folder means every module in it), or the whole package."""
+    """sha256 (12 hex digits) of bnlib's code: the given module paths (relative to the package,
+    without ``.py``; a folder means every module in it), or the whole package. Docstrings,
+    comments and layout do not count (``_code``), so editing prose never retrains anything."""
     h = hashlib.sha256(__version__.encode())
     pkg = Path(__file__).parent
     if modules is None:
@@ -70,10 +72,43 @@ def code_version(modules: tuple[str, ...] | None = None) -> str:
                                                       else sorted((pkg / m).glob("*.py")))})
     for p in files:
         h.update(str(p.relative_to(pkg)).encode())
-        h.update(p.read_bytes())
+        h.update(_code(p))
     return h.hexdigest()[:12]
 
 
+def _code(path: Path) -> bytes:
+    """A module's syntax tree without docstrings (comments and layout are not in it)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree).encode()
+
+
+def _imports(module: str) -> set[str]:
+    """The bnlib modules (paths relative to the package, no ``.py``) that ``module`` imports,
+    directly or through others, itself included."""
+    pkg, seen, todo = Path(__file__).parent, set(), [module]
+    while todo:
+        mod = todo.pop()
+        path = pkg / f"{mod}.py" if (pkg / f"{mod}.py").exists() else pkg / mod / "__init__.py"
+        name = mod if path.name != "__init__.py" else str(Path(mod) / "__init__").lstrip("./")
+        if name in seen or not path.exists():
+            continue
+        seen.add(name)  # a package counts as its __init__ only, not as every module in it
+        here = Path(mod).parent if path.name != "__init__.py" else Path(mod)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = here
+                for _ in range(node.level - 1):
+                    base = base.parent
+                target = base / node.module.replace(".", "/") if node.module else base
+                todo.append(str(target).lstrip("./") or ".")
+                todo += [str(target / a.name).lstrip("./") for a in node.names]
+    return seen
 def runs_root(root: str | os.PathLike | None = None) -> Path:
     return Path(root or os.environ.get("BNLIB_RUNS") or "_runs")
 
@@ -108,10 +143,13 @@ class Trajectory:
 
 
 def probe_code(probe: Any) -> str:
-    """Version of the code a probe's results depend on: the trajectory's, every probe module,
-    the theory module and the probe's own module."""
-    mod = type(probe).__module__.removeprefix("bnlib.").replace(".", "/")
-    return code_version((*TRAJECTORY_CODE, "probes", "theory", mod))
+    """Version of the code a probe's results depend on: the trajectory's, the probe's own module
+    and every bnlib module it imports (so editing one probe never re-runs the others)."""
+    return _module_code(type(probe).__module__.removeprefix("bnlib.").replace(".", "/"))
+
+
+def _module_code(module: str) -> str:
+    return code_version(tuple(sorted({*TRAJECTORY_CODE, *_imports(module)})))
 
 
 def probe_meta(traj: Trajectory, probe: Any, steps: tuple[int, ...], device: str = "cpu") -> dict:
@@ -524,7 +562,7 @@ def prune(root: str | os.PathLike | None = None) -> list[Path]:
         for meta in p.glob("*.json"):
             m = _read_json(meta)
             mod = m.get("probe", "").rsplit(".", 1)[0].removeprefix("bnlib.").replace(".", "/")
-            if m.get("code") != code_version((*TRAJECTORY_CODE, "probes", "theory", mod)):
+            if m.get("code") != _module_code(mod):
                 for f in (meta, meta.with_suffix(".npz"), Path(f"{meta.with_suffix('.npz')}.sha256")):
                     f.unlink(missing_ok=True)
                 removed.append(meta.with_suffix(".npz"))

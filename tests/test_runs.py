@@ -182,3 +182,19 @@ def test_sweep_skips_a_trajectory_another_process_is_training(tmp_path):
     with runs._locked(s.path(TRAJ) / ".lock"):  # as if another process were training it
         assert s.history(TRAJ, wait=False) is None
     assert s.history(TRAJ, wait=False) is not None
+
+
+def test_prose_edits_do_not_change_the_code_version(tmp_path):
+    """Docstrings, comments and layout are not part of a key: editing prose never retrains."""
+    a, b, c = tmp_path / "a.py", tmp_path / "b.py", tmp_path / "c.py"
+    a.write_text('"""Module."""\n\ndef f(x):\n    """Double."""\n    return 2 * x  # twice\n')
+    b.write_text('"""Another text."""\ndef f(x):\n    """Twice x, reworded."""\n\n    return 2*x\n')
+    c.write_text('"""Module."""\n\ndef f(x):\n    """Double."""\n    return 3 * x\n')
+    assert runs._code(a) == runs._code(b) != runs._code(c)
+
+
+def test_a_probe_key_depends_on_the_modules_it_imports_only():
+    deps = runs._imports("probes/ics")
+    assert {"probes/ics", "train", "models"} <= deps
+    assert "probes/landscape" not in deps and "probes/curvature" not in deps
+    assert {"probes/directions", "probes/landscape"} <= runs._imports("probes/surface")
