@@ -125,7 +125,7 @@ def prose_settings(cfg: Params) -> dict:
             "cfg_probe_every": rec["record_every"], "cfg_probe_size": rec["record_size"],
             "cfg_compare_steps": cfg.variant_steps,
             "cfg_compare_epochs": cfg.variant_steps * cfg.batch_size / cfg.train_size,
-            "cfg_compare_seeds": ", ".join(map(str, compared_seeds(cfg)))}
+            "cfg_compare_seeds": ", ".join(map(str, compared_seeds(cfg))), "cfg_mnist_steps": cfg.mnist_steps}
 
 
 def compared_seeds(cfg: Params) -> list[int]:
