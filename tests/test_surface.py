@@ -318,17 +318,18 @@ def test_probe_specs_on_a_stored_trajectory_equal_the_engine_on_its_weights(tmp_
     assert line["loss"][0, 0] != pytest.approx(line["loss"][0, -1], rel=1e-3)  # training moved it
 
 
-def test_quick_plan_trains_lenet_for_the_seeds_20_epochs():
+def test_quick_plan_trains_lenet_for_six_epochs():
     """Quick drops VGG-16 (without BN it does not train under Adam in a CPU budget) and trains
-    LeNet for the seed's 20 epochs; the paper profile keeps both networks and three seeds."""
+    LeNet for 6 of the seed's 20 epochs (the book's CPU budget); the paper profile keeps both
+    networks, 20 epochs and three seeds."""
     from bnlib import chapters
     from bnlib.chapters import surfaces as ch
 
     cfg = chapters.resolve("surfaces", profile="quick")
-    assert cfg.archs == ("lenet",) and cfg.lenet_steps == 7800 and ch.adam(cfg, "lenet").num_steps == 7800
-    assert ch.probe_steps(cfg, "lenet")[-1] < 7800 and cfg.probe_every == 780  # pays for the Adam line
+    assert cfg.archs == ("lenet",) and cfg.lenet_steps == 2340 and ch.adam(cfg, "lenet").num_steps == 2340
+    assert ch.probe_steps(cfg, "lenet")[-1] < 2340 and cfg.probe_every == 780  # pays for the Adam line
     paper = chapters.resolve("surfaces", profile="paper")
-    assert paper.archs == ch.ARCHS and paper.num_seeds == 3 and paper.vgg_steps == 7800
+    assert paper.archs == ch.ARCHS and paper.num_seeds == 3 and paper.vgg_steps == paper.lenet_steps == 7800
 
 
 def test_update_line_follows_the_step_adam_takes_and_leaves_the_trainer_alone():
