@@ -88,7 +88,8 @@ def _code(path: Path) -> bytes:
     return ast.dump(tree).encode()
 
 
-def _imports(module: str) -> set[str]:
+@lru_cache(maxsize=64)
+def _imports(module: str) -> frozenset[str]:
     """The bnlib modules (paths relative to the package, no ``.py``) that ``module`` imports,
     directly or through others, itself included."""
     pkg, seen, todo = Path(__file__).parent, set(), [module]
@@ -108,7 +109,7 @@ def _imports(module: str) -> set[str]:
                 target = base / node.module.replace(".", "/") if node.module else base
                 todo.append(str(target).lstrip("./") or ".")
                 todo += [str(target / a.name).lstrip("./") for a in node.names]
-    return seen
+    return frozenset(seen)
 def runs_root(root: str | os.PathLike | None = None) -> Path:
     return Path(root or os.environ.get("BNLIB_RUNS") or "_runs")
 
