@@ -167,6 +167,8 @@ def build(root: Path = ROOT, *, strict: bool = True, log: Path | None = None) ->
 
 # Chapters that train or probe the most first, so two side by side finish close together.
 COST_ORDER = ("lp_norms", "ics_measure", "ics_noise", "smoothness", "surfaces", "training", "hessian", "theory")
+# Chapters that read the others' executed notebooks: executed after all of them.
+LAST = ("later_work",)
 
 
 def default_jobs() -> int:
@@ -200,7 +202,9 @@ def book(*, profile: str = "quick", only: list[str] | None = None, force: bool =
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(jobs) as pool:
-        list(pool.map(run, todo))
+        list(pool.map(run, [n for n in todo if n not in LAST]))
+    for name in (n for n in todo if n in LAST):
+        run(name)
     print(f"[bnlib] {len(todo)} chapter(s) executed in {time.perf_counter() - t0:.0f} s ({jobs} at a time)")
     missing = [n for n in chapters if not (EXECUTED / f"{n}.ipynb").exists()]
     if missing:

@@ -1,0 +1,25 @@
+"""The column helpers: panels fill the column (stacked, never shrunk) and one legend sits outside."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+from bnlib import plots  # noqa: E402
+
+
+def test_panels_stack_in_the_column_width():
+    fig, axes = plots.panels(5, cols=2, height=2.0, sharex=True)
+    assert len(axes) == 5 and len(fig.axes) == 5
+    assert tuple(fig.get_size_inches()) == (plots.COLUMN_IN, 6.0)
+    assert axes[3].xaxis.get_tick_params()["labelbottom"]  # above the removed slot: ends its column
+
+
+def test_legend_outside_lists_each_label_once_and_removes_axes_legends():
+    fig, axes = plots.panels(2)
+    for ax in axes:
+        ax.plot([0, 1], [0, 1], label="a")
+        ax.plot([0, 1], [1, 0], label="b")
+        ax.legend()
+    plots.legend_outside(fig)
+    assert all(ax.get_legend() is None for ax in axes)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["a", "b"]
