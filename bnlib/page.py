@@ -45,6 +45,13 @@ def glue_all(values: dict[str, Any]) -> None:
         glue(k, v)
 
 
+def count(n: int, noun: str, plural: str | None = None) -> Text:
+    """``n`` and the noun, singular or plural ("1 seed", "3 seeds"): glue this instead of
+    writing "seed(s)" in prose."""
+    n = int(n)
+    return Text(f"{n} {noun if n == 1 else plural or noun + 's'}")
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return ", ".join(_fmt(x) for x in v)

@@ -23,3 +23,9 @@ def test_legend_outside_lists_each_label_once_and_removes_axes_legends():
     plots.legend_outside(fig)
     assert all(ax.get_legend() is None for ax in axes)
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["a", "b"]
+
+
+def test_count_says_one_seed_and_three_seeds():
+    from bnlib import page
+
+    assert (page.count(1, "seed"), page.count(3, "seed"), page.count(0, "run")) == ("1 seed", "3 seeds", "0 runs")
