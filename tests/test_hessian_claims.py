@@ -166,3 +166,47 @@ def test_wall_clock_names_the_seed_where_bn_never_reached():
     row = CRITERIA["wall_clock"](bn=[1.0, float("inf")], none=[2.0, 2.0], ok=True, k=2.0, margin=0.05,
                                  time_margin=0.05)
     assert row.verdict == "not reproduced" and "never" in row.measured and "inf" not in row.measured
+
+
+def _synthetic_runs(epochs=(0, 1, 10), p=40, k=10, n_top=21):
+    """Two seeds of the three networks with the arrays ``spectra`` draws."""
+    rng, res = np.random.default_rng(0), {}
+    for v in ("none", "bn", "bn_before"):
+        for s in (0, 1):
+            e = len(epochs)
+            eigs = -np.sort(-rng.uniform(1e-3, 2.0, (e, p)), axis=1)
+            res[(v, s)] = {"epoch": np.array(epochs), "time_s": 2.0 * np.array(epochs),
+                           **{f"{sp}_{m}": rng.uniform(0.1, 0.9, e)
+                              for sp in ("train", "val") for m in ("loss", "acc")},
+                           "ll_eigs": eigs, "full_top": eigs[:, :k] * 1.5, "top": -np.sort(-rng.uniform(0.1, 5, n_top))}
+    return res
+
+
+def test_figures_fit_the_column_and_label_their_axes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from bnlib import plots
+    from bnlib.chapters.hessian import VARIANTS
+    from bnlib.plots import spectra
+
+    res = _synthetic_runs()
+    grid = pd.DataFrame([{"network": n, "lr": lr, "l2": l2, "val_acc": 0.5} for n in ("none", "bn")
+                         for lr in (1e-3, 1e-2) for l2 in (0.0, 1e-3, 1e-2)])
+    widths = {w: {"share": [0.9, 0.91]} for w in (25, 50)}
+    figs = [spectra.search_grid(grid), spectra.epoch_curves(res, VARIANTS),
+            spectra.epoch_curves(res, VARIANTS, x="time"),
+            spectra.top_eigenvalues(res, VARIANTS), spectra.kappas(res, VARIANTS), spectra.spectrum(res, VARIANTS),
+            spectra.outliers(res, ("none", "bn")), spectra.width_sweep(widths, {25: 0.7, 50: 0.8})]
+    for fig in figs:
+        fig.canvas.draw()
+        assert fig.get_size_inches()[0] <= plots.COLUMN_IN
+        for ax in fig.axes:
+            if ax.get_label() != "<colorbar>" and ax.get_ylabel():  # every labelled axis has tick labels
+                assert any(t.get_text() for t in ax.get_yticklabels()), ax.get_ylabel()
+        plt.close(fig)
+    # the search grid names its l2 weights (issue 15: they were lost to a shadowed loop variable)
+    assert [t.get_text() for t in figs[0].axes[0].get_yticklabels()] == ["0", "0.001", "0.01"]
