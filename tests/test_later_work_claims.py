@@ -1,0 +1,162 @@
+"""The last chapter's claims on synthetic numbers (reproduced, failing, inconclusive), its answer
+section on synthetic executed chapters (and without them), and its tables from synthetic runs."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bnlib import summary
+from bnlib.chapters import later_work as ch
+from bnlib.train import History
+
+TH = dict(k=2.0, chance_frac=0.9, lr=0.1, lr_large=0.5, steps=1000)
+LN10 = np.log(10)
+
+
+def verdict(key, **inputs):
+    return ch.CRITERIA[key](**inputs).verdict
+
+
+# ---- matched learning rates
+
+def test_larger_rate():
+    ok = dict(none=[1.3, 1.4], bn_large=[0.9, 1.0], **TH)
+    assert verdict("larger_rate", none_large=[np.inf, 2.3], **ok) == "reproduced"
+    assert verdict("larger_rate", none_large=[1.2, 1.3], **ok) == "partly"  # both train, BN lower
+    assert verdict("larger_rate", none_large=[0.8, 0.9], **ok) == "not reproduced"
+    assert verdict("larger_rate", none_large=[np.inf, np.inf], none=[2.3, 2.2], bn_large=[0.9, 1.0],
+                   **TH) == "inconclusive"  # the standard net did not train at the matched rate
+    assert verdict("larger_rate", none_large=[np.inf, np.inf], none=[1.3, 1.4], bn_large=[np.inf, 2.3],
+                   **TH) == "inconclusive"  # BN fails at the larger rate too
+
+
+def test_most_from_rate():
+    base = dict(none=[1.3, 1.4, 1.35], bn_large=[0.8, 0.9, 0.85], minority=0.5, **TH)
+    assert verdict("most_from_rate", bn=[1.2, 1.3, 1.25], **base) == "reproduced"  # lead 0.1 of 0.5
+    assert verdict("most_from_rate", bn=[0.9, 1.0, 0.95], **base) == "not reproduced"  # lead 0.4 of 0.5
+    assert verdict("most_from_rate", bn=[1.2, 1.3, 1.25], none=[2.3, 2.3, 2.3], bn_large=[0.8, 0.9, 0.85],
+                   minority=0.5, **TH) == "inconclusive"
+    assert verdict("most_from_rate", bn=[1.2, 1.3, 1.25], none=[1.3, 1.4, 1.35], bn_large=[1.5, 0.9, 0.85],
+                   minority=0.5, **TH) == "inconclusive"  # BN at the larger rate not ahead on every seed
+
+
+def test_tuned():
+    base = dict(lrs=[0.1, 0.5], sweep_steps=300, **TH)
+    assert verdict("tuned", bn_best=(0.9, 0.5), none_best=(1.4, 0.1), **base) == "reproduced"
+    assert verdict("tuned", bn_best=(1.5, 0.5), none_best=(1.4, 0.1), **base) == "not reproduced"
+    assert verdict("tuned", bn_best=(0.9, 0.5), none_best=(2.3, 0.1), **base) == "inconclusive"
+
+
+# ---- scale invariance
+
+def test_scale_identity():
+    base = dict(tol=1e-3, c=2.0, scale_tol=1e-3)
+    assert verdict("identity", loss_err=1e-6, grad_err=3e-5, cos=1e-6, **base) == "identity"
+    assert verdict("identity", loss_err=1e-6, grad_err=0.5, cos=1e-6, **base) == "not reproduced"
+
+
+@pytest.mark.parametrize("key", ["beta_raw", "beta_scaled", "grad_raw", "grad_scaled"])
+def test_bn_lower(key):
+    base = {**TH, "rel_step": 0.01, "steps": "300, 600", "none_loss": [1.3, 1.3, 1.4]}
+    assert verdict(key, bn=[0.1, 0.2, 0.1], none=[0.5, 0.6, 0.7], **base) == "reproduced"
+    assert verdict(key, bn=[0.9, 0.8, 0.9], none=[0.5, 0.6, 0.7], **base) == "not reproduced"
+    assert verdict(key, bn=[0.4, 0.8, 0.6], none=[0.5, 0.6, 0.7], **base) == "inconclusive"  # swamped
+    base["none_loss"] = [2.3, 1.3, 1.4]
+    assert verdict(key, bn=[0.1, 0.2, 0.1], none=[0.5, 0.6, 0.7], **base) == "inconclusive"
+
+
+def _res(norm, w, g, beta, fed):
+    n = len(fed)
+    return {"weight_norm": np.full((2, n), w), "grad_norm": np.full((2, n), g), "beta": np.full((2, n), beta),
+            "bn_fed": np.array([fed, fed]), "cos": np.zeros((2, n))}
+
+
+def test_scale_values_multiply_by_the_weight_norm_on_bn_fed_layers_only():
+    fed = [True, True, False]
+    res = {("none", 0): _res("none", 1.0, 1.0, 10.0, [False] * 3), ("bn", 0): _res("bn", 10.0, 0.1, 0.1, fed)}
+    v = ch.scale_values(res, [0])
+    assert v["beta"]["bn"] == [pytest.approx(-1.0)] and v["beta_w2"]["bn"] == [pytest.approx(1.0)]
+    assert v["grad"]["none"] == [pytest.approx(0.0)] and v["grad_w"]["bn"] == [pytest.approx(0.0)]
+
+
+# ---- sharpness against 2/eta
+
+def test_edge():
+    base = dict(eos_low=0.8, eos_high=1.25, late_pct="50%", final_loss=[1.0] * 4, diverged=[False] * 4,
+                k=2.0, chance_frac=0.9)
+    assert verdict("edge", ratio_late=[1.0, 1.1, 0.9, 1.05], ratio_first=[0.2] * 4, **base) == "reproduced"
+    assert verdict("edge", ratio_late=[1.0, 0.5, 0.6, 0.7], ratio_first=[0.2] * 4, **base) == "partly"
+    assert verdict("edge", ratio_late=[0.3, 0.5, 0.6, 0.7], ratio_first=[0.2] * 4, **base) == "not reproduced"
+    assert verdict("edge", ratio_late=[1.0, 0.5, 0.6, 0.7], ratio_first=[2.0] * 4, **base) == "not reproduced"
+    base["diverged"] = [True, False, False, False]
+    assert verdict("edge", ratio_late=[1.0] * 4, ratio_first=[0.2] * 4, **base) == "inconclusive"
+
+
+def test_bn_flatter():
+    base = dict(final_loss=[1.0] * 6, diverged=[False] * 6, k=2.0, chance_frac=0.9)
+    assert verdict("bn_flatter", bn=[0.3, 0.4, 0.5], none=[1.0, 1.1, 0.9], **base) == "reproduced"
+    assert verdict("bn_flatter", bn=[1.3, 1.4, 1.5], none=[1.0, 1.1, 0.9], **base) == "not reproduced"
+    base["final_loss"] = [2.3] + [1.0] * 5
+    assert verdict("bn_flatter", bn=[0.3, 0.4, 0.5], none=[1.0, 1.1, 0.9], **base) == "inconclusive"
+
+
+def _hist(losses, diverged=False):
+    losses = np.asarray(losses, float)
+    z = np.zeros(0)
+    return History(losses, losses * 0, np.arange(len(losses), dtype=float), z, z, z, diverged=diverged)
+
+
+def test_sharpness_table_judges_the_late_probes():
+    cfg = ch.Params(gd_lrs=(0.1,), gd_steps=100, late_frac=0.5)
+    runs = {("none", 0.1, 0): _hist([2.0] * 100)}
+    top = {("none", 0.1, 0): {"step": np.arange(0, 100, 20), "eigenvalues": np.array([[5.], [10.], [15.], [20.],
+                                                                                        [22.]])}}
+    row = ch.sharpness(cfg, runs, top).iloc[0]
+    assert row.lam_late == 21.0  # the median of the probes at steps 60 and 80 (from step 50 on)
+    assert row.ratio_late == pytest.approx(1.05) and row.ratio_first == pytest.approx(0.25)
+
+
+def test_matched_cuts_the_core_runs_to_the_variant_length():
+    cfg = ch.Params(variant_seeds=1, variant_steps=10, tail_frac=0.1)
+    hist = {(n, lr, 0): _hist(list(range(20, 0, -1)) if lr == 0.1 else [1.0] * 10)
+            for n in ch.NORMS for lr in (0.1, 0.5)}
+    m = ch.matched(cfg, hist)
+    assert m["none"] == [11.0] and m["bn_large"] == [1.0]  # step 10 of the 20-step run: loss 11
+
+
+# ---- the answer section
+
+def _chapter(path, name, verdicts):
+    rows = [{"claim": f"claim {i}", "source": "s", "criterion": "c", "measured": "m", "verdict": v}
+            for i, v in enumerate(verdicts, 1)]
+    out = {"output_type": "display_data", "metadata": {"scrapbook": {"name": "claims_json"}},
+           "data": {summary.RECORD: json.dumps(rows)}}
+    nb = {"cells": [{"cell_type": "markdown", "source": f"# Chapter {name}", "metadata": {}},
+                    {"cell_type": "code", "source": "", "metadata": {}, "outputs": [out]}]}
+    (path / f"{name}.ipynb").write_text(json.dumps(nb))
+
+
+def test_answers_are_computed_from_the_executed_chapters(tmp_path):
+    for _, names in summary.QUESTIONS:
+        for n in names:
+            _chapter(tmp_path, n, ["reproduced", "not reproduced", "identity"])
+    a = ch.answers(tmp_path)
+    assert set(a) == {"answer_source", *(f"answer_{i}" for i in range(1, len(summary.QUESTIONS) + 1))}
+    assert a["answer_1"].startswith("Of the 2 claims decided at this profile, 1 reproduced, 1 not reproduced.")
+    assert "Reproduced: claim 1 (training, row 1)." in a["answer_1"]
+    assert "Not reproduced: claim 2 (training, row 2)." in a["answer_1"]
+    assert "(ics_noise, row 1)" in a["answer_2"] and "(ics_measure, row 1)" in a["answer_2"]
+
+
+def test_answers_say_so_when_the_chapters_are_missing(tmp_path):
+    a = ch.answers(tmp_path / "nowhere")
+    assert a["answer_source"] == "missing"
+    assert all("Not answered in this run" in a[f"answer_{i}"] for i in range(1, len(summary.QUESTIONS) + 1))
+
+
+def test_chapters_dir_defaults_to_the_books_executed_chapters():
+    from bnlib import book
+
+    assert ch.chapters_dir(ch.Params()) == book.EXECUTED
+    assert str(ch.chapters_dir(ch.Params(chapters_dir="/x"))) == "/x"
