@@ -147,7 +147,12 @@ def test_tables_and_claims_on_synthetic_runs():
     row = t[(t.norm == "bn") & (t.layer == 2)].iloc[0]
     assert (row.cos, row.l2, row.rel_l2, row.seeds) == pytest.approx((0.1, 1.0, 0.5, 1))
     assert list(ch.shown_table(cfg, ics).columns) == ["net", "norm", "lr", "seeds", "layer", "l2", "rel_l2", "cos"]
-    assert [c.verdict for c in ch.claims(cfg, hist, ics)] == ["reproduced"] * 8 + ["inconclusive", "identity"]
+    rows = ch.claims(cfg, hist, ics)
+    assert [c.verdict for c in rows] == ["reproduced"] * 8 + ["inconclusive", "identity"]
+    texts = [c.claim for c in rows]  # the answer page shows only these: each names its setting
+    assert len(set(texts)) == len(texts)
+    assert texts[0].endswith(f"(VGG, lr {cfg.lr:g})") and texts[3].endswith(f"(DLN, lr {ch.lr_text(cfg.dln_lr)})")
+    assert ch.lr_text(1e-6) == "1e-6" and ch.lr_text(0.1) == "0.1"
     k = ch.key_numbers(cfg, hist, ics)
     assert (k["dln_bn_lower_cos"], k["dln_pairs"]) == (2 * (cfg.dln_depth - 1),) * 2  # layer 1 left out
     assert (k["vgg_cos_bn_a"], k["vgg_loss_bn"], k["vgg_layer_b"]) == (pytest.approx(0.1), 1.0, 6)

@@ -19,6 +19,7 @@ from ..claims import CHANCE_LOSS, Claim, Criterion, Gap, identity, left_chance, 
 from ..config import Interval, ListOf, OneOf, param
 from ..data import DataSpec
 from ..models import ModelSpec
+from ..plots import label
 from ..probes.ics import ICS
 from ..train import History, TrainConfig
 
@@ -220,6 +221,19 @@ def summary(cfg: Params, hist: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+COLUMNS = {"net": "network", "norm": "normaliser", "lr": "learning rate", "diverged runs": "diverged runs",
+           "final train loss": "final training loss", "final test acc": "final test accuracy",
+           "l2": "raw ICS ‖G − G′‖", "rel_l2": "relative ICS ‖G − G′‖ / ‖G‖", "cos": "cos(G, G′)"}
+
+
+def styled(table: pd.DataFrame, formats: dict[str, str]):
+    """``summary`` or ``shown_table`` as the page shows it: words for the codes (VGG, DLN, the
+    normaliser's label, 1e-6), the column names of ``COLUMNS``, ``formats`` by the frame's own
+    column names, n/a where a number does not exist (a DLN has no test set)."""
+    fmt = {"net": str.upper, "norm": label, "lr": lr_text, **formats}
+    return (table.rename(columns=COLUMNS).style.format({COLUMNS.get(k, k): f for k, f in fmt.items()}, na_rep="n/a")
+            .hide(axis="index"))
+
 
 # ---------------------------------------------------------------- criteria (pure functions of numbers)
 
@@ -316,7 +330,7 @@ _GAP = ("A gap holds if it holds on every seed or its mean exceeds {k:g} x the s
         "within that spread: inconclusive. ")
 CRITERIA = {
     "ics_larger": Criterion(
-        "With BN, ICS is similar or larger (VGG)", SOURCE,
+        "With BN, ICS is similar or larger", SOURCE,
         "lr {lr:g}; " + _PRE + "At each shown layer, per seed the median over measurements from step "
         "{compare_from} on: BN's "
         "cos(G, G') < the standard net's + {margin:g}, and the standard net's relative ICS ||G - G'|| / ||G|| < "
@@ -375,6 +389,17 @@ def settle(cfg: Params, ics: dict, key: str) -> list[float]:
     return out
 
 
+def lr_text(lr: float) -> str:
+    """A learning rate as the page writes it: 0.1, 1e-6 (not 1e-06)."""
+    return f"{lr:g}".replace("e-0", "e-")
+
+
+def at(claim: Claim, net: str, lr: float) -> Claim:
+    """``claim`` with its setting in the claim text ("... (VGG, lr 0.1)"), so rows that test the same
+    statement in two settings read apart wherever only the claim text is shown (the answer page)."""
+    return replace(claim, claim=f"{claim.claim} ({net.upper()}, lr {lr_text(lr)})")
+
+
 def claims(cfg: Params, hist: dict, ics: dict) -> list[Claim]:
     """The claims of Sec. 2.2 and Fig. 3, each decided by its criterion on the runs' numbers:
     per learning rate, on the seeds run there."""
@@ -382,20 +407,20 @@ def claims(cfg: Params, hist: dict, ics: dict) -> list[Claim]:
     hs = lambda net, norm, lr: [hist[net][(norm, lr, s)] for s in seeds_at(cfg, net, lr)]  # noqa: E731
     div = lambda net, lr: any(h.diverged for n in NORMS for h in hs(net, n, lr))  # noqa: E731
     keys = (("cos", "cos"), ("rel", "rel_l2"), ("l2", "l2"))  # criterion input -> ICS quantity
-    rows = [CRITERIA["ics_larger"](**{f"{a}_{n}": shown(cfg, ics, "vgg", n, lr, k) for a, k in keys for n in NORMS},
-                                   tails_none=[tail_loss(h) for h in hs("vgg", "none", lr)],
-                                   diverged=div("vgg", lr), margin=cfg.cos_margin, lr=lr, **th)
+    rows = [at(CRITERIA["ics_larger"](**{f"{a}_{n}": shown(cfg, ics, "vgg", n, lr, k) for a, k in keys for n in NORMS},
+                                      tails_none=[tail_loss(h) for h in hs("vgg", "none", lr)],
+                                      diverged=div("vgg", lr), margin=cfg.cos_margin, lr=lr, **th), "vgg", lr)
             for lr in lrs(cfg, "vgg")]
-    rows += [CRITERIA["trains_better"](**{f"loss_{n}": [tail_loss(h) for h in hs(net, n, lr)] for n in NORMS},
-                                       diverged=div(net, lr), net=net.upper(), lr=lr, **th)
+    rows += [at(CRITERIA["trains_better"](**{f"loss_{n}": [tail_loss(h) for h in hs(net, n, lr)] for n in NORMS},
+                                          diverged=div(net, lr), net=net.upper(), lr=lr, **th), net, lr)
              for net in NETS for lr in lrs(cfg, net)[:1]]
     for lr in lrs(cfg, "dln"):
         dln = {f"cos_{n}": shown(cfg, ics, "dln", n, lr, "cos") for n in NORMS}
-        rows += [CRITERIA["no_ics"](cos_none=dln["cos_none"], diverged=div("dln", lr), lr=lr, **th),
-                 CRITERIA["uncorrelated"](**dln, diverged=div("dln", lr), lr=lr, **th)]
-    rows.append(CRITERIA["settles"](**{k: settle(cfg, ics, q) for k, q in (("raw", "l2"), ("grad", "g_norm"),
-                                                                          ("rel", "rel_l2"))},
-                                    diverged=div("vgg", cfg.lr), lr=cfg.lr, **th))
+        rows += [at(CRITERIA["no_ics"](cos_none=dln["cos_none"], diverged=div("dln", lr), lr=lr, **th), "dln", lr),
+                 at(CRITERIA["uncorrelated"](**dln, diverged=div("dln", lr), lr=lr, **th), "dln", lr)]
+    rows.append(at(CRITERIA["settles"](**{k: settle(cfg, ics, q) for k, q in (("raw", "l2"), ("grad", "g_norm"),
+                                                                             ("rel", "rel_l2"))},
+                                       diverged=div("vgg", cfg.lr), lr=cfg.lr, **th), "vgg", cfg.lr))
     ps = [p for net in NETS for p in ics[net].values() if "l2" in p]
     return rows + [CRITERIA["layer_one"](l2_max=float(max(np.max(p["l2"][:, 0]) for p in ps)),
                                          cos_min=float(np.nanmin([np.nanmin(p["cos"][:, 0]) for p in ps])),

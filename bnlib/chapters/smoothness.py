@@ -232,6 +232,19 @@ def sweep_table(cfg: Params, sweeps: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SWEEP_COLUMNS = {"network": "network", "norm": "normaliser", "lr": "learning rate", "diverged": "diverged runs",
+                 "trains": "trains (every seed)"}
+
+
+def styled_sweep(table: pd.DataFrame):
+    """``sweep_table`` as the page shows it: network and normaliser in words, yes / no for ``trains``."""
+    fmt = {"network": {"vgg": "VGG", "dln": "DLN"}.get, "norm": plots.label, "lr": "{:g}", "initial loss": "{:.4g}",
+           "tail loss": lambda v: f"{v:.4g}" if np.isfinite(v) else "diverged",
+           "trains": lambda ok: "yes" if ok else "no"}
+    return (table.rename(columns=SWEEP_COLUMNS).style
+            .format({SWEEP_COLUMNS.get(k, k): f for k, f in fmt.items()}).hide(axis="index"))
+
+
 def largest_lr(table: pd.DataFrame, net: str, norm: str) -> float:
     """Largest swept learning rate at which ``net`` with ``norm`` trains (0 if none)."""
     ok = table[(table["network"] == net) & (table["norm"] == norm) & table["trains"]]
@@ -317,8 +330,9 @@ CRITERIA = {
        for m, claim, what in (
         ("loss_range", "the loss varies less along the gradient", "loss range"),
         ("grad_diff", "the gradient is more predictive", "largest gradient change"),
-        ("beta_eff", "effective beta-smoothness is lower", "effective beta-smoothness"))},
-    "vgg_early": Criterion("VGG: ... by close to two orders of magnitude early in training", SRC,
+        ("beta_eff", "effective β-smoothness is lower", "effective β-smoothness"))},
+    "vgg_early": Criterion("VGG: the gradient is more predictive with BN by close to two orders of magnitude "
+                           "early in training", SRC,
                            _PRE_VGG + "per seed, the largest standard / BN gradient-change factor over the probes of "
                            "the first half of training (the claim is about a maximum) > {early_factor:g}; over "
                            "seeds as below. Partly: > {early_partly:g}. " + _GAP, _early),
