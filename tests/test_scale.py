@@ -81,3 +81,16 @@ def test_bad_arguments_raise():
     m, X, y = _bn_mlp()
     with pytest.raises(ValueError, match="rel_step"):
         layer_scale(m, X, y, rel_step=0)
+
+
+def test_beta_matches_the_hessian_along_the_layerwise_step_for_a_small_step():
+    """Finite differences: for a small step, beta_i -> ||(H D)_i|| / ||W_i||, D_j = ||W_j|| g_j / ||g_j||."""
+    m, X, y = _bn_mlp()
+    r = layer_scale(m, X, y, rel_step=1e-5)
+    ws = [m[1].weight, m[4].weight, m[7].weight]
+    loss = torch.nn.functional.cross_entropy(m.train()(X), y)
+    gs = torch.autograd.grad(loss, ws, create_graph=True)
+    D = [w.norm() * g / g.norm() for w, g in zip(ws, gs)]
+    hd = torch.autograd.grad(sum((g * d.detach()).sum() for g, d in zip(gs, D)), ws)
+    expected = [float(h.norm() / w.norm()) for h, w in zip(hd, ws)]
+    assert np.allclose(r["beta"], expected, rtol=1e-3)

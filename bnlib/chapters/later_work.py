@@ -57,8 +57,8 @@ class Params(profiles.VGGParams):
     scale_from: int = param(300, _STEPS, "first VGG step of the scale probe (choice: the standard net's "
                             "plateau ends near step 300)")
     scale_every: int = param(300, _STEPS, "VGG steps between scale probes (choice; CPU budget)")
-    rel_step: float = param(0.01, _FRAC, "per-layer step for beta, as a fraction of ||W_i|| (choice: "
-                            "the order of an SGD step's relative size, measured on the page)")
+    rel_step: float = param(0.01, _FRAC, "step of each weight layer for beta, as a fraction of its "
+                            "norm ||W_i|| (choice: the order of an SGD step's relative size, measured on the page)")
     scale_c: float = param(2.0, _POS, "the factor the identity row scales BN-fed weights by (choice)")
     gd_dataset: str = param("cifar10", OneOf(("cifar10", "cifar10-mini")), "data of the GD runs (Cohen "
                             "et al.: a CIFAR-10 subset)")
@@ -360,7 +360,7 @@ CRITERIA = {
         "|cos(W, g)| all <= {scale_tol:g}", _scale_identity),
     "beta_raw": Criterion(
         "Per layer, BN lowers the effective beta-smoothness (raw)", "Santurkar et al. 2018, Sec. 3.2",
-        "per-layer beta along -g_i (step {rel_step:g} ||W_i||), median over probed steps {steps} and the "
+        "per-layer beta (every layer steps {rel_step:g} ||W_i|| along -g_i), median over probed steps {steps} and the "
         "BN-fed layers: BN < standard, every seed or beyond {k:g} spreads (log10). " + PRE, _lower_bn),
     "beta_scaled": Criterion(
         "BN's smoothness advantage survives the scale-invariant measure ||W||^2 beta",

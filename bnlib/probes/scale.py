@@ -10,10 +10,13 @@ curvature say as much about how large W has grown as about the landscape. The pr
 ``layer_scale`` measures, per weight layer i (``models.weight_layers`` order) on one batch:
 ``weight_norm`` ||W_i||, ``grad_norm`` ||g_i|| (g_i = dL/dW_i), ``cos`` = <W_i, g_i> / (||W_i|| ||g_i||)
 (zero for a BN-fed layer: the gradient of a scale-invariant function is orthogonal to W), and
-``beta``: the gradient change of layer i per distance when only W_i moves along -g_i by a step
-of ``rel_step`` x ||W_i||, ``||g_i(W_i - t ||W_i|| u_i) - g_i|| / (t ||W_i||)`` with u_i = g_i / ||g_i||,
-the smoothness chapter's effective beta restricted to one layer, with a step that scales with W
-so that ``||W||^2 beta`` is exactly invariant. It also scales every BN-fed layer by ``c`` at once
+``beta``: the gradient change of layer i per distance it moved, when every weight layer j moves
+along -g_j by ``rel_step`` x ||W_j|| (biases and BN parameters stay), ``||g_i(W - t D) - g_i|| /
+(t ||W_i||)`` with D_j = ||W_j|| g_j / ||g_j||. It is the smoothness chapter's effective beta along
+the gradient, split by layer, with steps that scale with each layer's weights, so that
+``||W_i||^2 beta_i`` is exactly invariant: scaling a BN-fed W_j by c moves it to the same relative
+point, scales g_j and so the change of g_j by 1/c, its distance by c, and leaves every other
+layer's gradient as it was. It also scales every BN-fed layer by ``c`` at once
 and reports the loss change and ``||c g_i(cW) - g_i(W)|| / ||g_i(W)||`` (the identity's check).
 
 Probe contract (``functional``): parameters and buffers are cloned per evaluation, the model's
@@ -76,11 +79,9 @@ def layer_scale(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str
         w_norm = np.array([_norm(params[n]) for n in names])
         g_norm = np.array([_norm(g[n]) for n in names])
         cos = np.array([float((params[n] * g[n]).sum()) for n in names]) / np.maximum(w_norm * g_norm, 1e-300)
-        beta = np.zeros(len(names))
-        for i, n in enumerate(names):
-            t = rel_step * w_norm[i]
-            g2, _ = at({**params, n: params[n] - t * g[n] / g_norm[i]})
-            beta[i] = _norm(g2[n] - g[n]) / t
+        moved, _ = at({**params, **{n: params[n] - rel_step * w_norm[i] / g_norm[i] * g[n]
+                                    for i, n in enumerate(names)}})
+        beta = np.array([_norm(moved[n] - g[n]) / (rel_step * w_norm[i]) for i, n in enumerate(names)])
         gc, loss_c = at({**params, **{n: c * params[n] for n, f in zip(names, fed) if f}})
     grad_err = np.array([_norm(c * gc[n] - g[n]) / g_norm[i] if fed[i] else np.nan for i, n in enumerate(names)])
     return {"weight_norm": w_norm, "grad_norm": g_norm, "cos": cos, "beta": beta, "bn_fed": fed,
