@@ -64,3 +64,14 @@ def test_rows_say_which_line_and_which_reference():
     for name in ("beta_eff (Adam step)", "loss variation (Adam step)"):
         assert "Adam's update u" in CRITERIA[name].criterion and "theta + s u" in CRITERIA[name].criterion
     assert "ln 10" in CRITERIA["max / chance"].criterion and "a maximum" in CRITERIA["max / chance"].criterion
+
+
+def test_readable_names_networks_and_batchnorm_in_words():
+    import pandas as pd
+
+    from bnlib.chapters import surfaces
+
+    df = pd.DataFrame({"arch": ["lenet", "vgg16"], "norm": ["none", "bn"], "seed": [0, 0], "test acc": [0.5, 0.6]})
+    got = surfaces.readable(df)
+    assert list(got.columns) == ["network", "BatchNorm", "seed", "test accuracy"]
+    assert got["network"].tolist() == ["LeNet", "VGG-16"] and got["BatchNorm"].tolist() == ["no", "yes"]
