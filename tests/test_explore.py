@@ -78,7 +78,8 @@ addEventListener('load', () => {
   addEventListener('error', e => errors.push(String(e.message)));
   const root = document.querySelector('[data-bnlib-explore]'), c = root.querySelector('canvas');
   const r = c.getBoundingClientRect(), out = {canvases: root.querySelectorAll('canvas').length};
-  c.dispatchEvent(new MouseEvent('mousemove', {clientX: r.left + 50 + 125, clientY: r.top + 6 + 125}));
+  const size = r.width - 58;  // the map's side: the canvas less its margins (explore.js)
+  c.dispatchEvent(new MouseEvent('mousemove', {clientX: r.left + 50 + size / 2, clientY: r.top + 6 + size / 2}));
   out.hover = root.querySelector('[data-role=readout]').textContent;
   const log = root.querySelector('[data-role=scale][value=log]');
   log.checked = true; log.dispatchEvent(new Event('change'));

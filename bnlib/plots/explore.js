@@ -7,7 +7,7 @@
   "use strict";
   const VIRIDIS = [[68, 1, 84], [72, 35, 116], [64, 67, 135], [52, 94, 141], [41, 120, 142], [32, 144, 140],
     [34, 167, 132], [68, 190, 112], [121, 209, 81], [189, 222, 38], [253, 231, 37]];
-  const SIZE = 250, LEFT = 50, BOTTOM = 34, TOP = 6, RIGHT = 8;
+  const SIZE = 280, LEFT = 50, BOTTOM = 34, TOP = 6, RIGHT = 8;
 
   function colour(t) {
     const x = Math.min(1, Math.max(0, t)) * (VIRIDIS.length - 1);
@@ -75,7 +75,7 @@
         ctx.strokeRect(LEFT + state.hover[0] * cell, TOP + (n - 1 - state.hover[1]) * cell, cell, cell);
       }
       ctx.fillStyle = "#222";
-      ctx.font = "12px sans-serif";
+      ctx.font = "13px sans-serif";
       ctx.textAlign = "center";
       [x0, 0, x1].forEach(g => ctx.fillText(fmt(g), px(g), TOP + SIZE + 14));
       ctx.fillText(data.xlabel, LEFT + SIZE / 2, TOP + SIZE + 29);
@@ -97,7 +97,7 @@
         ctx.fillRect(20 + x, 0, 1.5, 14);
       }
       ctx.fillStyle = "#222";
-      ctx.font = "12px sans-serif";
+      ctx.font = "13px sans-serif";
       ctx.textAlign = "center";
       [0, 0.25, 0.5, 0.75, 1].forEach(t => ctx.fillText(fmt(lim[0] + t * (lim[1] - lim[0])), 20 + t * 2 * SIZE, 28));
       const label = document.createElement("div");
