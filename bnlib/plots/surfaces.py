@@ -23,6 +23,16 @@ def _values(loss: np.ndarray, log: bool) -> np.ndarray:
     return np.log10(loss) if log else loss
 
 
+def _log_ticks(ax) -> None:
+    """A log y axis that spans less than a decade gets labelled ticks at 1, 1.5, 2, 3, 5, 7 x 10^k
+    (otherwise it may show a single label, or none)."""
+    lo, hi = ax.get_ylim()
+    if hi < 10 * lo:
+        ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+        ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.3g"))
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+
+
 def _zlabel(log: bool) -> str:
     return r"$\log_{10}$ training loss" if log else "training loss (cross-entropy)"
 
@@ -50,6 +60,7 @@ def probe_curves(res: dict, *, archs, norms, seeds, labels: dict, key: str, ylab
         ax.set_title(labels[arch], fontsize=10)
         if logy:
             ax.set_yscale("log")
+            _log_ticks(ax)
     axes[0].set_ylabel(ylabel + ("\n(log scale)" if logy else ""))
     legend_outside(fig)
     return fig
@@ -76,6 +87,7 @@ def lines(res: dict, *, archs, norms, labels: dict, kind: str, log: bool = True)
         ax.set_title(labels[arch], fontsize=10)
         if log:
             ax.set_yscale("log")
+            _log_ticks(ax)
     axes[0].set_ylabel("training loss" + (" (log scale)" if log else ""))
     legend_outside(fig)
     return fig
