@@ -28,7 +28,7 @@ def test_ics_larger(cos_bn, rel_bn, tails, diverged, expected):
     row = CRITERIA["ics_larger"](cos_bn={4: cos_bn}, rel_bn={4: rel_bn}, **none, **RAW, tails_none=tails,
                                  diverged=diverged, **TH)
     assert row.verdict == expected and "+ 0.05" in row.criterion and "step 300" in row.criterion
-    assert "relative ICS" in row.criterion and "raw ||G - G'||, not judged: standard 0.1, BN 9" in row.measured
+    assert "relative ICS" in row.criterion and "raw ‖G − G′‖, not judged: standard 0.1, BN 9" in row.measured
     assert "3 seeds" in row.measured and ("precondition fails" in row.measured) == (expected == "inconclusive")
 
 
@@ -191,3 +191,7 @@ def test_specs_are_the_shared_trajectories(profile):
     other = chapters.resolve("ics_measure", profile=profile, dln_norm_output=True, dln_loss="mse")
     linear, dln, gd = ch.dln_specs(other)
     assert (dln.norm_output, gd.loss) == (True, "mse")
+
+
+def test_numbers_in_tables_are_written_out():
+    assert (ch.number_text(13_512.3), ch.number_text(871.2), ch.number_text(0.00923)) == ("13,512", "871", "0.00923")

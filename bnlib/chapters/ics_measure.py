@@ -261,14 +261,14 @@ def _ics_larger(cos_bn: dict, cos_none: dict, rel_bn: dict, rel_none: dict, l2_b
                 tails_none: list[float], diverged: bool, margin: float, k: float,
                 chance_frac: float) -> tuple[str, str]:
     """Per shown layer (dict keys), paired per-seed medians: cos BN < cos standard + ``margin``
-    and the relative ||G - G'|| / ||G|| BN > standard; partly: the cosine part at every layer.
-    The raw ||G - G'|| is reported beside, not judged (it shrinks with ||G||)."""
+    and the relative ‖G − G′‖ / ‖G‖ BN > standard; partly: the cosine part at every layer.
+    The raw ‖G − G′‖ is reported beside, not judged (it shrinks with ‖G‖)."""
     pre = left_chance(tails_none, frac=chance_frac) and not diverged
     cg = {i: less(cos_bn[i], cos_none[i], k=k, margin=-margin) for i in cos_bn}
     lg = {i: less(rel_none[i], rel_bn[i], k=k) for i in cos_bn}
     raw = lambda d, i: f"{np.mean(d[i]):.3g}"  # noqa: E731
-    text = "; ".join(f"layer {i}: cos {cg[i].text(('BN', 'standard'))}; ||G - G'|| / ||G|| "
-                     f"{lg[i].text(('standard', 'BN'), '{:.3g}')} (raw ||G - G'||, not judged: standard "
+    text = "; ".join(f"layer {i}: cos {cg[i].text(('BN', 'standard'))}; ‖G − G′‖ / ‖G‖ "
+                     f"{lg[i].text(('standard', 'BN'), '{:.3g}')} (raw ‖G − G′‖, not judged: standard "
                      f"{raw(l2_none, i)}, BN {raw(l2_bn, i)})" for i in cos_bn)
     return (_pre_text(tails_none, chance_frac, diverged) + text,
             _decide([*cg.values(), *lg.values()], list(cg.values()), pre))
@@ -281,14 +281,14 @@ def _trains_better(loss_bn: list[float], loss_none: list[float], diverged: bool,
 
 
 def _layer_one(l2_max: float, cos_min: float, runs: int, measurements: int) -> tuple[str, str]:
-    """Layer 1 has no layer before it: G' = G, so ||G - G'|| = 0 exactly at every measurement."""
-    return (f"largest layer-1 ||G - G'|| {l2_max:.3g}, smallest cos {cos_min:.3g} ({measurements} measurements "
+    """Layer 1 has no layer before it: G′ = G, so ‖G − G′‖ = 0 exactly at every measurement."""
+    return (f"largest layer-1 ‖G − G′‖ {l2_max:.3g}, smallest cos {cos_min:.3g} ({measurements} measurements "
             f"of {runs} runs)", identity(l2_max == 0.0 and not cos_min < 1.0 - 1e-12))
 
 
 def _settles(raw: list[float], grad: list[float], rel: list[float], diverged: bool, explained: float,
              settles_below: float, k: float) -> tuple[str, str]:
-    """Per seed, log10 of (late median / middle median) of BN's raw ICS, ||G|| and relative ICS,
+    """Per seed, log10 of (late median / middle median) of BN's raw ICS, ‖G‖ and relative ICS,
     median over the shown layers. Precondition: the raw ICS settles (ratio < ``settles_below``) on
     every seed. Holds if the gradient norm's log fall is at least ``explained`` x the raw ICS's
     (paired ``Gap``)."""
@@ -298,8 +298,8 @@ def _settles(raw: list[float], grad: list[float], rel: list[float], diverged: bo
     pre = ("precondition fails: a run diverged; " if diverged else "") + \
         ("" if falls else f"precondition fails: BN's raw ICS does not settle (late / middle < {settles_below:g}) "
                           "on every seed; ")
-    return (pre + f"late / middle: raw ||G - G'|| {x(raw)}; ||G|| {x(grad)}; relative ICS {x(rel)} "
-            f"(||G|| log fall vs {explained:g} x raw: {g.seeds()})", g.verdict(precondition=falls and not diverged))
+    return (pre + f"late / middle: raw ‖G − G′‖ {x(raw)}; ‖G‖ {x(grad)}; relative ICS {x(rel)} "
+            f"(‖G‖ log fall vs {explained:g} x raw: {g.seeds()})", g.verdict(precondition=falls and not diverged))
 
 
 def _per_layer(values: dict) -> str:
@@ -333,20 +333,20 @@ CRITERIA = {
         "With BN, ICS is similar or larger", SOURCE,
         "lr {lr:g}; " + _PRE + "At each shown layer, per seed the median over measurements from step "
         "{compare_from} on: BN's "
-        "cos(G, G') < the standard net's + {margin:g}, and the standard net's relative ICS ||G - G'|| / ||G|| < "
-        "BN's (the raw ||G - G'|| is shown, not judged: a net with vanishing gradients has a tiny raw ICS). " + _GAP +
+        "cos(G, G′) < the standard net's + {margin:g}, and the standard net's relative ICS ‖G − G′‖ / ‖G‖ < "
+        "BN's (the raw ‖G − G′‖ is shown, not judged: a net with vanishing gradients has a tiny raw ICS). " + _GAP +
         "Partly: the cosine part holds at every shown layer, the norm part does not.", _ics_larger),
     "layer_one": Criterion(
         "Layer 1's ICS is zero by definition (no layer before it moves)", "Santurkar et al. 2018, Def. 2.1",
-        "Every measurement of every run (both nets, both learning rates): ||G_1 - G'_1|| = 0 exactly and "
+        "Every measurement of every run (both nets, both learning rates): ‖G₁ − G′₁‖ = 0 exactly and "
         "cos = 1 (identity: a check of the probe)", _layer_one),
     "settles": Criterion(
         "The BN VGG's ICS settles late in training as an artifact of convergence", SOURCE,
         "lr {lr:g}; BN VGG; measurements from step {compare_from} on, split at the middle of that window. Per "
-        "seed, log10(late median / middle median) of the raw ||G - G'||, of ||G|| and of ||G - G'|| / ||G||, "
+        "seed, log10(late median / middle median) of the raw ‖G − G′‖, of ‖G‖ and of ‖G − G′‖ / ‖G‖, "
         "median over the shown layers. Precondition: the raw ICS settles, late / middle < {settles_below:g} on "
         "every seed, and no run diverged. Holds "
-        "if ||G|| falls by at least {explained:g} x the raw ICS's fall (log scale), paired over seeds. " + _GAP,
+        "if ‖G‖ falls by at least {explained:g} x the raw ICS's fall (log scale), paired over seeds. " + _GAP,
         _settles),
     "trains_better": Criterion(
         "BN networks still train better", SOURCE,
@@ -355,11 +355,11 @@ CRITERIA = {
         _trains_better),
     "no_ics": Criterion(
         "The standard DLN has almost no ICS", SOURCE,
-        "lr {lr:g}; precondition: no run diverged. At each shown layer, every seed's median cos(G, G') >= {no_ics:g} "
+        "lr {lr:g}; precondition: no run diverged. At each shown layer, every seed's median cos(G, G′) >= {no_ics:g} "
         "(partly: >= {nearly_no_ics:g})", _no_ics),
     "uncorrelated": Criterion(
-        "In the BN DLN, G and G' are almost uncorrelated", SOURCE,
-        "lr {lr:g}; precondition: no run diverged. At each shown layer, every seed's median |cos(G, G')| <= "
+        "In the BN DLN, G and G′ are almost uncorrelated", SOURCE,
+        "lr {lr:g}; precondition: no run diverged. At each shown layer, every seed's median |cos(G, G′)| <= "
         "{uncorrelated:g} (partly: BN's median cos below the standard net's by more than {lower_by:g} at every "
         "shown layer, as a gap over paired seeds with k = {k:g})", _uncorrelated),
 }
@@ -392,6 +392,12 @@ def settle(cfg: Params, ics: dict, key: str) -> list[float]:
 def lr_text(lr: float) -> str:
     """A learning rate as the page writes it: 0.1, 1e-6 (not 1e-06)."""
     return f"{lr:g}".replace("e-0", "e-")
+
+
+def number_text(v: float) -> str:
+    """A value of any size readable in a table: 3 significant digits, thousands written out
+    (13,500, not 1.35e+04)."""
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
 
 
 def at(claim: Claim, net: str, lr: float) -> Claim:

@@ -122,7 +122,7 @@ def prose_settings(cfg: Params) -> dict:
     """Settings the prose quotes that the header box does not show (glued as ``cfg_<name>``; the
     record spacing also in words, ``record_spacing``: "25 steps", "1 step")."""
     rec = profiles.VGG_RECORDS[cfg.profile]
-    return {"record_spacing": page.count(rec["record_every"], "step"), "cfg_eval_size": f"{cfg.eval_size:,}",
+    return {"record_spacing": page.count(rec["record_every"], "step"), "cfg_eval_size": cfg.eval_size,
             "cfg_num_samples": cfg.num_samples, "cfg_num_units": cfg.num_units,
             "cfg_probe_every": rec["record_every"], "cfg_probe_size": rec["record_size"],
             "cfg_compare_steps": cfg.variant_steps,
@@ -207,6 +207,17 @@ def shifts_per_seed(cfg: Params, hist: dict, norms: Sequence[str] = NORMS, seeds
 def stability(shifts: pd.DataFrame) -> pd.DataFrame:
     """Per (network, site, layer): the shifts' means over seeds."""
     return shifts.groupby(["network", "site", "layer"], sort=False)[["mean shift", "var shift"]].mean().reset_index()
+
+
+def stability_wide(stab: pd.DataFrame) -> pd.DataFrame:
+    """``stability`` as the page shows it: one row per site (in words) and layer, the mean and the
+    variance shift of every network side by side (networks by their short names)."""
+    t = stab.assign(site=stab["site"].map(SITE_NAME), network=stab["network"].map(NAME))
+    rows = pd.MultiIndex.from_frame(t[["site", "layer"]].drop_duplicates())
+    cols = pd.MultiIndex.from_product([["mean shift", "variance shift"], [NAME[n] for n in NORMS]])
+    wide = t.rename(columns={"var shift": "variance shift"}).pivot_table(
+        index=["site", "layer"], columns="network", values=["mean shift", "variance shift"])
+    return wide.reindex(index=rows, columns=cols.intersection(wide.columns, sort=False))
 
 
 def median_shifts(shifts: pd.DataFrame, site: str = "post") -> dict[str, dict[str, list[float]]]:

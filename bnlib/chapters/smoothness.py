@@ -233,13 +233,14 @@ def sweep_table(cfg: Params, sweeps: dict) -> pd.DataFrame:
 
 
 SWEEP_COLUMNS = {"network": "network", "norm": "normaliser", "lr": "learning rate", "diverged": "diverged runs",
-                 "trains": "trains (every seed)"}
+                 "trains": "trains"}
 
 
 def styled_sweep(table: pd.DataFrame):
     """``sweep_table`` as the page shows it: network and normaliser in words, yes / no for ``trains``."""
-    fmt = {"network": {"vgg": "VGG", "dln": "DLN"}.get, "norm": plots.label, "lr": "{:g}", "initial loss": "{:.4g}",
-           "tail loss": lambda v: f"{v:.4g}" if np.isfinite(v) else "diverged",
+    num = ics_measure.number_text
+    fmt = {"network": {"vgg": "VGG", "dln": "DLN"}.get, "norm": plots.label, "lr": ics_measure.lr_text,
+           "initial loss": num, "tail loss": lambda v: num(v) if np.isfinite(v) else "diverged",
            "trains": lambda ok: "yes" if ok else "no"}
     return (table.rename(columns=SWEEP_COLUMNS).style
             .format({SWEEP_COLUMNS.get(k, k): f for k, f in fmt.items()}).hide(axis="index"))
@@ -407,13 +408,13 @@ def numbers(cfg: Params, along: dict, nets: dict, table: pd.DataFrame) -> dict[s
         hs = [nets[net].hist[norm, s] for s in seeds]
         out[f"{net}_gnorm_{norm}"] = np.mean([np.median(along[net, "grad"][norm, s]["grad_norm0"]) for s in seeds])
         out[f"{net}_early_loss_{norm}"] = np.mean([np.mean(h.train_loss[:max(1, h.steps_done // 2)]) for h in hs])
-        out[f"{net}_lr_{norm}"] = largest_lr(table, net, norm)
+        out[f"{net}_lr_{norm}"] = ics_measure.lr_text(largest_lr(table, net, norm))
     out.update({k: getattr(cfg, k) for k in ("batch_size", "dln_depth", "dln_width", "dln_points", "dln_mult_min",
                                              "dln_mult_max", "trained_below", "dln_sweep_steps", "compare_from",
                                              "chance_frac", "tail_frac", "sweep_seeds")})
     return {**out, "chance_loss": CHANCE_LOSS, "vgg_chance_bar": cfg.chance_frac * CHANCE_LOSS,
             "dln_loss": next(iter(nets["dln"].values())).train.loss,
-            "dln_sweep_lrs": ", ".join(f"{v:g}" for v in cfg.dln_sweep_lrs),
+            "dln_sweep_lrs": ", ".join(map(ics_measure.lr_text, cfg.dln_sweep_lrs)),
             "vgg_step_min": cfg.mult_min * cfg.lr, "vgg_step_max": cfg.mult_max * cfg.lr,
             "seed_caption": plots.seed_caption(seeds)}
 
