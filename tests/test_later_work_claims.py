@@ -51,9 +51,9 @@ def test_tuned():
 # ---- scale invariance
 
 def test_scale_identity():
-    base = dict(tol=1e-3, c=2.0, scale_tol=1e-3)
-    assert verdict("identity", loss_err=1e-6, grad_err=3e-5, cos=1e-6, **base) == "identity"
-    assert verdict("identity", loss_err=1e-6, grad_err=0.5, cos=1e-6, **base) == "not reproduced"
+    base = dict(tol=1e-3, c=2.0, scale_tol=1e-3, fixed_loss_err=1e-6, fixed_grad_err=0.01, cos=1e-6)
+    assert verdict("identity", loss_err=1e-6, grad_err=3e-5, **base) == "identity"  # fixed-eps error not judged
+    assert verdict("identity", loss_err=1e-6, grad_err=0.5, **base) == "not reproduced"
 
 
 @pytest.mark.parametrize("key", ["beta_raw", "beta_scaled", "grad_raw", "grad_scaled"])
@@ -86,9 +86,8 @@ def test_edge():
     base = dict(eos_low=0.8, eos_high=1.25, late_pct="50%", final_loss=[1.0] * 4, diverged=[False] * 4,
                 k=2.0, chance_frac=0.9)
     assert verdict("edge", ratio_late=[1.0, 1.1, 0.9, 1.05], ratio_first=[0.2] * 4, **base) == "reproduced"
-    assert verdict("edge", ratio_late=[1.0, 0.5, 0.6, 0.7], ratio_first=[0.2] * 4, **base) == "partly"
-    assert verdict("edge", ratio_late=[0.3, 0.5, 0.6, 0.7], ratio_first=[0.2] * 4, **base) == "not reproduced"
-    assert verdict("edge", ratio_late=[1.0, 0.5, 0.6, 0.7], ratio_first=[2.0] * 4, **base) == "not reproduced"
+    assert verdict("edge", ratio_late=[1.0, 1.1, 0.9, 0.7], ratio_first=[0.2] * 4, **base) == "partly"
+    assert verdict("edge", ratio_late=[1.0, 1.1, 0.6, 0.7], ratio_first=[2.0] * 4, **base) == "not reproduced"
     base["diverged"] = [True, False, False, False]
     assert verdict("edge", ratio_late=[1.0] * 4, ratio_first=[0.2] * 4, **base) == "inconclusive"
 

@@ -17,7 +17,11 @@ the gradient, split by layer, with steps that scale with each layer's weights, s
 ``||W_i||^2 beta_i`` is exactly invariant: scaling a BN-fed W_j by c moves it to the same relative
 point, scales g_j and so the change of g_j by 1/c, its distance by c, and leaves every other
 layer's gradient as it was. It also scales every BN-fed layer by ``c`` at once
-and reports the loss change and ``||c g_i(cW) - g_i(W)|| / ||g_i(W)||`` (the identity's check).
+and checks the identity. BatchNorm divides by sqrt(var + eps), so with eps > 0 the invariance is
+exact only if eps scales too: L(cW; eps) = L(W; eps / c^2) and c grad L(cW; eps) = grad L(W; eps / c^2).
+``scaled_loss_err`` and ``scaled_grad_err`` (per layer, relative) measure that exact identity;
+``fixed_eps_loss_err`` and ``fixed_eps_grad_err`` the same with eps left as it is, the network's
+actual departure from invariance (large only for channels whose batch variance is near eps).
 
 Probe contract (``functional``): parameters and buffers are cloned per evaluation, the model's
 mode and RNG are restored, ``bn_mode`` is explicit.
@@ -25,6 +29,7 @@ mode and RNG are restored, ``bn_mode`` is explicit.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,8 +65,9 @@ def layer_scale(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str
                 rel_step: float = 0.01, c: float = 2.0, bn_mode: str = "batch") -> dict[str, np.ndarray]:
     """Per weight layer: ``weight_norm``, ``grad_norm``, ``cos``, ``beta`` (see the module
     docstring), ``bn_fed``; and the scale check with every BN-fed layer scaled by ``c``:
-    ``scaled_loss_err`` |L(cW) - L(W)| / L(W) and per layer ``scaled_grad_err`` (NaN where not
-    BN-fed). The model, its buffers and the RNG are left as they were."""
+    relative loss errors ``scaled_loss_err`` (eps scaled with it) and ``fixed_eps_loss_err``, and
+    per layer ``scaled_grad_err`` and ``fixed_eps_grad_err`` (NaN where not BN-fed). The model,
+    its buffers and the RNG are left as they were."""
     check_bn_mode(bn_mode)
     if not rel_step > 0 or not c > 0:
         raise ValueError(f"rel_step and c must be > 0; got {rel_step}, {c}")
@@ -83,10 +89,31 @@ def layer_scale(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str
                                     for i, n in enumerate(names)}})
         beta = np.array([_norm(moved[n] - g[n]) / (rel_step * w_norm[i]) for i, n in enumerate(names)])
         gc, loss_c = at({**params, **{n: c * params[n] for n, f in zip(names, fed) if f}})
-    grad_err = np.array([_norm(c * gc[n] - g[n]) / g_norm[i] if fed[i] else np.nan for i, n in enumerate(names)])
+        ge, loss_e = _at_eps(model, crit, X, y, params, buffers, 1 / c**2)
+
+    def errors(g_ref: Tensors, loss_ref: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        grad = [_norm(c * gc[n] - g_ref[n]) / _norm(g_ref[n]) if fed[i] else np.nan for i, n in enumerate(names)]
+        return np.array(abs(float(loss_c) - float(loss_ref)) / abs(float(loss_ref))), np.array(grad)
+
+    (loss_err, grad_err), (loss_fixed, grad_fixed) = errors(ge, loss_e), errors(g, loss0)
     return {"weight_norm": w_norm, "grad_norm": g_norm, "cos": cos, "beta": beta, "bn_fed": fed,
-            "scaled_loss_err": np.array(abs(float(loss_c) - float(loss0)) / abs(float(loss0))),
-            "scaled_grad_err": grad_err}
+            "scaled_loss_err": loss_err, "scaled_grad_err": grad_err,
+            "fixed_eps_loss_err": loss_fixed, "fixed_eps_grad_err": grad_fixed}
+
+
+def _at_eps(model: nn.Module, crit, X: torch.Tensor, y: torch.Tensor, params: Tensors, buffers: Tensors,
+            factor: float) -> tuple[Tensors, torch.Tensor]:
+    """Gradient and loss at ``params`` of a copy of ``model`` whose BatchNorm epsilons are
+    multiplied by ``factor`` (the model itself is not touched)."""
+    twin = copy.deepcopy(model)
+    for m in twin.modules():
+        if isinstance(m, _BN):
+            m.eps = m.eps * factor
+
+    def f(p: Tensors, b: Tensors) -> torch.Tensor:
+        return crit(functional_call(twin, (p, b), (X,)), y)
+
+    return grad_and_value(f)(params, {k: v.clone() for k, v in buffers.items()})
 
 
 @dataclass(frozen=True)
