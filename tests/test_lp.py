@@ -443,3 +443,36 @@ def test_tables_split_the_summary_into_narrow_tables_with_words():
     assert "test accuracy, batch statistics" in got["training"] and "per channel, layer 7" in got["shape"]
     dln = lp_norms.tables(cfg, summary[cols[:3] + ["loss range", "grad-diff max", "beta_eff"]])
     assert list(dln) == ["training", "landscape"]
+
+
+def test_every_normaliser_figure_fits_the_column_with_its_legend_outside():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bnlib import plots
+    from bnlib.plots import normalisers as figs
+
+    rng = np.random.default_rng(0)
+    norms = ("none", "bn", "l1", "linf", "ln", "gn", "l1c")
+    hist = SimpleNamespace(train_loss=np.linspace(2, 1, 50), eval_step=np.array([0, 25, 50]),
+                           test_acc=np.array([0.1, 0.4, 0.5]))
+    line = {"step": np.array([0, 20, 40]), "loss_min": np.ones(3), "loss_max": np.full(3, 2.0),
+            "grad_diff_max": np.array([1.0, 2.0, 3.0]), "beta_eff": np.array([3.0, 2.0, 1.0])}
+    shape = {f"layer{i}/{k}": v for i in (3, 7) for k, v in (
+        ("sample", rng.normal(size=500)), ("kurtosis", 0.5), ("kurtosis_channel", rng.normal(size=16)))}
+    res = {("vgg", n, 0): {"hist": hist, "line": line, "shape": shape} for n in norms}
+    seeds_of = {n: [0] for n in norms}
+    per_seed = pd.DataFrame([{"mean shift (pre)": 0.1 + i, "var shift (pre)": 0.2, "mean shift (post)": 0.3,
+                              "var shift (post)": 0.4, "final train loss": 1.0} for i, _ in enumerate(norms)],
+                            index=pd.MultiIndex.from_tuples([(n, 0) for n in norms], names=("norm", "seed")))
+    made = [figs.training_curves(res, "vgg", seeds_of=seeds_of, metric=m, upto=50) for m in ("train_loss", "test_acc")]
+    made += [figs.landscape(res, "vgg", seeds_of=seeds_of),
+             figs.histograms(res, norms=norms, layers=(3, 7), seed=0),
+             figs.channel_kurtosis(res, norms=norms, layers=(3, 7), seed=0),
+             figs.shift_vs_loss(per_seed, norms=norms, sites=lp_norms.SITES)]
+    for fig in made:
+        assert fig.get_size_inches()[0] <= plots.COLUMN_IN + 1e-9
+        assert all(ax.get_legend() is None for ax in fig.axes)
+        plt.close(fig)
