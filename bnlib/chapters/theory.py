@@ -106,7 +106,7 @@ FORMS = [  # (key, statement, source, what the form says or changes)
      "vᵀHv replaced by gᵀHg"),
     ("thm_4_2/seed001", "Thm 4.2", "Cai & Wei, Thm 3.5", "curvature along ∂L̂/∂ŷ = γg"),
     ("thm_4_2/exact", "Thm 4.2", "ours", "identity with the ε terms"),
-    ("thm_4_4/seed003", "Thm 4.4", "Santurkar et al.", "g_j² (a squared squared norm), no λ², no 1/m"),
+    ("thm_4_4/seed003", "Thm 4.4", "Santurkar et al.", "gⱼ² (a squared squared norm), no λ², no 1/m"),
     ("thm_4_4/seed000", "Thm 4.4", "Oxford report eq. 8", "λ² on both terms, 1/√m"),
     ("thm_4_4/corrected", "Thm 4.4", "ours", "λ² and 1/m on both terms; equality when ε = 0"),
     ("eq_16/seed000", "weight-space Thm 4.2", "Oxford report eq. 16", "no λ⁴ on the plain term"),
