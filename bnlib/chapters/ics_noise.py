@@ -210,9 +210,10 @@ def stability(shifts: pd.DataFrame) -> pd.DataFrame:
 
 
 def stability_wide(stab: pd.DataFrame) -> pd.DataFrame:
-    """``stability`` as the page shows it: one row per site (in words) and layer, the mean and the
+    """``stability`` as the page shows it: one row per site and layer (in words), the mean and the
     variance shift of every network side by side (networks by their short names)."""
-    t = stab.assign(site=stab["site"].map(SITE_NAME), network=stab["network"].map(NAME))
+    t = stab.assign(site=stab["site"].map(SITE_NAME), network=stab["network"].map(NAME),
+                    layer=[f"layer {i}" for i in stab["layer"]])
     rows = pd.MultiIndex.from_frame(t[["site", "layer"]].drop_duplicates())
     cols = pd.MultiIndex.from_product([["mean shift", "variance shift"], [NAME[n] for n in NORMS]])
     wide = t.rename(columns={"var shift": "variance shift"}).pivot_table(

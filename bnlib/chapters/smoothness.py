@@ -237,12 +237,13 @@ SWEEP_COLUMNS = {"network": "network", "norm": "normaliser", "lr": "learning rat
 
 
 def styled_sweep(table: pd.DataFrame):
-    """``sweep_table`` as the page shows it: network and normaliser in words, yes / no for ``trains``."""
+    """``sweep_table`` as the page shows it: network and normaliser in words, yes / no for ``trains``,
+    without the seeds column (every rate runs ``sweep_seeds``, which the prose says)."""
     num = ics_measure.number_text
     fmt = {"network": {"vgg": "VGG", "dln": "DLN"}.get, "norm": plots.label, "lr": ics_measure.lr_text,
            "initial loss": num, "tail loss": lambda v: num(v) if np.isfinite(v) else "diverged",
            "trains": lambda ok: "yes" if ok else "no"}
-    return (table.rename(columns=SWEEP_COLUMNS).style
+    return (table.drop(columns="seeds").rename(columns=SWEEP_COLUMNS).style
             .format({SWEEP_COLUMNS.get(k, k): f for k, f in fmt.items()}).hide(axis="index"))
 
 
