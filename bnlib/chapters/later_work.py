@@ -54,22 +54,22 @@ class Params(profiles.VGGParams):
                               "where `python -m bnlib book` puts them)")
     lr_large: float = param(0.5, Interval(float, 0, 10, low_open=True),
                             "the larger VGG learning rate (training chapter's; Santurkar et al.: 0.5)")
-    scale_from: int = param(300, _STEPS, "first VGG step of the scale probe (choice: the standard net's "
-                            "plateau ends near step 300)")
-    scale_every: int = param(300, _STEPS, "VGG steps between scale probes (choice; CPU budget)")
+    scale_from: int = param(600, _STEPS, "first VGG step of the scale probe (choice: after the standard net's "
+                            "plateau, which ends near step 300)")
+    scale_every: int = param(600, _STEPS, "VGG steps between scale probes (choice; quick: 600, CPU budget)")
     rel_step: float = param(0.01, _FRAC, "step of each weight layer for beta, as a fraction of its "
                             "norm ||W_i|| (choice: the order of an SGD step's relative size, measured on the page)")
     scale_c: float = param(2.0, _POS, "the factor the identity row scales BN-fed weights by (choice)")
     gd_dataset: str = param("cifar10", OneOf(("cifar10", "cifar10-mini")), "data of the GD runs (Cohen "
                             "et al.: a CIFAR-10 subset)")
-    gd_size: int = param(1000, Interval(int, 2, 50_000), "training images of the GD runs, all in every "
-                         "step (Cohen et al.: 5,000; quick: 1,000, CPU budget)")
+    gd_size: int = param(500, Interval(int, 2, 50_000), "training images of the GD runs, all in every "
+                         "step (Cohen et al.: 5,000; quick: 500, CPU budget)")
     gd_hidden: int = param(32, Interval(int, 1, 4096), "hidden units of the GD runs' MLP (choice)")
     gd_lrs: tuple = param((0.05, 0.1), ListOf(Interval(float, 0, 10, low_open=True)),
                           "GD step sizes eta (choice: 2/eta below the MLPs' sharpness at step 0, about 80)")
     gd_steps: int = param(200, _STEPS, "GD steps per run (choice: before the training loss nears zero, "
                           "where cross-entropy sharpness falls; CPU budget)")
-    gd_probe_every: int = param(20, _STEPS, "GD steps between Lanczos runs (choice)")
+    gd_probe_every: int = param(25, _STEPS, "GD steps between Lanczos runs (choice; CPU budget)")
     gd_seeds: int = param(2, Interval(int, 1, 20), "seeds of the GD runs (choice; CPU budget)")
     lanczos_tol: float = param(0.01, _FRAC, "relative accuracy of the top eigenvalue (choice: 1%)")
     k: float = param(2.0, Interval(float, 0, 100), "a gap over seeds holds if it holds on every seed or its "
@@ -337,7 +337,8 @@ def _bn_flatter(bn, none, k, final_loss, diverged, chance_frac) -> tuple[str, st
     g = less(bn, none, k=k)
     ok = not any(diverged) and left_chance(final_loss, frac=chance_frac)
     why = "" if ok else "; inconclusive: a GD run diverged or did not leave chance"
-    return g.text(("BN", "standard"), "{:.2f}") + why, g.verdict(precondition=ok)
+    runs = f"{len(bn)} runs (seed, eta), paired; the Gap counts them as seeds: "
+    return runs + g.text(("BN", "standard"), "{:.2f}") + why, g.verdict(precondition=ok)
 
 
 BJORCK = "Bjorck et al. 2018"

@@ -45,7 +45,7 @@ def layers(res: dict, seeds: list[int]):
         for norm in ("none", "bn"):
             band(ax, [x] * len(seeds), [np.median(f(res[(norm, s)]), axis=0) for s in seeds], norm)
         ax.set_yscale("log")
-        ax.set(xlabel="weight layer $i$", ylabel=name)
+        ax.set(xlabel="weight layer $i$", ylabel=name, xticks=x)
         for i in x[~fed]:
             ax.axvspan(i - 0.5, i + 0.5, color="0.9", lw=0, zorder=0)
     legend_outside(fig, ncol=2)
