@@ -419,14 +419,17 @@ def test_the_centred_dln_runs_train_a_prefix_at_quick_and_every_step_at_paper():
 def test_prefix_cuts_the_reference_runs_to_the_shorter_runs_steps():
     """``prefix`` reads the first ``end`` losses: their mean, and the mean of their last 10%."""
     cfg = chapters.resolve("lp_norms", profile="quick")
-    hist = lambda loss, diverged=False: SimpleNamespace(train_loss=np.asarray(loss, float), diverged=diverged)  # noqa: E731
+    hist = lambda loss, diverged=False, done=100: SimpleNamespace(  # noqa: E731
+        train_loss=np.asarray(loss, float), diverged=diverged, steps_done=done)
     res = {("dln", "bn", s): {"hist": hist(np.arange(100.0) + s)} for s in lp_norms.seeds(cfg, "bn")}
     got = lp_norms.prefix(cfg, res, "bn", 20)
     assert list(got.index) == lp_norms.seeds(cfg, "bn")
     assert got.loc[0, "mean train loss"] == pytest.approx(9.5) and got.loc[0, "final train loss"] == pytest.approx(18.5)
     assert got.loc[1, "mean train loss"] == pytest.approx(10.5)
-    res["dln", "bn", 0]["hist"] = hist(np.arange(100.0), diverged=True)
+    res["dln", "bn", 0]["hist"] = hist(np.arange(100.0), diverged=True, done=15)
     assert lp_norms.prefix(cfg, res, "bn", 20).loc[0, "mean train loss"] == np.inf
+    res["dln", "bn", 0]["hist"] = hist(np.arange(100.0), diverged=True, done=60)  # diverged after the prefix
+    assert lp_norms.prefix(cfg, res, "bn", 20).loc[0, "mean train loss"] == pytest.approx(9.5)
 
 
 def test_tables_split_the_summary_into_narrow_tables_with_words():

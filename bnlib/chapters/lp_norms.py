@@ -235,9 +235,10 @@ def losses(h, end: int, diverged: bool = False) -> dict[str, float]:
 
 def prefix(cfg: Params, res: dict, norm: str, end: int) -> pd.DataFrame:
     """``losses`` of every DLN run of ``norm`` over its first ``end`` steps, indexed by seed: the
-    reference nets cut to a shorter run's length."""
+    reference nets cut to a shorter run's length (a run that diverged only after ``end`` counts)."""
     hists = {s: res["dln", norm, s]["hist"] for s in seeds(cfg, norm)}
-    return pd.DataFrame.from_dict({s: losses(h, end, h.diverged) for s, h in hists.items()}, orient="index")
+    return pd.DataFrame.from_dict({s: losses(h, end, bool(h.diverged and h.steps_done <= end))
+                                   for s, h in hists.items()}, orient="index")
 
 
 _COLUMNS = {  # summary column -> (table, the column's name for a reader)
