@@ -227,3 +227,11 @@ def test_reach_text_says_never_in_words(bn_acc, expected):
         res[("bn", s)] = {"val_acc": np.array(bn_acc[s]), "time_s": np.array([0.0, 10.0, 20.0])}
     text = reach_text(res)
     assert text == expected and "inf" not in text and "nan" not in text
+
+
+def test_counts_say_the_seeds_that_ran():
+    from bnlib.chapters.hessian import _counts
+
+    c = _counts(Params(num_seeds=1, before_seeds=2, search_epochs=1, width_epochs=3))
+    assert (c["num_seeds_n"], c["before_seeds_n"], c["search_epochs_n"], c["width_epochs_n"]) == (
+        "1 seed", "1 seed", "1 epoch", "3 epochs")

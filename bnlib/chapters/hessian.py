@@ -428,7 +428,8 @@ def _counts(cfg: Params) -> dict[str, str]:
             "running": "the running statistics of evaluation mode, not those of training"}
     return {"search_epochs_n": page.count(cfg.search_epochs, "epoch"),
             "width_epochs_n": page.count(cfg.width_epochs, "epoch"),
-            "num_seeds_n": page.count(cfg.num_seeds, "seed"), "before_seeds_n": page.count(cfg.before_seeds, "seed"),
+            "num_seeds_n": page.count(cfg.num_seeds, "seed"),
+            "before_seeds_n": page.count(min(cfg.before_seeds, cfg.num_seeds), "seed"),  # as ``trajectories``
             "bn_mode_text": mode[cfg.hessian_bn_mode], "paper_text": paper_text()}
 
 
