@@ -319,7 +319,8 @@ def numbers(cfg: Params, nets: dict, inst: dict, inst_eps: dict, table: pd.DataF
     for lay in LAYERS:
         out |= _layer_numbers(net, first, lay)
     losses = np.asarray(net["fc/losses"])
-    return out | {"loss_gap": float(np.max(np.abs(losses - losses[:, :1]) / np.abs(losses[:, :1]))),
+    gap = float(np.max(np.abs(losses - losses[:, :1]) / np.abs(losses[:, :1])))
+    return out | {"loss_gap": gap, "loss_gap_text": f"agree to a relative {gap:.1e}" if gap else "agree exactly",
                   "eq3_residual": float(np.max(net["fc/eq_3/residual"])),
                   "obs_same": float(np.max(net["obs_4_3/same"])), "obs_other": float(np.median(net["obs_4_3/other"])),
                   "obs_eval": float(np.max(net["obs_4_3/other_eval"])), "n_inst": len(inst["m"]),
