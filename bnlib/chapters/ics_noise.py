@@ -209,16 +209,14 @@ def stability(shifts: pd.DataFrame) -> pd.DataFrame:
     return shifts.groupby(["network", "site", "layer"], sort=False)[["mean shift", "var shift"]].mean().reset_index()
 
 
-def stability_wide(stab: pd.DataFrame) -> pd.DataFrame:
-    """``stability`` as the page shows it: one row per site and layer (in words), the mean and the
-    variance shift of every network side by side (networks by their short names)."""
+def stability_wide(stab: pd.DataFrame, quantity: str) -> pd.DataFrame:
+    """One column of ``stability`` (``"mean shift"`` or ``"var shift"``) as the page shows it: one row
+    per site and layer (in words), the networks side by side (by their short names)."""
     t = stab.assign(site=stab["site"].map(SITE_NAME), network=stab["network"].map(NAME),
                     layer=[f"layer {i}" for i in stab["layer"]])
+    wide = t.pivot_table(index=["site", "layer"], columns="network", values=quantity)
     rows = pd.MultiIndex.from_frame(t[["site", "layer"]].drop_duplicates())
-    cols = pd.MultiIndex.from_product([["mean shift", "variance shift"], [NAME[n] for n in NORMS]])
-    wide = t.rename(columns={"var shift": "variance shift"}).pivot_table(
-        index=["site", "layer"], columns="network", values=["mean shift", "variance shift"])
-    return wide.reindex(index=rows, columns=cols.intersection(wide.columns, sort=False))
+    return wide.reindex(index=rows, columns=[NAME[n] for n in NORMS if NAME[n] in wide.columns])
 
 
 def median_shifts(shifts: pd.DataFrame, site: str = "post") -> dict[str, dict[str, list[float]]]:
