@@ -67,9 +67,9 @@ class Params(profiles.VGGParams):
     gd_hidden: int = param(32, Interval(int, 1, 4096), "hidden units of the GD runs' MLP (choice)")
     gd_lrs: tuple = param((0.05, 0.1), ListOf(Interval(float, 0, 10, low_open=True)),
                           "GD step sizes eta (choice: 2/eta below the MLPs' sharpness at step 0, about 80)")
-    gd_steps: int = param(200, _STEPS, "GD steps per run (choice: before the training loss nears zero, "
-                          "where cross-entropy sharpness falls; CPU budget)")
-    gd_probe_every: int = param(25, _STEPS, "GD steps between Lanczos runs (choice; CPU budget)")
+    gd_steps: int = param(100, _STEPS, "GD steps per run (choice: the loss is still falling, above 0.1; "
+                          "near zero cross-entropy sharpness falls, Cohen et al.; CPU budget)")
+    gd_probe_every: int = param(20, _STEPS, "GD steps between Lanczos runs (choice; CPU budget)")
     gd_seeds: int = param(2, Interval(int, 1, 20), "seeds of the GD runs (choice; CPU budget)")
     lanczos_tol: float = param(0.01, _FRAC, "relative accuracy of the top eigenvalue (choice: 1%)")
     k: float = param(2.0, Interval(float, 0, 100), "a gap over seeds holds if it holds on every seed or its "
