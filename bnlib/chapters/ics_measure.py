@@ -331,7 +331,7 @@ _GAP = ("A gap holds if it holds on every seed or its mean exceeds {k:g} x the s
 CRITERIA = {
     "ics_larger": Criterion(
         "With BN, ICS is similar or larger", SOURCE,
-        "lr {lr:g}; " + _PRE + "At each shown layer, per seed the median over measurements from step "
+        "lr {lr}; " + _PRE + "At each shown layer, per seed the median over measurements from step "
         "{compare_from} on: BN's "
         "cos(G, G′) < the standard net's + {margin:g}, and the standard net's relative ICS ‖G − G′‖ / ‖G‖ < "
         "BN's (the raw ‖G − G′‖ is shown, not judged: a net with vanishing gradients has a tiny raw ICS). " + _GAP +
@@ -342,7 +342,7 @@ CRITERIA = {
         "cos = 1 (identity: a check of the probe)", _layer_one),
     "settles": Criterion(
         "The BN VGG's ICS settles late in training as an artifact of convergence", SOURCE,
-        "lr {lr:g}; BN VGG; measurements from step {compare_from} on, split at the middle of that window. Per "
+        "lr {lr}; BN VGG; measurements from step {compare_from} on, split at the middle of that window. Per "
         "seed, log10(late median / middle median) of the raw ‖G − G′‖, of ‖G‖ and of ‖G − G′‖ / ‖G‖, "
         "median over the shown layers. Precondition: the raw ICS settles, late / middle < {settles_below:g} on "
         "every seed, and no run diverged. Holds "
@@ -350,16 +350,16 @@ CRITERIA = {
         _settles),
     "trains_better": Criterion(
         "BN networks still train better", SOURCE,
-        "{net} at lr {lr:g}; precondition: no run diverged. Mean training loss over the last 10% of the steps: "
+        "{net} at lr {lr}; precondition: no run diverged. Mean training loss over the last 10% of the steps: "
         "BN < standard. " + _GAP,
         _trains_better),
     "no_ics": Criterion(
         "The standard DLN has almost no ICS", SOURCE,
-        "lr {lr:g}; precondition: no run diverged. At each shown layer, every seed's median cos(G, G′) >= {no_ics:g} "
+        "lr {lr}; precondition: no run diverged. At each shown layer, every seed's median cos(G, G′) >= {no_ics:g} "
         "(partly: >= {nearly_no_ics:g})", _no_ics),
     "uncorrelated": Criterion(
         "In the BN DLN, G and G′ are almost uncorrelated", SOURCE,
-        "lr {lr:g}; precondition: no run diverged. At each shown layer, every seed's median |cos(G, G′)| <= "
+        "lr {lr}; precondition: no run diverged. At each shown layer, every seed's median |cos(G, G′)| <= "
         "{uncorrelated:g} (partly: BN's median cos below the standard net's by more than {lower_by:g} at every "
         "shown layer, as a gap over paired seeds with k = {k:g})", _uncorrelated),
 }
@@ -415,18 +415,19 @@ def claims(cfg: Params, hist: dict, ics: dict) -> list[Claim]:
     keys = (("cos", "cos"), ("rel", "rel_l2"), ("l2", "l2"))  # criterion input -> ICS quantity
     rows = [at(CRITERIA["ics_larger"](**{f"{a}_{n}": shown(cfg, ics, "vgg", n, lr, k) for a, k in keys for n in NORMS},
                                       tails_none=[tail_loss(h) for h in hs("vgg", "none", lr)],
-                                      diverged=div("vgg", lr), margin=cfg.cos_margin, lr=lr, **th), "vgg", lr)
+                                      diverged=div("vgg", lr), margin=cfg.cos_margin, lr=lr_text(lr), **th), "vgg", lr)
             for lr in lrs(cfg, "vgg")]
     rows += [at(CRITERIA["trains_better"](**{f"loss_{n}": [tail_loss(h) for h in hs(net, n, lr)] for n in NORMS},
-                                          diverged=div(net, lr), net=net.upper(), lr=lr, **th), net, lr)
+                                          diverged=div(net, lr), net=net.upper(), lr=lr_text(lr), **th), net, lr)
              for net in NETS for lr in lrs(cfg, net)[:1]]
     for lr in lrs(cfg, "dln"):
         dln = {f"cos_{n}": shown(cfg, ics, "dln", n, lr, "cos") for n in NORMS}
-        rows += [at(CRITERIA["no_ics"](cos_none=dln["cos_none"], diverged=div("dln", lr), lr=lr, **th), "dln", lr),
-                 at(CRITERIA["uncorrelated"](**dln, diverged=div("dln", lr), lr=lr, **th), "dln", lr)]
+        given = dict(diverged=div("dln", lr), lr=lr_text(lr), **th)
+        rows += [at(CRITERIA["no_ics"](cos_none=dln["cos_none"], **given), "dln", lr),
+                 at(CRITERIA["uncorrelated"](**dln, **given), "dln", lr)]
     rows.append(at(CRITERIA["settles"](**{k: settle(cfg, ics, q) for k, q in (("raw", "l2"), ("grad", "g_norm"),
                                                                              ("rel", "rel_l2"))},
-                                       diverged=div("vgg", cfg.lr), lr=cfg.lr, **th), "vgg", cfg.lr))
+                                       diverged=div("vgg", cfg.lr), lr=lr_text(cfg.lr), **th), "vgg", cfg.lr))
     ps = [p for net in NETS for p in ics[net].values() if "l2" in p]
     return rows + [CRITERIA["layer_one"](l2_max=float(max(np.max(p["l2"][:, 0]) for p in ps)),
                                          cos_min=float(np.nanmin([np.nanmin(p["cos"][:, 0]) for p in ps])),
