@@ -159,3 +159,25 @@ def test_chapters_dir_defaults_to_the_books_executed_chapters():
 
     assert ch.chapters_dir(ch.Params()) == book.EXECUTED
     assert str(ch.chapters_dir(ch.Params(chapters_dir="/x"))) == "/x"
+
+
+def _markdown() -> str:
+    from bnlib import book
+
+    nb = json.loads((book.NOTEBOOKS / "later_work.ipynb").read_text())
+    return "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+
+
+def test_cross_page_glue_names_a_format():
+    """MyST-NB splits ``page.ipynb::key`` at its last colon: without a format the key is lost."""
+    import re
+
+    refs = re.findall(r"\{glue:text\}`([^`]*::[^`]*)`", _markdown())
+    assert refs and all(re.search(r"::[a-z_0-9]+:[^:]+$", r) for r in refs), refs
+
+
+def test_every_glued_setting_is_glued_by_the_settings_header():
+    import re
+
+    used = set(re.findall(r"\{glue:text\}`cfg_([a-z_0-9]+)", _markdown()))
+    assert used <= {"seed", *ch.KEY_SETTINGS, *ch.THRESHOLDS}, used - {*ch.KEY_SETTINGS, *ch.THRESHOLDS}

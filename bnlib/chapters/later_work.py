@@ -100,7 +100,7 @@ PROFILES = {
 }
 KEY_SETTINGS = ("dataset", "depth", "width", "lr", "lr_large", "num_steps", "num_seeds", "variant_steps",
                 "variant_seeds", "scale_from", "scale_every", "rel_step", "gd_dataset", "gd_size", "gd_hidden",
-                "gd_lrs", "gd_steps", "gd_probe_every", "gd_seeds")
+                "gd_lrs", "gd_steps", "gd_probe_every", "gd_seeds", "lanczos_tol")
 THRESHOLDS = ("k", "chance_frac", "tail_frac", "minority", "scale_tol", "eos_low", "eos_high", "late_frac")
 
 
@@ -360,8 +360,8 @@ CRITERIA = {
         "smoothness chapter's sweep ({sweep_steps} steps): BN's lowest tail loss over the swept rates < the "
         "standard net's lowest (1 seed). Precondition: the standard net trained at some swept rate", _tuned),
     "identity": Criterion(
-        "Scale invariance: a layer that feeds BN can be scaled by c without changing the loss; its gradient "
-        "scales as 1/c and is orthogonal to the weights", "Arora, Li & Lyu 2019",
+        "Scale invariance: a layer that feeds BN can be scaled by c without changing the loss, and its "
+        "gradient scales as 1/c", "Arora, Li & Lyu 2019",
         "every BN-fed layer scaled by c = {c:g}, BN's eps by 1 / c^2 (BN divides by sqrt(var + eps)): "
         "relative loss change and ||c g(cW) - g(W)|| / ||g(W)|| both <= {scale_tol:g}", _scale_identity),
     "beta_raw": Criterion(
