@@ -105,3 +105,10 @@ def test_curves_fit_the_column_with_one_legend_off_the_data():
     assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in fig.axes)
     assert [ax.get_title() for ax in fig.axes] == ["learning rate 0.1", "learning rate 0.5"]
     assert any(t.get_text() == "diverged" for t in fig.axes[1].texts)
+
+
+def test_listed_reads_as_words_not_as_a_tuple():
+    from bnlib.chapters.training import listed
+
+    assert (listed([0, 1, 2]), listed([0])) == ("0, 1 and 2", "0")
+    assert listed([1e-7, 1e-6], "{:g}".format) == "1e-07 and 1e-06"

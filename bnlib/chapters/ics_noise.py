@@ -27,7 +27,7 @@ from ..data import DataSpec
 from ..models import ModelSpec
 from ..probes.activations import distribution_shift, lag_shift
 from ..train import History, TrainConfig
-from .training import acc_at, tail_loss
+from .training import acc_at, listed, tail_loss
 
 TITLE = "Does BatchNorm work by controlling covariate shift?"
 NORMS = ("none", "bn", "noisy_bn", "noise")
@@ -127,7 +127,7 @@ def prose_settings(cfg: Params) -> dict:
             "cfg_probe_every": rec["record_every"], "cfg_probe_size": rec["record_size"],
             "cfg_compare_steps": cfg.variant_steps,
             "cfg_compare_epochs": cfg.variant_steps * cfg.batch_size / cfg.train_size,
-            "cfg_compare_seeds": ", ".join(map(str, compared_seeds(cfg))), "cfg_mnist_steps": cfg.mnist_steps}
+            "cfg_compare_seeds": listed(compared_seeds(cfg)), "cfg_mnist_steps": cfg.mnist_steps}
 
 
 def compared_seeds(cfg: Params) -> list[int]:

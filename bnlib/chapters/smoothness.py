@@ -19,6 +19,7 @@ from ..probes.landscape import ActivationGrads, LineSearch
 from ..train import History
 from . import ics_measure
 from .ics_measure import schedule
+from .training import listed
 
 TITLE = "The smoothing effect: the landscape along the gradient"
 NORMS, ARCHS = ("none", "bn"), ("vgg", "dln")
@@ -415,7 +416,8 @@ def numbers(cfg: Params, along: dict, nets: dict, table: pd.DataFrame) -> dict[s
                                              "chance_frac", "tail_frac", "sweep_seeds")})
     return {**out, "chance_loss": CHANCE_LOSS, "vgg_chance_bar": cfg.chance_frac * CHANCE_LOSS,
             "dln_loss": next(iter(nets["dln"].values())).train.loss,
-            "dln_sweep_lrs": ", ".join(map(ics_measure.lr_text, cfg.dln_sweep_lrs)),
+            "dln_sweep_lrs": listed(cfg.dln_sweep_lrs, ics_measure.lr_text),
+            "sweep_lrs_text": listed(cfg.sweep_lrs, "{:g}".format),
             "vgg_step_min": cfg.mult_min * cfg.lr, "vgg_step_max": cfg.mult_max * cfg.lr,
             "seed_caption": plots.seed_caption(seeds)}
 
@@ -426,7 +428,8 @@ def new_numbers(cfg: Params, beyond: dict, grads: dict) -> dict[str, float | int
     over seeds of BN's gradient norm is below the standard net's, of ``layers``."""
     b = factor_summary(cfg, beyond, profiles.seeds(cfg)).groupby("metric")["med"].mean()
     out: dict[str, float | int | str] = {f"beyond_{m}": float(b[m]) for m in METRICS}
-    out["beyond_steps"] = ", ".join(f"{m * cfg.lr:.2g}" for m in cfg.beyond_mults)
+    out["beyond_steps"] = listed([m * cfg.lr for m in cfg.beyond_mults], "{:.2g}".format)
+    out["beyond_mults_text"] = listed(cfg.beyond_mults, "{:g}".format)
     out["paper_cap"] = cfg.mult_max * cfg.lr
     for site, g in grads.items():
         out[f"{site}_bn_lower"] = int(np.sum(g["bn"].mean(0) < g["none"].mean(0)))
