@@ -4,6 +4,7 @@ profile, seeds, run time, device, trajectories trained or loaded and environment
 
 from __future__ import annotations
 
+import ast
 import html
 import json
 from pathlib import Path
@@ -30,8 +31,18 @@ def glued(notebook: Path) -> dict[str, str]:
         for o in cell.get("outputs", []):
             name = o.get("metadata", {}).get("scrapbook", {}).get("name")
             if name and RECORD in o.get("data", {}):
-                out[name] = "".join(o["data"][RECORD])
+                out[name] = _plain("".join(o["data"][RECORD]))
     return out
+
+
+def _plain(record: str) -> str:
+    """A glued value as the page shows it: a recorded string repr without its quotes (as
+    ``{glue:text}`` does), anything else as recorded."""
+    try:
+        value = ast.literal_eval(record)
+    except (SyntaxError, ValueError):
+        return record
+    return value if isinstance(value, str) else record
 
 
 def title(notebook: Path) -> str:

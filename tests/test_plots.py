@@ -29,3 +29,13 @@ def test_count_says_one_seed_and_three_seeds():
     from bnlib import page
 
     assert (page.count(1, "seed"), page.count(3, "seed"), page.count(0, "run")) == ("1 seed", "3 seeds", "0 runs")
+
+
+def test_glued_text_comes_back_as_the_same_string_and_numbers_read_as_written():
+    from ast import literal_eval
+
+    from bnlib import page
+
+    for s in ("0, 1, 2", "2,000", "1e-6", 'a "quoted" \\ word'):
+        assert literal_eval(repr(page.Text(s))) == s  # what {glue:text} does with the record
+    assert [page.number(v) for v in (1e-6, 0.1, 2.0, 1.5e20)] == ["1e-6", "0.1", "2", "1.5e20"]

@@ -73,3 +73,12 @@ def test_chapter_claims_tables_colour_their_verdicts():
     html = page.claims(rows, prefix="t").to_html()
     assert 'class="data row0 col4 verdict verdict-reproduced"' in html.replace("  ", " ")
     assert "verdict verdict-not-reproduced" in html and "a &lt; b" in html and "x &amp; y" in html
+
+
+def test_glued_strings_are_read_without_their_quotes(tmp_path):
+    from bnlib import page
+
+    executed(tmp_path / "c.ipynb", {"seeds": repr(page.Text("0, 1, 2")), "claims_json": '[{"a": true}]',
+                                    "run_time_min": "1.5"})
+    assert summary.glued(tmp_path / "c.ipynb") == {"seeds": "0, 1, 2", "claims_json": '[{"a": true}]',
+                                                   "run_time_min": "1.5"}
