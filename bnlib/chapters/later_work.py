@@ -58,7 +58,7 @@ class Params(profiles.VGGParams):
                             "plateau, which ends near step 300)")
     scale_every: int = param(600, _STEPS, "VGG steps between scale probes (choice; quick: 600, CPU budget)")
     rel_step: float = param(0.01, _FRAC, "step of each weight layer for beta, as a fraction of its "
-                            "norm ||W_i|| (choice: the order of an SGD step's relative size, measured on the page)")
+                            "weight norm (choice: the order of an SGD step's relative size, measured on the page)")
     scale_c: float = param(2.0, _POS, "the factor the identity row scales BN-fed weights by (choice)")
     gd_dataset: str = param("cifar10", OneOf(("cifar10", "cifar10-mini")), "data of the GD runs (Cohen "
                             "et al.: a CIFAR-10 subset)")
@@ -450,7 +450,7 @@ def numbers(cfg: Params, hist: dict, sweep: dict, res: dict, sharp: pd.DataFrame
     out |= {"lead": float(lead.mean()), "lead_large": float(lead_large.mean()),
             "sweep_lrs": ", ".join(f"{x:g}" for x in sorted({k[1] for k in sweep})),
             "sweep_seeds": _count(len({k[-1] for k in sweep}), "seed"),
-            "sweep_steps": min(h.steps_done for h in sweep.values())}
+            "sweep_steps": smoothness_cfg(cfg).sweep_steps}
     seeds = profiles.seeds(cfg)
     fed = np.asarray(res[("bn", seeds[0])]["bn_fed"][0], bool)
     for n in NORMS:
