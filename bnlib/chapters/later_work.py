@@ -314,12 +314,13 @@ def sharpness(cfg: Params, runs: dict, top: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["network", "eta", "seed"]).reset_index(drop=True)
 
 
-def _trained(df: pd.DataFrame, chance_frac: float) -> tuple[bool, str]:
-    if df.diverged.any():
-        return False, "; inconclusive: a GD run diverged"
-    if not left_chance(list(df["final loss"]), frac=chance_frac):
-        return False, "; inconclusive: a GD run did not leave chance"
-    return True, ""
+def sharpness_table(sharp: pd.DataFrame) -> pd.DataFrame:
+    """``sharpness`` as the page shows it: human labels, one row per run."""
+    out = sharp.assign(network=sharp.network.map({"none": "standard", "bn": "BatchNorm"}),
+                       diverged=sharp.diverged.map({True: "yes", False: "no"}))
+    return out.rename(columns={"eta": "step size", "lam_first": "top eigenvalue, step 0",
+                               "lam_late": "top eigenvalue, late", "ratio_first": "x eta/2, step 0",
+                               "ratio_late": "x eta/2, late"})
 
 
 def _edge(ratio_late, ratio_first, final_loss, diverged, eos_low, eos_high, chance_frac) -> tuple[str, str]:
