@@ -166,7 +166,8 @@ def build(root: Path = ROOT, *, strict: bool = True, log: Path | None = None) ->
 
 
 # Chapters that train or probe the most first, so two side by side finish close together.
-COST_ORDER = ("lp_norms", "ics_measure", "ics_noise", "smoothness", "surfaces", "training", "hessian", "theory")
+COST_ORDER = ("lp_norms", "ics_measure", "ics_noise", "smoothness", "surfaces", "training", "hessian", "theory",
+              "later_work")
 # Chapters that read the others' executed notebooks: executed after all of them.
 LAST = ("later_work",)
 

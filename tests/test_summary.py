@@ -24,7 +24,7 @@ def claims_json(*verdicts):
 
 @pytest.fixture
 def chapters(tmp_path):
-    names = [n for _, ns in summary.QUESTIONS for n in ns]
+    names = [n for _, ns in summary.QUESTIONS + summary.LATER for n in ns]
     for n in names:
         executed(tmp_path / f"{n}.ipynb", {"claims_json": claims_json("reproduced", "inconclusive"),
                                            "profile": "quick", "run_time_min": "1.5", "seeds": "0, 1, 2"},
