@@ -82,18 +82,43 @@ def test_scale_values_multiply_by_the_weight_norm_on_bn_fed_layers_only():
 
 # ---- sharpness against 2/eta
 
+EDGE = dict(eos_low=0.8, eos_high=1.25, late_pct="50%", eos_loss_floor=0.1, final_loss=[1.0] * 4,
+            diverged=[False] * 4, k=2.0, chance_frac=0.9)
+
+
 def test_edge():
-    base = dict(eos_low=0.8, eos_high=1.25, late_pct="50%", final_loss=[1.0] * 4, diverged=[False] * 4,
-                k=2.0, chance_frac=0.9)
-    assert verdict("edge", ratio_late=[1.0, 1.1, 0.9, 1.05], ratio_first=[0.2] * 4, **base) == "reproduced"
-    assert verdict("edge", ratio_late=[1.0, 1.1, 0.9, 0.7], ratio_first=[0.2] * 4, **base) == "partly"
-    assert verdict("edge", ratio_late=[1.0, 1.1, 0.6, 0.7], ratio_first=[2.0] * 4, **base) == "not reproduced"
-    base["diverged"] = [True, False, False, False]
-    assert verdict("edge", ratio_late=[1.0] * 4, ratio_first=[0.2] * 4, **base) == "inconclusive"
+    base = dict(n_window=[4] * 4, min_probes=3, **EDGE)
+    assert verdict("edge", ratio_window=[1.0, 1.1, 0.9, 1.05], **base) == "reproduced"
+    assert verdict("edge", ratio_window=[1.0, 1.1, 0.9, 0.7], **base) == "partly"
+    assert verdict("edge", ratio_window=[1.0, 1.1, 0.6, 0.7], **base) == "not reproduced"
+    assert verdict("edge", ratio_window=[1.0] * 4, **{**base, "n_window": [4, 4, 2, 4]}) == "inconclusive"
+    assert verdict("edge", ratio_window=[1.0] * 4, **{**base, "diverged": [True] + [False] * 3}) == "inconclusive"
+
+
+def test_edge_late():
+    assert verdict("edge_late", ratio_late=[1.0, 1.1, 0.9, 1.05], ratio_first=[0.2] * 4, **EDGE) == "reproduced"
+    assert verdict("edge_late", ratio_late=[1.0, 1.1, 0.9, 0.7], ratio_first=[0.2] * 4, **EDGE) == "partly"
+    assert verdict("edge_late", ratio_late=[1.0, 1.1, 0.6, 0.7], ratio_first=[2.0] * 4, **EDGE) == "not reproduced"
+    assert verdict("edge_late", ratio_late=[1.0] * 4, ratio_first=[0.2] * 4,
+                   **{**EDGE, "final_loss": [2.3] + [1.0] * 3}) == "inconclusive"
+
+
+def test_floor_step_is_the_first_step_below_the_floor():
+    assert ch.floor_step([2.0, 0.5, 0.09, 0.2, 0.05], 0.1) == 2
+    assert ch.floor_step([2.0, 0.5], 0.1) == 2  # never: the run's length
+
+
+def test_edge_window_opens_at_the_edge_and_closes_at_the_loss_floor():
+    step = np.array([0, 20, 40, 60, 80])
+    ratio = np.array([0.3, 0.9, 1.0, 0.4, 0.2])
+    assert ch.edge_window(step, ratio, end=70, eos_low=0.8).tolist() == [False, True, True, True, False]
+    assert ch.edge_window(step, ratio, end=100, eos_low=0.8).tolist() == [False, True, True, True, True]
+    never = np.array([0.3, 0.5, 0.6, 0.4, 0.2])  # never reaches the edge: every probe before the floor
+    assert ch.edge_window(step, never, end=50, eos_low=0.8).tolist() == [True, True, True, False, False]
 
 
 def test_bn_flatter():
-    base = dict(final_loss=[1.0] * 6, diverged=[False] * 6, k=2.0, chance_frac=0.9)
+    base = dict(final_loss=[1.0] * 6, diverged=[False] * 6, k=2.0, chance_frac=0.9, late_pct="50%")
     assert verdict("bn_flatter", bn=[0.3, 0.4, 0.5], none=[1.0, 1.1, 0.9], **base) == "reproduced"
     assert verdict("bn_flatter", bn=[1.3, 1.4, 1.5], none=[1.0, 1.1, 0.9], **base) == "not reproduced"
     base["final_loss"] = [2.3] + [1.0] * 5
@@ -106,14 +131,17 @@ def _hist(losses, diverged=False):
     return History(losses, losses * 0, np.arange(len(losses), dtype=float), z, z, z, diverged=diverged)
 
 
-def test_sharpness_table_judges_the_late_probes():
-    cfg = ch.Params(gd_lrs=(0.1,), gd_steps=100, late_frac=0.5)
-    runs = {("none", 0.1, 0): _hist([2.0] * 100)}
-    top = {("none", 0.1, 0): {"step": np.arange(0, 100, 20), "eigenvalues": np.array([[5.], [10.], [15.], [20.],
-                                                                                        [22.]])}}
+def test_sharpness_judges_the_window_and_the_late_probes():
+    cfg = ch.Params(gd_lrs=(0.1,), gd_steps=100, late_frac=0.5, eos_low=0.8, eos_loss_floor=0.1)
+    runs = {("none", 0.1, 0): _hist([2.0] * 70 + [0.05] * 30)}  # the loss falls below 0.1 at step 70
+    top = {("none", 0.1, 0): {"step": np.arange(0, 100, 20), "eigenvalues": np.array([[5.], [10.], [17.], [20.],
+                                                                                        [8.]])}}
     row = ch.sharpness(cfg, runs, top).iloc[0]
-    assert row.lam_late == 21.0  # the median of the probes at steps 60 and 80 (from step 50 on)
-    assert row.ratio_late == pytest.approx(1.05) and row.ratio_first == pytest.approx(0.25)
+    assert row["floor step"] == 70 and row["window from"] == 40 and row["window probes"] == 2
+    assert row.lam_window == 18.5  # the probes at steps 40 and 60: from the first x eta/2 >= 0.8, before step 70
+    assert row.lam_late == 14.0  # the median of the probes at steps 60 and 80 (from step 50 on)
+    assert row.ratio_late == pytest.approx(0.7) and row.ratio_first == pytest.approx(0.25)
+    assert set(ch.sharpness_table(ch.sharpness(cfg, runs, top))) >= {"x eta/2, window", "x eta/2, late"}
 
 
 def test_matched_cuts_the_core_runs_to_the_variant_length():
@@ -152,6 +180,45 @@ def test_answers_say_so_when_the_chapters_are_missing(tmp_path):
     a = ch.answers(tmp_path / "nowhere")
     assert a["answer_source"] == "missing"
     assert all("Not answered in this run" in a[f"answer_{i}"] for i in range(1, len(summary.QUESTIONS) + 1))
+
+
+def _cited_chapters(path, ics_claim="With BN, ICS is similar or larger (VGG)"):
+    claims = {"training": ["BN reaches a lower training loss within the same step budget"],
+              "ics_measure": [ics_claim, ics_claim],
+              "smoothness": ["VGG: other", "VGG: effective beta-smoothness is lower with BN",
+                             "VGG: BN lowers gradient magnitudes (a more Lipschitz loss)"],
+              "lp_norms": ["other", "lp schemes smooth the landscape like BatchNorm (VGG)",
+                           "lp schemes smooth the landscape like BatchNorm (DLN)"]}
+    for _, names in summary.QUESTIONS:
+        for n in names:
+            rows = [{"claim": c, "source": "s", "criterion": f"lr {lr}; c", "measured": f"m {n} {i}",
+                     "verdict": "reproduced"} for i, (c, lr) in enumerate(zip(claims.get(n, ["x"]), [0.1, 0.01, 0.1]))]
+            out = {"output_type": "display_data", "metadata": {"scrapbook": {"name": "claims_json"}},
+                   "data": {summary.RECORD: json.dumps(rows)}}
+            nb = {"cells": [{"cell_type": "markdown", "source": f"# Chapter {n}", "metadata": {}},
+                            {"cell_type": "code", "source": "", "metadata": {}, "outputs": [out]}]}
+            (path / f"{n}.ipynb").write_text(json.dumps(nb))
+
+
+def test_cited_rows_are_found_by_their_claim_text(tmp_path):
+    _cited_chapters(tmp_path)
+    c = ch.cited(tmp_path, lr=0.1)
+    assert c["cite_training_row"] == "1" and c["cite_beta_row"] == "2" and c["cite_grad_row"] == "3"
+    assert c["cite_lp_row"] == "2" and c["cite_lp_measured"] == "m lp_norms 1"
+    assert c["cite_ics_row"] == "1"  # the claim at lr 0.1, not its twin at lr 0.01
+    assert ch.cited(tmp_path, lr=0.01)["cite_ics_row"] == "2"
+
+
+def test_a_cited_row_that_is_gone_fails_loudly(tmp_path):
+    _cited_chapters(tmp_path, ics_claim="ICS reworded")
+    with pytest.raises(LookupError, match="ics_measure.*ICS is similar or larger"):
+        ch.cited(tmp_path, lr=0.1)
+
+
+def test_cited_rows_say_so_when_the_chapters_are_missing(tmp_path):
+    c = ch.cited(tmp_path / "nowhere", lr=0.1)
+    assert set(c) == {f"cite_{n}_{f}" for n in ch.CITED for f in ("row", "verdict", "measured")}
+    assert set(c.values()) == {"not available in this run"}
 
 
 def test_chapters_dir_defaults_to_the_books_executed_chapters():

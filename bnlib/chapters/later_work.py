@@ -66,10 +66,9 @@ class Params(profiles.VGGParams):
                          "step (Cohen et al.: 5,000; quick: 500, CPU budget)")
     gd_hidden: int = param(32, Interval(int, 1, 4096), "hidden units of the GD runs' MLP (choice)")
     gd_lrs: tuple = param((0.05, 0.1), ListOf(Interval(float, 0, 10, low_open=True)),
-                          "GD step sizes eta (choice: 2/eta below the MLPs' sharpness at step 0, about 80)")
-    gd_steps: int = param(100, _STEPS, "GD steps per run (choice: the loss is still falling, above 0.1; "
-                          "near zero cross-entropy sharpness falls, Cohen et al.; CPU budget)")
-    gd_probe_every: int = param(20, _STEPS, "GD steps between Lanczos runs (choice; CPU budget)")
+                          "GD step sizes eta (choice: 2/eta below the MLPs' sharpness at step 0, in the table)")
+    gd_steps: int = param(200, _STEPS, "GD steps per run (choice, made before any run; CPU budget)")
+    gd_probe_every: int = param(25, _STEPS, "GD steps between Lanczos runs (choice, made with gd_steps; CPU budget)")
     gd_seeds: int = param(2, Interval(int, 1, 20), "seeds of the GD runs (choice; CPU budget)")
     lanczos_tol: float = param(0.01, _FRAC, "relative accuracy of the top eigenvalue (choice: 1%)")
     k: float = param(2.0, Interval(float, 0, 100), "a gap over seeds holds if it holds on every seed or its "
@@ -83,11 +82,18 @@ class Params(profiles.VGGParams):
                             "(the word 'most')")
     scale_tol: float = param(1e-3, _FRAC, "identity tolerance (relative): float32 rounding through the "
                              "network leaves errors near 1e-5 (choice: 100 x that)")
-    eos_low: float = param(0.8, _FRAC, "edge of stability: the late sharpness is at least this x 2/eta "
-                           "(choice: within 20%; Lanczos is accurate to 1%)")
+    eos_low: float = param(0.8, _FRAC, "edge of stability: the judged sharpness is at least this x 2/eta, and "
+                           "the edge row's window opens at the first probe that reaches it (choice: within 20%; "
+                           "Lanczos is accurate to 1%)")
     eos_high: float = param(1.25, Interval(float, 1, 100), "and at most this x 2/eta (choice: 1/0.8)")
-    late_frac: float = param(0.5, _FRAC, "sharpness is judged on the probes in this last fraction of a GD "
-                             "run (choice: the second half)")
+    eos_loss_floor: float = param(0.1, _POS, "the edge row judges the probes before the full-batch training loss "
+                                  "first falls below this (choice, our reading of 'once the loss is small', where "
+                                  "cross-entropy sharpness falls: the right class's mean log-probability above "
+                                  "-0.1)")
+    eos_min_probes: int = param(3, Interval(int, 1, 1000), "fewest probes the edge row's window may hold on a run, "
+                                "else inconclusive (choice: a median of at least 3 probes)")
+    late_frac: float = param(0.5, _FRAC, "the 'to the end of the run' row judges the probes in this last fraction "
+                             "of a GD run (choice: the second half)")
 
 
 _SMOKE = profiles.VGG["smoke"]
@@ -101,7 +107,8 @@ PROFILES = {
 KEY_SETTINGS = ("dataset", "depth", "width", "lr", "lr_large", "num_steps", "num_seeds", "variant_steps",
                 "variant_seeds", "scale_from", "scale_every", "rel_step", "gd_dataset", "gd_size", "gd_hidden",
                 "gd_lrs", "gd_steps", "gd_probe_every", "gd_seeds", "lanczos_tol")
-THRESHOLDS = ("k", "chance_frac", "tail_frac", "minority", "scale_tol", "eos_low", "eos_high", "late_frac")
+THRESHOLDS = ("k", "chance_frac", "tail_frac", "minority", "scale_tol", "eos_low", "eos_high", "eos_loss_floor",
+              "eos_min_probes", "late_frac")
 
 
 # ---------------------------------------------------------------- the answer section
@@ -146,6 +153,42 @@ def answers(folder: Path) -> dict[str, str]:
         return {"answer_source": "missing", **{f"answer_{i}": missing for i in range(1, len(summary.QUESTIONS) + 1)}}
     out = {f"answer_{i}": answer(df, q) for i, (q, _) in enumerate(summary.QUESTIONS, 1)}
     return {"answer_source": f"{len(df)} claims of {df.chapter.nunique()} chapters", **out}
+
+
+# Rows of other chapters the answer section quotes: (chapter, a stable part of the claim's text, a part
+# of its criterion, ``{lr}`` the VGG learning rate; the ICS chapter has the claim at two rates).
+CITED = {"training": ("training", "lower training loss", ""),
+         "ics": ("ics_measure", "ICS is similar or larger (VGG)", "lr {lr:g};"),
+         "beta": ("smoothness", "effective beta-smoothness is lower", ""),
+         "grad": ("smoothness", "BN lowers gradient magnitudes", ""),
+         "lp": ("lp_norms", "smooth the landscape like BatchNorm (VGG)", "")}
+
+
+def cited_row(df: pd.DataFrame, chapter: str, claim: str, criterion: str = "") -> pd.Series:
+    """The one claims row of ``chapter`` whose claim contains ``claim`` and whose criterion contains
+    ``criterion``; LookupError naming the chapter and the text otherwise."""
+    rows = df[(df.chapter == chapter) & df.claim.str.contains(claim, regex=False)
+              & df.criterion.str.contains(criterion, regex=False)]
+    if len(rows) != 1:
+        raise LookupError(f"chapter {chapter!r}: {len(rows)} claims rows contain {claim!r} (criterion: "
+                          f"{criterion!r}); the answer section quotes exactly one (reworded? update "
+                          "later_work.CITED)")
+    return rows.iloc[0]
+
+
+def cited(folder: Path, lr: float) -> dict[str, str]:
+    """``cite_<name>_row``, ``_verdict`` and ``_measured`` of every ``CITED`` row; a plain statement
+    when the executed chapters are missing."""
+    df = read_claims(folder)
+    out = {}
+    for name, (chapter, claim, criterion) in CITED.items():
+        if df is None:
+            out |= {f"cite_{name}_{f}": "not available in this run" for f in ("row", "verdict", "measured")}
+            continue
+        r = cited_row(df, chapter, claim, criterion.format(lr=lr))
+        out |= {f"cite_{name}_row": str(r.row), f"cite_{name}_verdict": r.verdict,
+                f"cite_{name}_measured": r.measured}
+    return out
 
 
 # ---------------------------------------------------------------- the runs
@@ -299,18 +342,40 @@ def _scale_identity(loss_err, grad_err, fixed_loss_err, fixed_grad_err, cos, tol
 
 # ---------------------------------------------------------------- experiment 3: sharpness against 2/eta
 
+def floor_step(loss, floor: float) -> int:
+    """The first step whose full-batch training loss is below ``floor`` (the run's length if none)."""
+    below = np.flatnonzero(np.asarray(loss) < floor)
+    return int(below[0]) if below.size else len(loss)
+
+
+def edge_window(step, ratio, end: int, eos_low: float) -> np.ndarray:
+    """Which probes the edge row judges: those before step ``end`` (the loss floor), from the first
+    one whose sharpness x eta / 2 reaches ``eos_low`` (all of them if none does)."""
+    step, ratio = np.asarray(step), np.asarray(ratio)
+    before = step < end
+    reached_at = step[before & (ratio >= eos_low)]
+    return before & (step >= (reached_at[0] if reached_at.size else step.min()))
+
+
 def sharpness(cfg: Params, runs: dict, top: dict) -> pd.DataFrame:
-    """One row per GD run: network, eta, seed, diverged, final loss, first and late-median top
-    eigenvalue and their ratios to 2/eta (late: the probes in the last ``late_frac`` of the run)."""
+    """One row per GD run: network, eta, seed, diverged, final loss, the step the loss fell below
+    ``eos_loss_floor``, and the top eigenvalue (and x eta / 2) at step 0, as the median over the edge
+    row's window (``edge_window``, with its first step and size) and over the last ``late_frac``."""
     rows = []
     for (norm, lr, seed), h in runs.items():
         t = top[(norm, lr, seed)]
         lam, step = np.asarray(t["eigenvalues"])[:, 0], np.asarray(t["step"])
+        end = floor_step(h.train_loss, cfg.eos_loss_floor)
+        window = edge_window(step, lam * lr / 2, end, cfg.eos_low)
         late = step >= (1 - cfg.late_frac) * cfg.gd_steps
+        lam_window = float(np.median(lam[window])) if window.any() else float("nan")
         lam_late = float(np.median(lam[late])) if late.any() else float("nan")
         rows.append({"network": norm, "eta": lr, "seed": seed, "diverged": h.diverged,
-                     "final loss": tail(h, cfg.tail_frac), "lam_first": float(lam[0]), "lam_late": lam_late,
-                     "ratio_first": float(lam[0]) * lr / 2, "ratio_late": lam_late * lr / 2})
+                     "final loss": tail(h, cfg.tail_frac), "floor step": end,
+                     "window from": int(step[window][0]) if window.any() else -1, "window probes": int(window.sum()),
+                     "lam_first": float(lam[0]), "lam_window": lam_window, "lam_late": lam_late,
+                     "ratio_first": float(lam[0]) * lr / 2, "ratio_window": lam_window * lr / 2,
+                     "ratio_late": lam_late * lr / 2})
     return pd.DataFrame(rows).sort_values(["network", "eta", "seed"]).reset_index(drop=True)
 
 
@@ -318,26 +383,47 @@ def sharpness_table(sharp: pd.DataFrame) -> pd.DataFrame:
     """``sharpness`` as the page shows it: human labels, one row per run."""
     out = sharp.assign(network=sharp.network.map({"none": "standard", "bn": "BatchNorm"}),
                        diverged=sharp.diverged.map({True: "yes", False: "no"}))
-    return out.rename(columns={"eta": "step size", "lam_first": "top eigenvalue, step 0",
-                               "lam_late": "top eigenvalue, late", "ratio_first": "x eta/2, step 0",
-                               "ratio_late": "x eta/2, late"})
+    out = out.drop(columns=["lam_window", "lam_late"])
+    return out.rename(columns={"eta": "step size", "floor step": "loss below floor at step",
+                               "lam_first": "top eigenvalue, step 0", "ratio_first": "x eta/2, step 0",
+                               "ratio_window": "x eta/2, window", "ratio_late": "x eta/2, late"})
 
 
-def _edge(ratio_late, ratio_first, final_loss, diverged, eos_low, eos_high, chance_frac) -> tuple[str, str]:
-    r = np.asarray(ratio_late, float)
+def _in_band(r, eos_low, eos_high) -> tuple[np.ndarray, str]:
+    r = np.asarray(r, float)
     inside = (r >= eos_low) & (r <= eos_high)
-    rose = np.asarray(ratio_late) > np.asarray(ratio_first)
-    text = (f"late sharpness x eta / 2 per run: {', '.join(f'{x:.2f}' for x in r)} (within [{eos_low:g}, "
-            f"{eos_high:g}] on {int(inside.sum())}/{len(r)} runs; rose from the start on {int(rose.sum())}/{len(r)})")
+    text = (f"{', '.join(f'{x:.2f}' for x in r)} (within [{eos_low:g}, {eos_high:g}] on "
+            f"{int(inside.sum())}/{len(r)} runs)")
+    return inside, text
+
+
+def _trained(final_loss, diverged, chance_frac) -> tuple[bool, str]:
     ok = not any(diverged) and left_chance(final_loss, frac=chance_frac)
-    why = "" if ok else "; inconclusive: a GD run diverged or did not leave chance"
-    return text + why, verdict(bool(inside.all()), partly=2 * int(inside.sum()) > len(r), precondition=ok)
+    return ok, "" if ok else "; inconclusive: a GD run diverged or did not leave chance"
+
+
+def _edge(ratio_window, n_window, min_probes, final_loss, diverged, eos_low, eos_high,
+          chance_frac) -> tuple[str, str]:
+    inside, text = _in_band(ratio_window, eos_low, eos_high)
+    text = f"window median of sharpness x eta / 2 per run: {text}; probes in the window: " + \
+        ", ".join(map(str, n_window))
+    ok, why = _trained(final_loss, diverged, chance_frac)
+    if ok and min(n_window) < min_probes:
+        ok, why = False, f"; inconclusive: a run's window holds fewer than {min_probes} probes"
+    return text + why, verdict(bool(inside.all()), partly=2 * int(inside.sum()) > len(inside), precondition=ok)
+
+
+def _edge_late(ratio_late, ratio_first, final_loss, diverged, eos_low, eos_high, chance_frac) -> tuple[str, str]:
+    inside, text = _in_band(ratio_late, eos_low, eos_high)
+    rose = int((np.asarray(ratio_late) > np.asarray(ratio_first)).sum())
+    text = f"late median of sharpness x eta / 2 per run: {text}; rose from step 0 on {rose}/{len(inside)}"
+    ok, why = _trained(final_loss, diverged, chance_frac)
+    return text + why, verdict(bool(inside.all()), partly=2 * int(inside.sum()) > len(inside), precondition=ok)
 
 
 def _bn_flatter(bn, none, k, final_loss, diverged, chance_frac) -> tuple[str, str]:
     g = less(bn, none, k=k)
-    ok = not any(diverged) and left_chance(final_loss, frac=chance_frac)
-    why = "" if ok else "; inconclusive: a GD run diverged or did not leave chance"
+    ok, why = _trained(final_loss, diverged, chance_frac)
     runs = f"{len(bn)} runs (seed, eta), paired; the Gap counts them as seeds: "
     return runs + g.text(("BN", "standard"), "{:.2f}") + why, g.verdict(precondition=ok)
 
@@ -386,14 +472,21 @@ CRITERIA = {
     "edge": Criterion(
         "Under full-batch gradient descent the standard net's sharpness settles at about 2/eta (edge of "
         "stability)", "Cohen et al. 2021",
-        "median top Hessian eigenvalue over the last {late_pct} of each GD run, x eta / 2, within [{eos_low:g}, "
-        "{eos_high:g}] on every (seed, eta) (partly: on more than half of the runs). Precondition: no run "
-        "diverged, every run left chance", _edge),
+        "median top Hessian eigenvalue x eta / 2 over each GD run's window (the probes from the first that reaches "
+        "{eos_low:g} until the training loss first falls below {eos_loss_floor:g}; all probes before that if none "
+        "reaches it) within [{eos_low:g}, {eos_high:g}] on every (seed, eta) (partly: on more than half of the "
+        "runs). Preconditions: no run diverged, every run left chance, every window holds at least {min_probes} "
+        "probes", _edge),
+    "edge_late": Criterion(
+        "... and stays there to the end of the run", "Cohen et al. 2021",
+        "median top Hessian eigenvalue x eta / 2 over the last {late_pct} of each GD run within [{eos_low:g}, "
+        "{eos_high:g}] on every (seed, eta) (partly: on more than half of the runs). Preconditions: no run "
+        "diverged, every run left chance", _edge_late),
     "bn_flatter": Criterion(
         "With BN the top Hessian eigenvalue is lower (a smoother landscape)",
         "Santurkar et al. 2018, Sec. 3.2; Ghorbani et al. 2019",
-        "late median sharpness x eta / 2, paired (seed, eta): BN < standard on every pair or beyond {k:g} "
-        "spreads. Precondition as above", _bn_flatter),
+        "median sharpness x eta / 2 over the last {late_pct} of each GD run, paired (seed, eta): BN < standard "
+        "on every pair or beyond {k:g} spreads. Precondition: no run diverged, every run left chance", _bn_flatter),
 }
 
 
@@ -431,13 +524,16 @@ def claims_scale(cfg: Params, res: dict, core_loss: list[float]) -> list[Claim]:
 
 
 def claims_edge(cfg: Params, sharp: pd.DataFrame) -> list[Claim]:
-    """The edge-of-stability rows, on every GD run."""
+    """The edge-of-stability rows (the window, then to the end of the run) and BN's sharpness, on every GD run."""
     none, bn = sharp[sharp.network == "none"], sharp[sharp.network == "bn"]
     th = dict(k=cfg.k, chance_frac=cfg.chance_frac, eos_low=cfg.eos_low, eos_high=cfg.eos_high,
-              late_pct=f"{cfg.late_frac:.0%}")
+              late_pct=f"{cfg.late_frac:.0%}", eos_loss_floor=cfg.eos_loss_floor)
+    trained = dict(final_loss=list(none["final loss"]), diverged=list(none.diverged))
     every = dict(final_loss=list(sharp["final loss"]), diverged=list(sharp.diverged))
-    return [CRITERIA["edge"](ratio_late=list(none.ratio_late), ratio_first=list(none.ratio_first),
-                             final_loss=list(none["final loss"]), diverged=list(none.diverged), **th),
+    return [CRITERIA["edge"](ratio_window=list(none.ratio_window), n_window=list(none["window probes"]),
+                             min_probes=cfg.eos_min_probes, **trained, **th),
+            CRITERIA["edge_late"](ratio_late=list(none.ratio_late), ratio_first=list(none.ratio_first), **trained,
+                                  **th),
             CRITERIA["bn_flatter"](bn=list(bn.ratio_late), none=list(none.ratio_late), **every, **th)]
 
 
@@ -463,9 +559,13 @@ def numbers(cfg: Params, hist: dict, sweep: dict, res: dict, sharp: pd.DataFrame
     out |= {"n_fed": int(fed.sum()), "n_layers": len(fed), "scale_steps": ", ".join(map(str, scale_steps(cfg)))}
     for n in NORMS:
         d = sharp[sharp.network == n]
-        out[f"ratio_late_{n}"] = ", ".join(f"{r:.2f}" for r in d.ratio_late)
-        out[f"ratio_first_{n}"] = ", ".join(f"{r:.2f}" for r in d.ratio_first)
+        for col in ("ratio_first", "ratio_window", "ratio_late"):
+            out[f"{col}_{n}"] = ", ".join(f"{r:.2f}" for r in d[col])
         out[f"gd_loss_{n}"] = float(d["final loss"].mean())
+    none = sharp[sharp.network == "none"]
+    out["lam_first_none"] = ", ".join(f"{x:.0f}" for x in none.lam_first)
+    out["floor_steps"] = ", ".join(str(x) if x < cfg.gd_steps else "never" for x in none["floor step"])
+    out["window_probes"] = ", ".join(map(str, none["window probes"]))
     out["two_over_eta"] = ", ".join(f"{2 / x:g}" for x in cfg.gd_lrs)
     out["late_from"] = int((1 - cfg.late_frac) * cfg.gd_steps)
     return out
