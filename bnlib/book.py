@@ -112,9 +112,12 @@ def execute(chapter: str, *, profile: str = "quick", params: dict | None = None,
             out: Path | None = None, force: bool = False, progress: bool = True) -> Path:
     """Validate, then execute ``notebooks/<chapter>.ipynb`` with papermill into ``out``."""
     params = dict(params or {})
+    out = Path(out) if out else EXECUTED / f"{chapter}.ipynb"
+    if chapter in LAST and "chapters_dir" not in params:  # it reads the chapters executed beside it
+        beside = any((out.parent / f"{n}.ipynb").exists() for n in toc_chapters() if n != chapter)
+        params["chapters_dir"] = str(out.parent if beside else EXECUTED)
     chapters.resolve(chapter, profile, **params)  # raises before any kernel starts
     parameters = {"profile": profile, **params}
-    out = Path(out) if out else EXECUTED / f"{chapter}.ipynb"
     stamp_file = out.with_name(f".{out.stem}.stamp")
     stamp = _stamp(chapter, parameters)
     if not force and out.exists() and stamp_file.exists() and stamp_file.read_text() == stamp:
