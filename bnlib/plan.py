@@ -47,12 +47,12 @@ IMAGE_SHAPES = {"cifar10": (3, 32, 32), "cifar10-mini": (3, 32, 32), "mnist": (1
 
 @dataclass
 class Planned:
-    """One trajectory the book trains: who asks for it, checkpoints, probes (name, steps)."""
+    """One trajectory the book trains: who asks for it, checkpoints, probes (spec, steps, chapter)."""
 
     traj: Trajectory
     chapters: list[str] = field(default_factory=list)
     checkpoints: set[int] = field(default_factory=set)
-    probes: list[tuple[str, tuple[int, ...], str]] = field(default_factory=list)  # (probe, steps, chapter)
+    probes: list[tuple[Any, tuple[int, ...], str]] = field(default_factory=list)  # (probe, steps, chapter)
     depends: str = ""
 
 
@@ -83,7 +83,7 @@ class RecordingStore(Store):
 
     def probe(self, traj: Trajectory, probe: Any, steps: tuple[int, ...] | list[int]) -> dict:
         steps = tuple(sorted({int(s) for s in steps}))
-        self._entry(traj).probes.append((type(probe).__name__, steps, self.chapter))
+        self._entry(traj).probes.append((probe, steps, self.chapter))
         return {"step": np.array(steps)}
 
     def model_at(self, traj: Trajectory, step: int | None = None) -> torch.nn.Module:
@@ -278,7 +278,7 @@ def rows(planned: list[Planned]) -> list[dict]:
     out = []
     for p in planned:
         flops, secs = gpu_seconds(p)
-        probes = sorted({name for name, _, _ in p.probes})
+        probes = sorted({type(probe).__name__ for probe, _, _ in p.probes})
         out.append({"label": p.traj.label(), "chapters": ",".join(p.chapters), "steps": p.traj.train.num_steps,
                     "checkpoints": len(p.checkpoints), "probes": ",".join(probes),
                     "probed_steps": sum(len(s) for _, s, _ in p.probes), "gflop_step": flops / 1e9,
