@@ -3,9 +3,9 @@
 ``plan(profile)`` replays each chapter's experiment cells (``RECIPES``: the same calls, on the
 chapter's own helpers) against a ``RecordingStore``, which trains nothing: it hands back a
 History of the full length and records every trajectory asked for (with its checkpoints) and
-every probe (with its steps). A test executes the chapters under ``smoke`` and checks that the
-store they filled holds exactly the trajectories and probes planned here, so the plan cannot
-drift from the notebooks. Choices a chapter makes from results (the hessian chapter's lr and
+every probe (with its steps). ``differences`` compares a plan with the store an execution of the
+same chapters filled (the tests do, under ``smoke``), so the plan cannot drift from the
+notebooks. Choices a chapter makes from results (the hessian chapter's lr and
 l2, searched on validation accuracy) are planned at the grid's first point and marked
 ``depends``: their FLOPs do not depend on the choice.
 
@@ -18,6 +18,7 @@ LAUNCH_S): big convolutions are compute bound, the small MLP and DLN are launch 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import chapters, models, profiles, scaleout
+from . import chapters, models, profiles, runs, scaleout
 from .runs import Runs, Store, Trajectory
 from .train import History
 
@@ -206,14 +207,43 @@ def _without_ray() -> Iterator[None]:
             os.environ[scaleout.ENV] = saved
 
 
-def plan(profile: str = "paper", *, only: list[str] | None = None) -> list[Planned]:
-    """Every trajectory the chapters (``only`` these, else all of ``RECIPES``) train under ``profile``."""
+def plan(profile: str = "paper", *, only: list[str] | None = None,
+         params: dict[str, dict] | None = None) -> list[Planned]:
+    """Every trajectory the chapters (``only`` these, else all of ``RECIPES``) train under
+    ``profile``, with a chapter's parameters overridden by ``params[chapter]`` if given."""
     planned: dict[str, Planned] = {}
     with _without_ray():
         for name in only or list(RECIPES):
-            cfg = chapters.resolve(name, profile)
+            cfg = chapters.resolve(name, profile, **(params or {}).get(name, {}))
             RECIPES[name](cfg, RecordingStore(name, planned))
     return list(planned.values())
+
+
+def _neutral(specs: dict, chosen: bool) -> str:
+    """A trajectory's specs as text; without the lr and l2 if they are ``chosen`` by a search."""
+    train = {k: v for k, v in specs["train"].items() if not (chosen and k in ("lr", "weight_decay"))}
+    return json.dumps({"data": specs["data"], "model": specs["model"], "train": train, "seed": specs["seed"]},
+                      sort_keys=True, default=str)
+
+
+def differences(planned: list[Planned], root: str | os.PathLike) -> dict[str, list]:
+    """What a store filled by executing the planned chapters holds beyond the plan, and what it
+    lacks: trajectories (specs; a search's choice of lr and l2 aside) and probe results (probe
+    class, steps). Empty lists when the plan is exact."""
+    base = runs.runs_root(root)
+    stored = {p.name: json.loads((p / "spec.json").read_text()) for p in (base / "traj").glob("*")}
+    chosen = {_neutral(p.traj.specs(), True) for p in planned if p.depends}
+
+    def ident(specs: dict) -> str:
+        return _neutral(specs, _neutral(specs, True) in chosen)
+
+    have, want = {ident(s) for s in stored.values()}, {ident(p.traj.specs()) for p in planned}
+    probes_have = {(ident(stored[m["traj"]]), m["probe"].rsplit(".", 1)[-1], tuple(m["steps"]))
+                   for m in map(lambda f: json.loads(f.read_text()), (base / "probe").glob("*/*.json"))}
+    probes_want = {(ident(p.traj.specs()), type(pr).__name__, s) for p in planned for pr, s, _ in p.probes}
+    return {"unplanned trajectories": sorted(have - want), "planned, not stored": sorted(want - have),
+            "unplanned probes": sorted(probes_have - probes_want),
+            "planned probes not stored": sorted(probes_want - probes_have)}
 
 
 # ---------------------------------------------------------------- cost
