@@ -43,8 +43,8 @@ def test_cli_prints_the_table_and_totals(capsys):
 
 
 # The hessian chapter's smoke settings, smaller still (the test's time): one epoch, one width, few rounds.
-SMALLER = {"epochs": 1, "dense_epochs": 1, "widths": (10,), "timing_rounds": 2, "timing_steps": 1, "block_probes": 1,
-           "slq_steps": 4, "hessian_size": 100, "l2s": (0.0,)}
+SMALLER = {"epochs": 1, "dense_epochs": 1, "widths": [10], "timing_rounds": 2, "timing_steps": 1, "block_probes": 1,
+           "slq_steps": 4, "hessian_size": 100, "l2s": [0.0]}
 
 
 def test_plan_is_what_the_hessian_chapter_stores(tmp_path, monkeypatch):

@@ -79,3 +79,13 @@ def test_same_store_either_way_and_as_planned(executed):
     assert stores["local"] == stores["ray"] and stores["local"][0]
     differences = plan.differences(plan.plan("smoke", only=list(CHAPTERS)), executed["local"] / "_runs")
     assert not any(differences.values()), differences
+
+
+def test_cli_rejects_a_bad_gpu_share_before_starting_anything(capsys, monkeypatch):
+    from bnlib.__main__ import main
+
+    monkeypatch.delenv(scaleout.ENV, raising=False)
+    monkeypatch.setenv(scaleout.GPUS_ENV, "0.5")  # restored after the test (the CLI sets it)
+    assert main(["run", "training", "--profile", "smoke", "--ray", "--ray-gpus", "2"]) == 2
+    assert "fraction in (0, 1]" in capsys.readouterr().err
+    assert not scaleout.enabled()
