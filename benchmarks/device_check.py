@@ -88,18 +88,25 @@ def dataloader_throughput(spec: data.DataSpec, model: ModelSpec, cfg: train.Trai
     net = models.build(model, 0).to(device).train()
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr)
     it, t0 = iter(loader), None
-    for i in range(3 + steps):
-        if i == 3:
-            sync(device)
-            t0 = time.perf_counter()
-        X, y = next(it)
-        loss = torch.nn.functional.cross_entropy(net(X.to(device, non_blocking=True)), y.to(device, non_blocking=True))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss.item()
+    with train.precision(cfg.precision, device):  # the same arithmetic as the Trainer's
+        for i in range(3 + steps):
+            t0 = _loader_step(net, opt, it, device, i, t0)
     sync(device)
     return steps * cfg.batch_size / (time.perf_counter() - t0)
+
+
+def _loader_step(net, opt, it, device, i: int, t0: float | None) -> float | None:
+    """One step of the conventional loop (the clock starts after 3 warm-up steps)."""
+    if i == 3:
+        sync(device)
+        t0 = time.perf_counter()
+    X, y = next(it)
+    loss = torch.nn.functional.cross_entropy(net(X.to(device, non_blocking=True)), y.to(device, non_blocking=True))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    loss.item()
+    return t0
 
 
 def ray_sharing(traj: runs.Trajectory, device, n: int) -> tuple[float, float]:

@@ -408,7 +408,8 @@ class Store:
         if cached is not None:
             self._mark_used(traj)
             return cached
-        rows = [probe.measure(tr.context()) for tr in self.states(traj, steps)]
+        with train.precision("float32", self.device):  # probes compare small differences: never TF32
+            rows = [probe.measure(tr.context()) for tr in self.states(traj, steps)]
         out = {"step": np.array(steps)}
         if rows:
             out.update({k: np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]})
