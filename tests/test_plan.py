@@ -42,9 +42,11 @@ def test_cli_prints_the_table_and_totals(capsys):
     assert out.count("vgg11/0.125") == 4  # core and large-lr runs, no BN and BN, one seed each
 
 
-# The hessian chapter's smoke settings, smaller still (the test's time): one epoch, one width, few rounds.
-SMALLER = {"epochs": 1, "dense_epochs": 1, "widths": [10], "timing_rounds": 2, "timing_steps": 1, "block_probes": 1,
-           "slq_steps": 4, "hessian_size": 100, "l2s": [0.0]}
+# The hessian chapter's smoke settings, smaller still (the test's time): one epoch on 500 images, one width,
+# few timing rounds, loose Lanczos.
+SMALLER = {"train_size": 500, "val_size": 200, "search_size": 500, "train_eval_size": 200, "epochs": 1,
+           "dense_epochs": 1, "widths": [10], "timing_rounds": 2, "timing_steps": 1, "block_probes": 1, "slq_steps": 4,
+           "hessian_size": 50, "top_k": 2, "lanczos_tol": 0.1, "l2s": [0.0]}
 
 
 def test_plan_is_what_the_hessian_chapter_stores(tmp_path, monkeypatch):
