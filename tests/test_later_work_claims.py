@@ -138,7 +138,8 @@ def test_sharpness_judges_the_window_and_the_late_probes():
                                                                                         [8.]])}}
     row = ch.sharpness(cfg, runs, top).iloc[0]
     assert row["floor step"] == 70 and row["window from"] == 40 and row["window probes"] == 2
-    assert row.lam_window == 18.5  # the probes at steps 40 and 60: from the first x eta/2 >= 0.8, before step 70
+    # the window: the probes at steps 40 and 60 (from the first x eta/2 >= 0.8, before step 70)
+    assert row.lam_window == 18.5 and row.ratio_window_last == pytest.approx(1.0)
     assert row.lam_late == 14.0  # the median of the probes at steps 60 and 80 (from step 50 on)
     assert row.ratio_late == pytest.approx(0.7) and row.ratio_first == pytest.approx(0.25)
     assert set(ch.sharpness_table(ch.sharpness(cfg, runs, top))) >= {"x eta/2, window", "x eta/2, late"}

@@ -360,7 +360,8 @@ def edge_window(step, ratio, end: int, eos_low: float) -> np.ndarray:
 def sharpness(cfg: Params, runs: dict, top: dict) -> pd.DataFrame:
     """One row per GD run: network, eta, seed, diverged, final loss, the step the loss fell below
     ``eos_loss_floor``, and the top eigenvalue (and x eta / 2) at step 0, as the median over the edge
-    row's window (``edge_window``, with its first step and size) and over the last ``late_frac``."""
+    row's window (``edge_window``, with its first step and size; x eta / 2 also at its last probe) and
+    over the last ``late_frac``."""
     rows = []
     for (norm, lr, seed), h in runs.items():
         t = top[(norm, lr, seed)]
@@ -375,6 +376,7 @@ def sharpness(cfg: Params, runs: dict, top: dict) -> pd.DataFrame:
                      "window from": int(step[window][0]) if window.any() else -1, "window probes": int(window.sum()),
                      "lam_first": float(lam[0]), "lam_window": lam_window, "lam_late": lam_late,
                      "ratio_first": float(lam[0]) * lr / 2, "ratio_window": lam_window * lr / 2,
+                     "ratio_window_last": float(lam[window][-1]) * lr / 2 if window.any() else float("nan"),
                      "ratio_late": lam_late * lr / 2})
     return pd.DataFrame(rows).sort_values(["network", "eta", "seed"]).reset_index(drop=True)
 
@@ -383,7 +385,7 @@ def sharpness_table(sharp: pd.DataFrame) -> pd.DataFrame:
     """``sharpness`` as the page shows it: human labels, one row per run."""
     out = sharp.assign(network=sharp.network.map({"none": "standard", "bn": "BatchNorm"}),
                        diverged=sharp.diverged.map({True: "yes", False: "no"}))
-    out = out.drop(columns=["lam_window", "lam_late"])
+    out = out.drop(columns=["lam_window", "lam_late", "ratio_window_last"])
     return out.rename(columns={"eta": "step size", "floor step": "loss below floor at step",
                                "lam_first": "top eigenvalue, step 0", "ratio_first": "x eta/2, step 0",
                                "ratio_window": "x eta/2, window", "ratio_late": "x eta/2, late"})
@@ -559,7 +561,7 @@ def numbers(cfg: Params, hist: dict, sweep: dict, res: dict, sharp: pd.DataFrame
     out |= {"n_fed": int(fed.sum()), "n_layers": len(fed), "scale_steps": ", ".join(map(str, scale_steps(cfg)))}
     for n in NORMS:
         d = sharp[sharp.network == n]
-        for col in ("ratio_first", "ratio_window", "ratio_late"):
+        for col in ("ratio_first", "ratio_window", "ratio_window_last", "ratio_late"):
             out[f"{col}_{n}"] = ", ".join(f"{r:.2f}" for r in d[col])
         out[f"gd_loss_{n}"] = float(d["final loss"].mean())
     none = sharp[sharp.network == "none"]

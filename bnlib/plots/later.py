@@ -52,9 +52,10 @@ def layers(res: dict, seeds: list[int]):
     return fig
 
 
-def sharpness(top: dict, lrs: list[float]):
-    """Top Hessian eigenvalue along full-batch GD, one panel per step size eta (stacked), a band
-    over seeds per network, and the line 2/eta."""
+def sharpness(top: dict, lrs: list[float], floor_steps: dict[float, list[int]] | None = None):
+    """Top Hessian eigenvalue along full-batch gradient descent, one panel per step size eta (stacked), a band
+    over seeds per network, the line 2/eta, and dotted, where given, the steps at which the standard runs'
+    training loss fell below the edge row's floor (``floor_steps[eta]``)."""
     fig, axes = panels(len(lrs), cols=1, height=2.5, sharex=True)
     for ax, lr in zip(axes, lrs):
         for norm in ("none", "bn"):
@@ -63,8 +64,10 @@ def sharpness(top: dict, lrs: list[float]):
                 band(ax, [np.asarray(r["step"]) for r in runs],
                      [np.asarray(r["eigenvalues"])[:, 0] for r in runs], norm)
         ax.axhline(2 / lr, color="k", ls="--", lw=1.2, label=r"$2/\eta$")
+        for i, s in enumerate((floor_steps or {}).get(lr, [])):
+            ax.axvline(s, color=color("none"), ls=":", lw=1.2, label="loss below floor (standard)" if i == 0 else None)
         ax.set_yscale("log")
         ax.set(ylabel=r"$\lambda_{\max}$", title=rf"$\eta = {lr:g}$")
     axes[-1].set_xlabel("gradient-descent step")
-    legend_outside(fig, ncol=3)
+    legend_outside(fig, ncol=2)
     return fig
