@@ -14,13 +14,12 @@ Defaults are the quick profile.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .. import config, profiles, summary
+from .. import config, profiles
 from ..claims import Claim, Criterion, identity, left_chance, less, verdict
 from ..config import Interval, ListOf, OneOf, param
 from ..data import DataSpec
@@ -109,86 +108,6 @@ KEY_SETTINGS = ("dataset", "depth", "width", "lr", "lr_large", "num_steps", "num
                 "gd_lrs", "gd_steps", "gd_probe_every", "gd_seeds", "lanczos_tol")
 THRESHOLDS = ("k", "chance_frac", "tail_frac", "minority", "scale_tol", "eos_low", "eos_high", "eos_loss_floor",
               "eos_min_probes", "late_frac")
-
-
-# ---------------------------------------------------------------- the answer section
-
-def chapters_dir(cfg: Params) -> Path:
-    """Where the executed chapters are read from (``cfg.chapters_dir``, default ``book.EXECUTED``)."""
-    from .. import book
-
-    return Path(cfg.chapters_dir) if cfg.chapters_dir else book.EXECUTED
-
-
-def read_claims(folder: Path) -> pd.DataFrame | None:
-    """Every executed chapter's claims (``summary.claims``), or None if a chapter is not executed."""
-    try:
-        return summary.claims(folder)
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def _listing(df: pd.DataFrame, v: str) -> str:
-    rows = df[df.verdict == v]
-    return "; ".join(f"{r.claim} ({r.chapter}, row {r.row})" for r in rows.itertuples())
-
-
-def answer(df: pd.DataFrame, question: str) -> str:
-    """One question's answer in plain sentences: the tally, then which claims held and which did not."""
-    q = df[df.question == question]
-    text = summary.tally_sentence(list(q.verdict))
-    for v, lead in (("reproduced", "Reproduced"), ("partly", "In part"), ("not reproduced", "Not reproduced")):
-        if (q.verdict == v).any():
-            text += f" {lead}: {_listing(q, v)}."
-    return text
-
-
-def answers(folder: Path) -> dict[str, str]:
-    """``answer_<i>`` (1-based, ``summary.QUESTIONS`` order) and ``answer_source``; a plain
-    statement instead of an answer when the executed chapters are missing."""
-    df = read_claims(folder)
-    if df is None:
-        missing = (f"Not answered in this run: the executed chapters are not in {folder} (a standalone run of "
-                   "this page). Run `python -m bnlib book`, which executes this page after every other.")
-        return {"answer_source": "missing", **{f"answer_{i}": missing for i in range(1, len(summary.QUESTIONS) + 1)}}
-    out = {f"answer_{i}": answer(df, q) for i, (q, _) in enumerate(summary.QUESTIONS, 1)}
-    return {"answer_source": f"{len(df)} claims of {df.chapter.nunique()} chapters", **out}
-
-
-# Rows of other chapters the answer section quotes: (chapter, a stable part of the claim's text, a part
-# of its criterion, ``{lr}`` the VGG learning rate; the ICS chapter has the claim at two rates).
-CITED = {"training": ("training", "lower training loss", ""),
-         "ics": ("ics_measure", "ICS is similar or larger (VGG)", "lr {lr:g};"),
-         "beta": ("smoothness", "effective beta-smoothness is lower", ""),
-         "grad": ("smoothness", "BN lowers gradient magnitudes", ""),
-         "lp": ("lp_norms", "smooth the landscape like BatchNorm (VGG)", "")}
-
-
-def cited_row(df: pd.DataFrame, chapter: str, claim: str, criterion: str = "") -> pd.Series:
-    """The one claims row of ``chapter`` whose claim contains ``claim`` and whose criterion contains
-    ``criterion``; LookupError naming the chapter and the text otherwise."""
-    rows = df[(df.chapter == chapter) & df.claim.str.contains(claim, regex=False)
-              & df.criterion.str.contains(criterion, regex=False)]
-    if len(rows) != 1:
-        raise LookupError(f"chapter {chapter!r}: {len(rows)} claims rows contain {claim!r} (criterion: "
-                          f"{criterion!r}); the answer section quotes exactly one (reworded? update "
-                          "later_work.CITED)")
-    return rows.iloc[0]
-
-
-def cited(folder: Path, lr: float) -> dict[str, str]:
-    """``cite_<name>_row``, ``_verdict`` and ``_measured`` of every ``CITED`` row; a plain statement
-    when the executed chapters are missing."""
-    df = read_claims(folder)
-    out = {}
-    for name, (chapter, claim, criterion) in CITED.items():
-        if df is None:
-            out |= {f"cite_{name}_{f}": "not available in this run" for f in ("row", "verdict", "measured")}
-            continue
-        r = cited_row(df, chapter, claim, criterion.format(lr=lr))
-        out |= {f"cite_{name}_row": str(r.row), f"cite_{name}_verdict": r.verdict,
-                f"cite_{name}_measured": r.measured}
-    return out
 
 
 # ---------------------------------------------------------------- the runs
