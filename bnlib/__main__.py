@@ -1,7 +1,9 @@
-"""Command line: ``python -m bnlib {book,run,params,store}``.
+"""Command line: ``python -m bnlib {book,run,params,store,plan}``.
 
   python -m bnlib book [--profile quick] [--only CH ...] [-j N]      execute chapters, build HTML
   python -m bnlib run CH [--profile P] [-p NAME VALUE ...] [-o OUT]  re-run one chapter
+  ... book|run --ray [ADDRESS] [--ray-gpus F]                        trajectories as Ray tasks
+  python -m bnlib plan [--profile paper] [--gpus N]                  what the book trains, GPU-hours
   python -m bnlib params CH [--cell]                                 a chapter's parameters (or its cell)
   python -m bnlib store [--prune]                                    list (or prune) the run store
 """
@@ -13,7 +15,7 @@ import ast
 import sys
 from pathlib import Path
 
-from . import book, chapters, config, runs
+from . import book, chapters, config, runs, scaleout
 
 
 def _value(text: str):
@@ -56,6 +58,16 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     r.add_argument("-o", "--output", type=Path, help="executed notebook (default: _build/notebooks/CH.ipynb)")
     r.add_argument("--force", action="store_true")
+    for cmd in (b, r):
+        cmd.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                         help="train and probe each sweep's trajectories as Ray tasks: on a local cluster "
+                              "(no address) or the cluster at ADDRESS ('auto', host:port)")
+        cmd.add_argument("--ray-gpus", type=float, metavar="F",
+                         help=f"fraction of a GPU per task (default {scaleout.DEFAULT_GPU_SHARE})")
+    pl = sub.add_parser("plan", help="every trajectory the book trains, its FLOPs and the GPU-hours")
+    pl.add_argument("--profile", default="paper", choices=config.PROFILES)
+    pl.add_argument("--gpus", type=int, default=8, help="GPUs of the Ray estimate (default: %(default)s)")
+    pl.add_argument("--only", nargs="+", metavar="CHAPTER", help="plan only these chapters")
     p = sub.add_parser("params", help="list a chapter's parameters per profile")
     p.add_argument("chapter")
     p.add_argument("--cell", action="store_true", help="print the notebook's parameters cell instead")
@@ -64,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--prune", action="store_true", help="remove entries no chapter of the current code can reach")
     args = ap.parse_args(argv)
     try:
+        if getattr(args, "ray", None):
+            _ray(args)
+        if args.cmd == "plan":
+            from . import plan
+
+            print(plan.report(plan.plan(args.profile, only=args.only), gpus=args.gpus))
+            return 0
         if args.cmd == "book":
             return book.book(profile=args.profile, only=args.only, force=args.force, jobs=args.jobs,
                              build_html=not args.no_build)
@@ -84,6 +103,17 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:  # bad chapter, profile or parameter: one clear line, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def _ray(args: argparse.Namespace) -> None:
+    """Point this process and the kernels it starts at a Ray cluster (a local one by default)."""
+    import os
+
+    if args.ray_gpus is not None:
+        os.environ[scaleout.GPUS_ENV] = str(args.ray_gpus)
+        scaleout.gpu_share()  # a bad fraction fails here, before any kernel starts
+    address = scaleout.start(None if args.ray == "local" else args.ray)
+    print(f"[bnlib] Ray: sweeps run as tasks on the cluster at {address}")
 
 
 if __name__ == "__main__":

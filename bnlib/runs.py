@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__, data, models, train
+from . import __version__, data, models, scaleout, train
 from .data import DataSpec
 from .models import ModelSpec
 from .train import History, TrainConfig
@@ -286,16 +286,17 @@ class Store:
         """The finished trajectory's History: loaded, or trained now (at most once per store),
         saving checkpoints at ``checkpoints`` (plus the first and last step) for probes.
         Without ``wait``, None if another process is training it now."""
-        done = self._finished(traj)
+        done = self.finished(traj)
         if done is None:
             with _locked(self.path(traj) / ".lock", wait=wait) as mine:
                 if not mine:
                     return None
-                done = self._finished(traj) or self._train(traj, checkpoints)
+                done = self.finished(traj) or self._train(traj, checkpoints)
         self._mark_used(traj)
         return done
 
-    def _finished(self, traj: Trajectory) -> History | None:
+    def finished(self, traj: Trajectory) -> History | None:
+        """The finished trajectory's History if the store has it, else None (nothing trained)."""
         arrays = read_arrays(self.path(traj) / "history.npz")
         return None if arrays is None else History.from_arrays(arrays)
 
@@ -402,12 +403,13 @@ class Store:
         cached; a changed probe parameter re-probes from the checkpoints, never retrains."""
         steps = tuple(sorted({int(s) for s in steps}))
         meta = probe_meta(traj, probe, steps, self.device.type)
-        path = self.root / "probe" / self.key(traj) / f"{_hash(meta)}.npz"
+        path = self._probe_path(traj, meta)
         cached = read_arrays(path)
         if cached is not None:
             self._mark_used(traj)
             return cached
-        rows = [probe.measure(tr.context()) for tr in self.states(traj, steps)]
+        with train.precision("float32", self.device):  # probes compare small differences: never TF32
+            rows = [probe.measure(tr.context()) for tr in self.states(traj, steps)]
         out = {"step": np.array(steps)}
         if rows:
             out.update({k: np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]})
@@ -415,6 +417,15 @@ class Store:
         _atomic(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(
             {**meta, "chapter": self.chapter}, default=str)))
         return out
+
+    def _probe_path(self, traj: Trajectory, meta: dict) -> Path:
+        return self.root / "probe" / self.key(traj) / f"{_hash(meta)}.npz"
+
+    def probe_cached(self, traj: Trajectory, probe: Any, steps: tuple[int, ...] | list[int]) -> bool:
+        """Whether ``probe`` at ``steps`` of ``traj`` is in the cache (its checksum is checked on loading)."""
+        steps = tuple(sorted({int(s) for s in steps}))
+        path = self._probe_path(traj, probe_meta(traj, probe, steps, self.device.type))
+        return path.exists() and Path(f"{path}.sha256").exists()
 
     def model_at(self, traj: Trajectory, step: int | None = None) -> torch.nn.Module:
         """The network of ``traj`` at ``step`` (default: the end of training)."""
@@ -473,13 +484,17 @@ class Runs(dict):
         super().__init__(trajs)
         self.store = store
         t0 = time.perf_counter()
+        if hist is None and scaleout.enabled():  # every untrained one at once, as Ray tasks
+            scaleout.train(store, list(trajs.values()), checkpoints)
         self.hist = hist if hist is not None else _histories(store, trajs, checkpoints)
         self.wall_time_s = time.perf_counter() - t0
 
     def probe(self, probe: Any, steps: Callable[[History], list[int]] | list[int]) -> dict[tuple, Arrays]:
         """``probe`` on every trajectory at ``steps`` (a list, or a function of its History)."""
-        return {k: self.store.probe(t, probe, steps(self.hist[k]) if callable(steps) else steps)
-                for k, t in self.items()}
+        at = {k: steps(self.hist[k]) if callable(steps) else steps for k in self}
+        if scaleout.enabled():  # every uncached one at once, as Ray tasks
+            scaleout.probe(self.store, [(t, probe, at[k]) for k, t in self.items()])
+        return {k: self.store.probe(t, probe, at[k]) for k, t in self.items()}
 
     def where(self, **values: Any) -> Runs:
         """The sub-sweep whose trajectories have these spec values (e.g. ``norm="bn"``)."""

@@ -14,9 +14,11 @@ run and marks it diverged: a result, not an exception.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,6 +32,7 @@ from .functional import capture, clone_state, loss_fn, probing
 from .models import norm_slots, weight_layers
 
 OPTIMIZERS = ("sgd", "adam")
+PRECISIONS = ("float32", "tf32", "bf16")  # training's arithmetic on CUDA; probes always use float32
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class TrainConfig:
     eval_size: int | None = None   # test examples per evaluation; None = all
     record_every: int = 10         # steps between always-on records (gradient norms, moments)
     record_size: int = 64          # training examples in the fixed batch of the moment records
+    precision: str = "float32"     # CUDA only: "float32" (true float32, no TF32), "tf32", "bf16" (autocast)
+    compile: bool = False          # torch.compile the training step's model (CUDA; off on the CPU by default)
 
 
 @dataclass
@@ -140,24 +145,24 @@ def accuracy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (out.argmax(dim=1) == y).float().mean()
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",
              bn_mode: str = "running", chunk: int = 1000) -> tuple[float, float]:
-    """Mean loss and accuracy over (X, y) in chunks, without changing the model.
+    """Mean loss and accuracy over (X, y) in chunks, without changing the model, under
+    ``inference_mode``; the sums stay on the device (float64) and are read once.
 
     With ``bn_mode="batch"`` every chunk is normalised by its own statistics; the running
     statistics are saved and restored, so they do not move.
     """
     f = loss_fn(loss)
     saved = {k: v.clone() for k, v in model.named_buffers()}
-    total_loss = total_acc = 0.0
-    with probing(model, bn_mode):
+    totals = torch.zeros(2, dtype=torch.float64, device=X.device)
+    with probing(model, bn_mode), torch.inference_mode():
         for Xc, yc in zip(X.split(chunk), y.split(chunk)):
             out = model(Xc)
-            total_loss += f(out, yc).item() * len(Xc)
-            total_acc += accuracy(out, yc).item() * len(Xc)
+            totals += torch.stack([f(out, yc).double(), accuracy(out, yc).double().to(X.device)]) * len(Xc)
     for k, v in model.named_buffers():
         v.copy_(saved[k])
+    total_loss, total_acc = totals.tolist()
     return total_loss / len(X), total_acc / len(X)
 
 
@@ -191,10 +196,50 @@ def _validate(cfg: TrainConfig, n: int) -> None:
               ("eval_every", cfg.eval_every > 0, "a positive int"),
               ("record_every", cfg.record_every > 0, "a positive int"),
               ("batch_size", cfg.batch_size is None or 0 < cfg.batch_size <= n,
-               f"None (full batch) or an int in [1, {n}] (the training-set size)")]
+               f"None (full batch) or an int in [1, {n}] (the training-set size)"),
+              ("precision", cfg.precision in PRECISIONS, f"one of {', '.join(PRECISIONS)}")]
     for name, ok, allowed in checks:
         if not ok:
             raise ValueError(f"TrainConfig.{name} must be {allowed}; got {getattr(cfg, name)!r}")
+
+
+@contextlib.contextmanager
+def precision(kind: str, device: torch.device) -> Iterator[None]:
+    """The arithmetic of training steps: on CUDA, "float32" turns TF32 off (cuDNN's convolutions
+    use it by default), "tf32" turns it on, "bf16" autocasts the forward pass to bfloat16;
+    restored after. On other devices only "float32" is allowed (it is what they compute)."""
+    if device.type != "cuda":
+        if kind != "float32":
+            raise ValueError(f"TrainConfig.precision {kind!r} needs a CUDA device; on {device.type} use 'float32'")
+        yield
+        return
+    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = kind == "tf32"
+    try:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=kind == "bf16"):
+            yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
+
+
+def _fast_layout(model: nn.Module, device: torch.device) -> bool:
+    """On CUDA, convolutional networks run in ``channels_last`` (tensor cores read NHWC)."""
+    convs = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    if device.type == "cuda" and convs:
+        model.to(memory_format=torch.channels_last)
+    return device.type == "cuda" and convs
+
+
+def _series(name: str) -> property:
+    """A Trainer attribute read after the values still on the device are (``Trainer._read``)."""
+    def get(self: Trainer) -> Any:
+        self._read()
+        return getattr(self, name)
+
+    def put(self: Trainer, value: Any) -> None:
+        self._read()
+        setattr(self, name, list(value) if isinstance(value, (list, tuple)) else value)
+    return property(get, put)
 
 
 class Trainer:
@@ -202,12 +247,16 @@ class Trainer:
 
     ``run(until)`` trains up to step ``until``; ``state()``/``load_state()`` give and take a
     checkpoint (weights, buffers, optimiser state, RNG states, step, records so far), from
-    which training continues bit-identically.
+    which training continues bit-identically. The step loop reads nothing from the device but
+    the divergence check: losses and accuracies stay there until read (``losses``, ``accs``,
+    ``times`` read them all at once), CUDA steps are timed with events.
     """
 
     def __init__(self, model: nn.Module, data: Data, cfg: TrainConfig, *, seed: int = 0):
         _validate(cfg, len(data.X_train))
         self.model, self.data, self.cfg, self.seed = model, data, cfg, seed
+        self.channels_last = _fast_layout(model, data.device)
+        self.forward = torch.compile(model) if cfg.compile else model
         self.loss, self.opt = loss_fn(cfg.loss), make_optimizer(model, cfg)
         self.batches = Batches(len(data.X_train), cfg.batch_size, seed, data.device)
         n_eval = cfg.eval_size or len(data.X_test)
@@ -215,10 +264,11 @@ class Trainer:
         g = torch.Generator().manual_seed(seed)
         self.X_rec = data.X_train[torch.randperm(len(data.X_train), generator=g)[:cfg.record_size]
                                   .to(data.device)]
-        self.step, self.diverged, self.train_time = 0, False, 0.0
-        self.losses: list[float] = []
-        self.accs: list[float] = []
-        self.times: list[float] = []
+        self.step, self.diverged, self._train_time = 0, False, 0.0
+        self._losses: list[float] = []
+        self._accs: list[float] = []
+        self._times: list[float] = []
+        self._pending: list[tuple[torch.Tensor, torch.Tensor, Any]] = []  # (loss, acc, time) not read yet
         self.evals: list[tuple[int, float, float]] = []
         self.recs: list[dict[str, np.ndarray]] = []
         self.probed: dict[str, list[tuple[int, dict]]] = {}
@@ -226,7 +276,25 @@ class Trainer:
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The training batch of ``step`` (the same whenever it is asked for)."""
         idx = self.batches(step)
-        return self.data.X_train[idx], self.data.y_train[idx]
+        X = self.data.X_train[idx]
+        return X.contiguous(memory_format=torch.channels_last) if self.channels_last else X, self.data.y_train[idx]
+
+    def _read(self) -> None:
+        """Move the losses, accuracies and step times still on the device into the lists (one sync)."""
+        if not self._pending:
+            return
+        losses, accs, times = zip(*self._pending)
+        self._losses += torch.stack(losses).tolist()
+        self._accs += torch.stack(accs).tolist()
+        for t in times:
+            if isinstance(t, tuple):  # CUDA events (start, end)
+                t[1].synchronize()
+                t = t[0].elapsed_time(t[1]) / 1000
+            self._train_time += t
+            self._times.append(self._train_time)
+        self._pending.clear()
+
+    losses, accs, times, train_time = _series("_losses"), _series("_accs"), _series("_times"), _series("_train_time")
 
     def context(self) -> StepContext:
         """What a probe sees now: the model before this step's update, on this step's batch."""
@@ -237,16 +305,29 @@ class Trainer:
             progress: bool = True, desc: str = "train") -> None:
         """Train from ``self.step`` to ``until``; ``on_step(self)`` runs after every update."""
         bar = tqdm(total=until, initial=self.step, desc=desc, disable=not progress, mininterval=2)
-        while self.step < until and not self.diverged:
-            self._measure(probes)
-            t0 = time.perf_counter()
-            if self._update():
-                self.train_time += time.perf_counter() - t0
-                self.times.append(self.train_time)
-                if on_step is not None:
-                    on_step(self)
-            bar.update(1)
+        with precision(self.cfg.precision, self.data.device):
+            while self.step < until and not self.diverged:
+                self._measure(probes)
+                self._timed_update(on_step)
+                bar.update(1)
         bar.close()
+        self._read()
+
+    def _timed_update(self, on_step: Callable | None) -> None:
+        cuda = self.data.device.type == "cuda"
+        if cuda:
+            start = torch.cuda.Event(enable_timing=True)
+            start.record()
+        t0 = time.perf_counter()
+        result = self._update()
+        if result is None:
+            return
+        if cuda:
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+        self._pending.append((*result, (start, end) if cuda else time.perf_counter() - t0))
+        if on_step is not None:
+            on_step(self)
 
     def _measure(self, probes) -> None:
         """Probes, always-on records and the test evaluation due at this step."""
@@ -259,26 +340,25 @@ class Trainer:
         if t % cfg.eval_every == 0:
             self.evals.append((t, *evaluate(self.model, self.X_eval, self.y_eval, loss=cfg.loss)))
 
-    def _update(self) -> bool:
-        """One optimiser step on this step's batch; False (and ``diverged``) on a non-finite loss."""
+    def _update(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """One optimiser step on this step's batch: its (loss, accuracy), still on the device;
+        None (and ``diverged``) on a non-finite loss."""
         X, y = self.batch(self.step)
         self.model.train()
-        out = self.model(X)
+        out = self.forward(X)
         loss = self.loss(out, y)
         if not torch.isfinite(loss):
             self.diverged = True
             if self.recs and "grad_norm" not in self.recs[-1]:
                 self.recs.pop()  # a record is complete only with the step's gradient
-            return False
+            return None
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.step % self.cfg.record_every == 0:
             self.recs[-1]["grad_norm"] = grad_norms(self.model)
         self.opt.step()
-        self.losses.append(loss.item())
-        self.accs.append(accuracy(out.detach(), y).item())
         self.step += 1
-        return True
+        return loss.detach(), accuracy(out.detach(), y).to(loss.device)
 
     def history(self) -> History:
         """The History so far (with a final evaluation once training is over)."""
