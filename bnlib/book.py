@@ -112,9 +112,12 @@ def execute(chapter: str, *, profile: str = "quick", params: dict | None = None,
             out: Path | None = None, force: bool = False, progress: bool = True) -> Path:
     """Validate, then execute ``notebooks/<chapter>.ipynb`` with papermill into ``out``."""
     params = dict(params or {})
+    out = Path(out) if out else EXECUTED / f"{chapter}.ipynb"
+    if chapter in LAST and "chapters_dir" not in params:  # it reads the chapters executed beside it
+        beside = any((out.parent / f"{n}.ipynb").exists() for n in toc_chapters() if n != chapter)
+        params["chapters_dir"] = str(out.parent if beside else EXECUTED)
     chapters.resolve(chapter, profile, **params)  # raises before any kernel starts
     parameters = {"profile": profile, **params}
-    out = Path(out) if out else EXECUTED / f"{chapter}.ipynb"
     stamp_file = out.with_name(f".{out.stem}.stamp")
     stamp = _stamp(chapter, parameters)
     if not force and out.exists() and stamp_file.exists() and stamp_file.read_text() == stamp:
@@ -166,7 +169,10 @@ def build(root: Path = ROOT, *, strict: bool = True, log: Path | None = None) ->
 
 
 # Chapters that train or probe the most first, so two side by side finish close together.
-COST_ORDER = ("lp_norms", "ics_measure", "ics_noise", "smoothness", "surfaces", "training", "hessian", "theory")
+COST_ORDER = ("lp_norms", "ics_measure", "ics_noise", "smoothness", "surfaces", "training", "hessian", "theory",
+              "later_work")
+# Chapters that read the others' executed notebooks: executed after all of them.
+LAST = ("later_work",)
 
 
 def default_jobs() -> int:
@@ -200,7 +206,9 @@ def book(*, profile: str = "quick", only: list[str] | None = None, force: bool =
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(jobs) as pool:
-        list(pool.map(run, todo))
+        list(pool.map(run, [n for n in todo if n not in LAST]))
+    for name in (n for n in todo if n in LAST):
+        run(name)
     print(f"[bnlib] {len(todo)} chapter(s) executed in {time.perf_counter() - t0:.0f} s ({jobs} at a time)")
     missing = [n for n in chapters if not (EXECUTED / f"{n}.ipynb").exists()]
     if missing:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import subprocess
 import time
 from dataclasses import asdict
@@ -23,10 +24,11 @@ from . import config, runs
 
 
 class Text(str):
-    """A string glued without quotes (its repr is itself)."""
+    """A string glued as text: ``{glue:text}`` literal-evaluates the recorded repr, which gives
+    back exactly this string (a bare "0, 1, 2" would come back as a tuple, "2,000" as (2, 0))."""
 
     def __repr__(self) -> str:
-        return str(self)
+        return repr(str(self))
 
 
 def glue(key: str, value: Any) -> Any:
@@ -45,10 +47,22 @@ def glue_all(values: dict[str, Any]) -> None:
         glue(k, v)
 
 
+def count(n: int, noun: str, plural: str | None = None) -> Text:
+    """``n`` and the noun, singular or plural ("1 seed", "3 seeds"): glue this instead of
+    writing "seed(s)" in prose."""
+    n = int(n)
+    return Text(f"{n} {noun if n == 1 else plural or noun + 's'}")
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return ", ".join(_fmt(x) for x in v)
-    return f"{v:g}" if isinstance(v, float) else str(v)
+    return number(v) if isinstance(v, float) else str(v)
+
+
+def number(v: float) -> str:
+    """``v`` as a reader writes it: 0.1, 1e-6 (not 1e-06), 2."""
+    return re.sub(r"e([+-])0*(\d)", lambda m: "e" + m[1].replace("+", "") + m[2], f"{v:g}")
 
 
 _SETTINGS: dict[str, Any] = {}  # the header shown by ``settings``, completed by ``finish``

@@ -1,7 +1,7 @@
 """Load every page of a built book in headless Chromium and report what a reader would see
 broken: MathJax errors, unrendered markup (``$``, ``\\(``, ``{glue``, ``{numref``), missing
-images, tables or equations wider than the content column, JavaScript errors, links to pages
-or anchors that do not exist.
+images, tables or equations wider than the content column, figures shrunk to fit it (their
+text shrinks with them), JavaScript errors, links to pages or anchors that do not exist.
 
 Each page is copied beside itself with two scripts injected (one first in ``<head>`` that
 records errors, one at the end that measures the page once it and MathJax are done); Chromium
@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 WIDTH = 1400  # px: the window the issue's readers used
+SHRINK = 0.85  # a figure drawn below this fraction of its size is reported: its ticks become unreadable
 SKIP = {"search.html", "genindex.html", "index.html"}  # index.html only redirects to the intro
 
 _RECORD = """<script>
@@ -44,6 +45,12 @@ addEventListener('load', async () => {
   }
   for (const img of document.images)
     if (!img.complete || img.naturalWidth === 0) out.images.push(img.getAttribute('src'));
+  out.shrunk = [];  // a figure drawn smaller than it was made shrinks its text with it
+  for (const img of col.querySelectorAll('.cell_output img')) {
+    const meant = parseFloat(img.style.width) || img.naturalWidth, drawn = img.getBoundingClientRect().width;
+    if (meant > 0 && drawn < SHRINK * meant) out.shrunk.push(`${Math.round(100 * drawn / meant)}% `
+        + `(${Math.round(meant)} px wide, drawn at ${Math.round(drawn)} px): ${img.getAttribute('src')}`);
+  }
   out.merror = [...document.querySelectorAll('mjx-merror')].map(e => e.textContent.slice(0, 80));
   const text = col.cloneNode(true);
   text.querySelectorAll('pre, code, script, style, mjx-container, .cell_input, .MathJax').forEach(e => e.remove());
@@ -68,7 +75,8 @@ def chromium() -> str:
 def measure(page: Path, *, budget_ms: int = 20000) -> dict:
     """Load ``page`` in headless Chromium at ``WIDTH`` px and return the injected measurements."""
     html = page.read_text(encoding="utf-8")
-    html = html.replace("<head>", "<head>" + _RECORD, 1).replace("</body>", _MEASURE + "</body>", 1)
+    measure_js = _MEASURE.replace("SHRINK", str(SHRINK))
+    html = html.replace("<head>", "<head>" + _RECORD, 1).replace("</body>", measure_js + "</body>", 1)
     with tempfile.TemporaryDirectory() as profile:
         probe = page.with_name(f".check-{page.name}")
         probe.write_text(html, encoding="utf-8")
@@ -83,7 +91,7 @@ def measure(page: Path, *, budget_ms: int = 20000) -> dict:
     m = re.search(r'data-bnlib-check="([^"]*)"', dom)
     if not m:
         return {"errors": ["the page never finished loading (no measurements)"], "wide": [], "images": [],
-                "merror": [], "text": ""}
+                "merror": [], "shrunk": [], "text": ""}
     import html as html_
     return json.loads(html_.unescape(m.group(1)))
 
@@ -94,6 +102,7 @@ def problems(m: dict) -> list[str]:
     out += [f"MathJax error: {e}" for e in m["merror"]]
     out += [f"missing image: {s}" for s in m["images"]]
     out += [f"too wide: {w}" for w in m["wide"]]
+    out += [f"figure shrunk to {w}" for w in m.get("shrunk", [])]
     for name, rx in RAW:
         for hit in rx.finditer(m["text"]):
             around = m["text"][max(0, hit.start() - 40):hit.end() + 40].replace("\n", " ")
@@ -127,6 +136,7 @@ def pages(html_dir: Path) -> list[Path]:
 
 def check(html_dir: Path, *, jobs: int = 2) -> dict[str, list[str]]:
     """Every page of ``html_dir`` with its problems (pages without problems included, empty)."""
+    html_dir = Path(html_dir).resolve()
     todo = pages(html_dir)
     if not todo:
         raise FileNotFoundError(f"No HTML pages under {html_dir}: build the book first")

@@ -4,6 +4,7 @@ profile, seeds, run time, device, trajectories trained or loaded and environment
 
 from __future__ import annotations
 
+import ast
 import html
 import json
 from pathlib import Path
@@ -20,6 +21,9 @@ QUESTIONS = (
     ("Is the smoothing specific to BatchNorm?", ("lp_norms",)),
     ("What does the theory guarantee, and do its bounds hold?", ("theory",)),
 )
+# The last chapter tests what later studies said about the paper (it reads the chapters above,
+# so it is not one of them): its claims get their own section of the answer page.
+LATER = (("What does later work add, tested here?", ("later_work",)),)
 RECORD = "application/papermill.record/text/plain"
 
 
@@ -30,8 +34,18 @@ def glued(notebook: Path) -> dict[str, str]:
         for o in cell.get("outputs", []):
             name = o.get("metadata", {}).get("scrapbook", {}).get("name")
             if name and RECORD in o.get("data", {}):
-                out[name] = "".join(o["data"][RECORD])
+                out[name] = _plain("".join(o["data"][RECORD]))
     return out
+
+
+def _plain(record: str) -> str:
+    """A glued value as the page shows it: a recorded string repr without its quotes (as
+    ``{glue:text}`` does), anything else as recorded."""
+    try:
+        value = ast.literal_eval(record)
+    except (SyntaxError, ValueError):
+        return record
+    return value if isinstance(value, str) else record
 
 
 def title(notebook: Path) -> str:
@@ -51,10 +65,11 @@ def verdict_html(v: str) -> str:
     return f'<span class="verdict verdict-{v.replace(" ", "-")}">{v}</span>'
 
 
-def claims(chapters_dir: Path) -> pd.DataFrame:
-    """Every claim of every executed chapter: chapter, title, question, row number and the row."""
+def claims(chapters_dir: Path, questions: tuple = QUESTIONS) -> pd.DataFrame:
+    """Every claim of every executed chapter of ``questions``: chapter, title, question, row
+    number and the row."""
     rows = []
-    for q, names in QUESTIONS:
+    for q, names in questions:
         for name in names:
             nb = Path(chapters_dir) / f"{name}.ipynb"
             if not nb.exists():
@@ -87,11 +102,13 @@ def _link(chapter: str, text: str, title_: str, anchor: str = "claims-checked") 
     return f'<a href="../chapters/{chapter}.html#{anchor}" title="{html.escape(title_)}">{html.escape(text)}</a>'
 
 
-def _number(chapter: str) -> int:
-    """The chapter's number in the book (its place in ``_toc.yml``)."""
+def _where(chapter: str) -> str:
+    """"Ch. N" (its place in ``_toc.yml``), or "Last chapter" for the unnumbered one."""
     from .book import toc_chapters
 
-    return toc_chapters().index(chapter) + 1
+    if any(chapter in names for _, names in LATER):
+        return "Last chapter"
+    return f"Ch. {toc_chapters().index(chapter) + 1}"
 
 
 def question_table(df: pd.DataFrame) -> str:
@@ -99,18 +116,18 @@ def question_table(df: pd.DataFrame) -> str:
     source, verdict, measured."""
     head = "".join(f"<th>{h}</th>" for h in ("where", "claim", "source", "verdict", "measured"))
     body = "".join(
-        f"<tr><td>{_link(r.chapter, f'Ch. {_number(r.chapter)}, row {r.row}', r.title)}</td>"
+        f"<tr><td>{_link(r.chapter, f'{_where(r.chapter)}, row {r.row}', r.title)}</td>"
         f"<td>{html.escape(r.claim)}</td>"
         f"<td>{html.escape(r.source)}</td><td>{verdict_html(r.verdict)}</td><td>{html.escape(r.measured)}</td></tr>"
         for r in df.itertuples())
     return f'<table class="bnlib-answer"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def execution(chapters_dir: Path) -> pd.DataFrame:
+def execution(chapters_dir: Path, questions: tuple = QUESTIONS + LATER) -> pd.DataFrame:
     """Per executed chapter: profile, run time, seeds, trajectories trained and loaded, device and
     environment, as glued by the chapter itself."""
     rows = []
-    for _, names in QUESTIONS:
+    for _, names in questions:
         for name in names:
             g = glued(Path(chapters_dir) / f"{name}.ipynb")
             rows.append({"chapter": name, "profile": g.get("profile", "?"),

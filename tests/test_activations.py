@@ -339,3 +339,36 @@ def test_lag_shift_pairs_each_anchor_with_its_lag():
     assert lag_shift(steps, mean, var, [0], 10) == {"mean_shift": 0.0, "var_shift": 0.0}
     with pytest.raises(ValueError, match="missing for \\[10\\]"):
         lag_shift(steps, mean, var, [0, 10], 10)
+
+
+def test_distribution_figures_fit_the_column_with_their_legend_off_the_data():
+    """``plots.distributions``: every figure at most the column wide, networks as rows of the band
+    figure, one legend outside the axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from bnlib import plots
+    from bnlib.plots import distributions as figs
+    from bnlib.train import History
+
+    norms, layers, steps = ("none", "bn", "noisy_bn"), [1, 2, 3], np.arange(0, 50, 10)
+    q = np.sort(np.random.default_rng(0).normal(size=(len(steps), 9)), axis=1)
+    bands = {(n, 0.1, 0): {"step": steps, **{f"layer{i}.q": q for i in layers}} for n in norms}
+    rec = {"step": steps, **{f"post{i}.{m}": np.ones((len(steps), 4)) for i in layers for m in ("mean", "var")}}
+    hist = {(n, 0.1, 0): History(np.ones(50), np.zeros(50), np.zeros(50), np.array([0]), np.zeros(1), np.zeros(1),
+                                 records=rec) for n in norms}
+    shift = pd.DataFrame([{"network": n, "site": s, "layer": i, "seed": 0, "lag": lag, "mean shift": 0.1 * lag,
+                           "var shift": 0.05} for n in norms for s in ("pre", "post") for i in layers
+                          for lag in (1, 10)])
+    made = [figs.bands(bands, norms=norms, layers=layers, lr=0.1, seed=0, paper_layers=[2, 9, 13]),
+            figs.unit_traces(hist, norms=norms, layers=layers, lr=0.1, seed=0, num_units=2),
+            figs.shifts(shift[shift["lag"] == 1], norms=norms), figs.lags(shift, norms=norms)]
+    for fig in made:
+        fig.canvas.draw()
+        assert fig.get_size_inches()[0] <= plots.COLUMN_IN
+        assert all(ax.get_legend() is None for ax in fig.axes)
+    assert [sf._suptitle.get_text() for sf in made[0].subfigs] == [
+        f"{plots.label(n)}, after the normaliser" for n in norms]
+    assert all(len(fig.legends) == 1 for fig in made[1:])

@@ -64,7 +64,7 @@ def test_smaller_curvature(name, bn, bn_last, ok, expected):
 
 
 def test_kappa_criterion_names_k_and_kappa_is_a_ratio():
-    assert "lambda_1/lambda_7" in CRITERIA["kappa"](bn=[1.0], none=[2.0], bn_last=[1.0], none_last=[2.0], ok=True,
+    assert "λ₁/λₖ (k = 7)" in CRITERIA["kappa"](bn=[1.0], none=[2.0], bn_last=[1.0], none_last=[2.0], ok=True,
                                                      k=2.0, top_k=7).criterion
     assert np.allclose(kappa({"e": np.array([[4.0, 2.0, 1.0]])}, "e", k=3), [4.0])
 
@@ -111,7 +111,7 @@ def test_off_share_and_widest_gap():
 def test_flat_first_layer_steep_last(w1, ok, expected):
     w2 = {"none": [5.0, 5.5], "bn": [0.5, 0.6]}
     row = CRITERIA["flat_steep"](w1=w1, w2=w2, ok=ok, k=2.0)
-    assert row.verdict == expected and "W1 block" in row.measured and "W2 block" in row.measured
+    assert row.verdict == expected and "W₁ block" in row.measured and "W₂ block" in row.measured
 
 
 @pytest.mark.parametrize("gap_at, ok, expected", [
@@ -121,7 +121,7 @@ def test_flat_first_layer_steep_last(w1, ok, expected):
     ({"none": [10, 9], "bn": [11, 10]}, False, "inconclusive")])
 def test_about_ten_outliers(gap_at, ok, expected):
     row = CRITERIA["outliers"](gap_at=gap_at, ok=ok, classes=10, outlier_tol=1, n_top=21)
-    assert row.verdict == expected and "10 +/- 1" in row.criterion and "top 21" in row.criterion
+    assert row.verdict == expected and "10 ± 1" in row.criterion and "top 21" in row.criterion
 
 
 BEFORE = {"train": [0.97], "val": [0.96], "test": [0.95]}
@@ -143,9 +143,10 @@ def test_bn_after_relu_as_good_as_before(after, ok, expected):
     ({25: [0.80, 0.81], 50: [0.75, 0.76], 100: [0.7, 0.92]}, True, "not reproduced"),
     ({25: [0.80, 0.81], 50: [0.85, 0.86], 100: [0.9, 0.92]}, False, "inconclusive")])
 def test_singularity_grows_with_width(shares, ok, expected):
-    row = CRITERIA["singular_width"](shares=shares, ok=ok, width_epochs=1, zero_band=0.01,
+    row = CRITERIA["singular_width"](shares=shares, ok=ok, width_epochs="1 epoch", zero_band=0.01,
                                      floors={25: 0.6, 50: 0.7, 100: 0.8})
     assert row.verdict == expected and row.measured.startswith("width 25: 80.0%, 81.0%")
+    assert "standard net, 1 epoch per width" in row.criterion
     assert row.measured.endswith("rank bound: 60%, 70%, 80%")
 
 
@@ -166,3 +167,71 @@ def test_wall_clock_names_the_seed_where_bn_never_reached():
     row = CRITERIA["wall_clock"](bn=[1.0, float("inf")], none=[2.0, 2.0], ok=True, k=2.0, margin=0.05,
                                  time_margin=0.05)
     assert row.verdict == "not reproduced" and "never" in row.measured and "inf" not in row.measured
+
+
+def _synthetic_runs(epochs=(0, 1, 10), p=40, k=10, n_top=21):
+    """Two seeds of the three networks with the arrays ``spectra`` draws."""
+    rng, res = np.random.default_rng(0), {}
+    for v in ("none", "bn", "bn_before"):
+        for s in (0, 1):
+            e = len(epochs)
+            eigs = -np.sort(-rng.uniform(1e-3, 2.0, (e, p)), axis=1)
+            res[(v, s)] = {"epoch": np.array(epochs), "time_s": 2.0 * np.array(epochs),
+                           **{f"{sp}_{m}": rng.uniform(0.1, 0.9, e)
+                              for sp in ("train", "val") for m in ("loss", "acc")},
+                           "ll_eigs": eigs, "full_top": eigs[:, :k] * 1.5, "top": -np.sort(-rng.uniform(0.1, 5, n_top))}
+    return res
+
+
+def test_figures_fit_the_column_and_label_their_axes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from bnlib import plots
+    from bnlib.chapters.hessian import VARIANTS
+    from bnlib.plots import spectra
+
+    res = _synthetic_runs()
+    grid = pd.DataFrame([{"network": n, "lr": lr, "l2": l2, "val_acc": 0.5} for n in ("none", "bn")
+                         for lr in (1e-3, 1e-2) for l2 in (0.0, 1e-3, 1e-2)])
+    widths = {w: {"share": [0.9, 0.91]} for w in (25, 50)}
+    figs = [spectra.search_grid(grid), spectra.epoch_curves(res, VARIANTS),
+            spectra.epoch_curves(res, VARIANTS, x="time"),
+            spectra.top_eigenvalues(res, VARIANTS), spectra.kappas(res, VARIANTS), spectra.spectrum(res, VARIANTS),
+            spectra.outliers(res, ("none", "bn")), spectra.width_sweep(widths, {25: 0.7, 50: 0.8})]
+    for fig in figs:
+        fig.canvas.draw()
+        assert fig.get_size_inches()[0] <= plots.COLUMN_IN
+        for ax in fig.axes:
+            if ax.get_label() != "<colorbar>" and ax.get_ylabel():  # every labelled axis has tick labels
+                assert any(t.get_text() for t in ax.get_yticklabels()), ax.get_ylabel()
+        plt.close(fig)
+    # the search grid names its l2 weights (issue 15: they were lost to a shadowed loop variable)
+    assert [t.get_text() for t in figs[0].axes[0].get_yticklabels()] == ["0", "0.001", "0.01"]
+
+
+@pytest.mark.parametrize("bn_acc, expected", [
+    ([[0.1, 0.95, 0.96], [0.1, 0.95, 0.96]], "after 10 s of training on average"),
+    ([[0.1, 0.5, 0.6], [0.1, 0.5, 0.6]], "never, within its 20 s of training, on all 2 seeds"),
+    ([[0.1, 0.95, 0.96], [0.1, 0.5, 0.6]], "after 10 s on 1 seed of 2, and never (within its 20 s of training) "
+                                           "on the other 1")])
+def test_reach_text_says_never_in_words(bn_acc, expected):
+    from bnlib.chapters.hessian import reach_text
+
+    res = {}
+    for s in (0, 1):
+        res[("none", s)] = {"val_acc": np.array([0.1, 0.9, 0.9]), "time_s": np.array([0.0, 8.0, 16.0])}
+        res[("bn", s)] = {"val_acc": np.array(bn_acc[s]), "time_s": np.array([0.0, 10.0, 20.0])}
+    text = reach_text(res)
+    assert text == expected and "inf" not in text and "nan" not in text
+
+
+def test_counts_say_the_seeds_that_ran():
+    from bnlib.chapters.hessian import _counts
+
+    c = _counts(Params(num_seeds=1, before_seeds=2, search_epochs=1, width_epochs=3))
+    assert (c["num_seeds_n"], c["before_seeds_n"], c["search_epochs_n"], c["width_epochs_n"]) == (
+        "1 seed", "1 seed", "1 epoch", "3 epochs")

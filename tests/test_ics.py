@@ -268,3 +268,29 @@ def test_probe_on_stored_checkpoints_equals_probe_attached_during_training(case,
         np.testing.assert_allclose(stored[k], attached[k][rows], rtol=1e-12, atol=0, err_msg=k)
     again = store.probe(traj, ICS(), [0, 2, 3, 4])  # cached now
     assert all(np.array_equal(again[k], stored[k], equal_nan=True) for k in stored)
+
+
+def test_figures_fit_the_column_with_their_legend_off_the_data():
+    """``plots.ics``: the loss-and-ICS grid and the heat maps are at most the column wide, the
+    heat maps two to a row, and the one legend sits outside the axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bnlib import plots
+    from bnlib.plots import ics as figs
+    from bnlib.train import History
+
+    n, k, steps = 30, 4, np.arange(0, 30, 5)
+    res = {"step": steps, "l2": np.full((len(steps), k), 0.1), "cos": np.full((len(steps), k), 0.9),
+           "g_norm": np.ones((len(steps), k))}
+    hist = {(norm, lr, 0): History(np.linspace(2.3, 1.0, n), np.zeros(n), np.zeros(n), np.array([0, n]),
+                                   np.zeros(2), np.zeros(2)) for norm in ("none", "bn") for lr in (0.1, 0.01)}
+    ics = {key: res for key in hist}
+    grid = figs.curves(hist, ics, norms=("none", "bn"), seeds={0.1: [0], 0.01: [0]}, layers=[2, 3])
+    heat = figs.heatmap([(f"panel {i}", res) for i in range(4)], metric="rel_l2")
+    for fig in (grid, heat):
+        fig.canvas.draw()
+        assert fig.get_size_inches()[0] <= plots.COLUMN_IN
+        assert all(ax.get_legend() is None for ax in fig.axes)
+    assert len(grid.legends) == 1 and grid.axes[0].get_title() == "learning rate 0.1, 1 seed"
+    assert len([ax for ax in heat.axes if ax.get_images()]) == 4 and heat.get_size_inches()[1] > 5  # 2 x 2

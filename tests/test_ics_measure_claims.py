@@ -28,7 +28,7 @@ def test_ics_larger(cos_bn, rel_bn, tails, diverged, expected):
     row = CRITERIA["ics_larger"](cos_bn={4: cos_bn}, rel_bn={4: rel_bn}, **none, **RAW, tails_none=tails,
                                  diverged=diverged, **TH)
     assert row.verdict == expected and "+ 0.05" in row.criterion and "step 300" in row.criterion
-    assert "relative ICS" in row.criterion and "raw ||G - G'||, not judged: standard 0.1, BN 9" in row.measured
+    assert "relative ICS" in row.criterion and "raw ‖G − G′‖, not judged: standard 0.1, BN 9" in row.measured
     assert "3 seeds" in row.measured and ("precondition fails" in row.measured) == (expected == "inconclusive")
 
 
@@ -147,7 +147,12 @@ def test_tables_and_claims_on_synthetic_runs():
     row = t[(t.norm == "bn") & (t.layer == 2)].iloc[0]
     assert (row.cos, row.l2, row.rel_l2, row.seeds) == pytest.approx((0.1, 1.0, 0.5, 1))
     assert list(ch.shown_table(cfg, ics).columns) == ["net", "norm", "lr", "seeds", "layer", "l2", "rel_l2", "cos"]
-    assert [c.verdict for c in ch.claims(cfg, hist, ics)] == ["reproduced"] * 8 + ["inconclusive", "identity"]
+    rows = ch.claims(cfg, hist, ics)
+    assert [c.verdict for c in rows] == ["reproduced"] * 8 + ["inconclusive", "identity"]
+    texts = [c.claim for c in rows]  # the answer page shows only these: each names its setting
+    assert len(set(texts)) == len(texts)
+    assert texts[0].endswith(f"(VGG, lr {cfg.lr:g})") and texts[3].endswith(f"(DLN, lr {ch.lr_text(cfg.dln_lr)})")
+    assert ch.lr_text(1e-6) == "1e-6" and ch.lr_text(0.1) == "0.1"
     k = ch.key_numbers(cfg, hist, ics)
     assert (k["dln_bn_lower_cos"], k["dln_pairs"]) == (2 * (cfg.dln_depth - 1),) * 2  # layer 1 left out
     assert (k["vgg_cos_bn_a"], k["vgg_loss_bn"], k["vgg_layer_b"]) == (pytest.approx(0.1), 1.0, 6)
@@ -186,3 +191,7 @@ def test_specs_are_the_shared_trajectories(profile):
     other = chapters.resolve("ics_measure", profile=profile, dln_norm_output=True, dln_loss="mse")
     linear, dln, gd = ch.dln_specs(other)
     assert (dln.norm_output, gd.loss) == (True, "mse")
+
+
+def test_numbers_in_tables_are_written_out():
+    assert (ch.number_text(13_512.3), ch.number_text(871.2), ch.number_text(0.00923)) == ("13,512", "871", "0.00923")

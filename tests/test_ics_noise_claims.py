@@ -143,7 +143,7 @@ def test_headline_says_why_an_accuracy_is_missing():
     h = headline(table)
     assert h["acc_on_noisy_bn"] == "25.0%" and h["acc_on_noise"] == "not measured (diverged)"
     assert h["acc_on_bn"] == "not measured (no noise)" and h["div_bn"] == "finished"
-    assert h["div_noise"] == "diverged in 1 seed(s)"
+    assert h["div_noise"] == "diverged in 1 seed"
 
 
 def test_paper_layers_map_to_the_same_relative_depth():
@@ -234,7 +234,7 @@ def test_lag_growth_row(noisy, none, diverged, expected):
     row = CRITERIA["lag_growth"](noisy={"mean shift": noisy, "var shift": noisy},
                                  none={"mean shift": none, "var shift": none}, diverged=diverged, **LAG)
     assert row.verdict == expected and "Site: after the normaliser" in row.criterion
-    assert "from steps 300, 500 to 100 steps later over that to 1 step(s) later" in row.criterion
+    assert "from steps 300, 500 to 100 steps later over the shift at the shortest lag, 1 (lags" in row.criterion
 
 
 def test_lag_growth_row_partly_when_one_moment_holds():
@@ -307,3 +307,16 @@ def test_mnist_replication_specs(profile):
     assert (model.arch, model.in_channels, model.image_size) == ("lenet", 1, 28)
     assert (sgd.lr, sgd.batch_size, sgd.num_steps) == (cfg.lr, cfg.batch_size, cfg.mnist_steps)
     assert max(cfg.lag_anchors) + max(cfg.lags) <= cfg.variant_steps
+
+
+def test_stability_wide_puts_the_networks_side_by_side_per_site_and_layer():
+    from bnlib.chapters.ics_noise import NORMS, SITES, stability_wide
+
+    rows = [{"network": n, "site": s, "layer": i, "mean shift": 0.1 * k, "var shift": 0.01 * i}
+            for k, n in enumerate(NORMS) for s in SITES for i in (1, 2, 6)]
+    mean, var = (stability_wide(pd.DataFrame(rows), q) for q in ("mean shift", "var shift"))
+    assert list(mean.index) == [(site, f"layer {i}") for site in ("before the normaliser", "after the normaliser")
+                                for i in (1, 2, 6)]
+    assert list(mean.columns) == ["standard", "BN", "noisy BN", "noise only"]
+    assert mean.loc[("after the normaliser", "layer 6"), "noisy BN"] == pytest.approx(0.2)
+    assert var.loc[("before the normaliser", "layer 2"), "standard"] == pytest.approx(0.02)

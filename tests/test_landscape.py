@@ -381,3 +381,40 @@ def test_activation_grads_leave_buffers_untouched():
     activation_grads(model, torch.randn(8, 4), torch.randint(0, 3, (8,)), loss="ce")
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_figures_fit_the_column_with_their_legend_off_the_data():
+    """Every figure of ``plots.landscape`` is at most the column wide, stacks or pairs its panels,
+    and keeps its legend outside the axes; log axes of under three decades get plain labelled ticks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from bnlib import plots
+    from bnlib.plots import landscape as figs
+
+    k, s = 5, 4
+    steps, mults = np.arange(0, 50, 10), np.geomspace(0.5, 4, s)
+
+    def probe(scale):
+        lo = np.linspace(1.0, 0.5, k)
+        return {"step": steps, "loss_min": lo, "loss_max": lo * (1 + scale), "grad_diff_min": np.full(k, 0.1 * scale),
+                "grad_diff_max": np.full(k, scale), "beta_eff": np.full(k, 2 * scale),
+                "multipliers": np.tile(mults, (k, 1)), "grad_diff": np.outer(np.ones(k), mults * scale)}
+
+    probes = {"none": probe(3.0), "bn": probe(1.0)}
+    sweep = pd.DataFrame([{"network": net, "norm": n, "lr": lr, "initial loss": 2.3, "tail loss": 1.0 + (n == "none")}
+                          for net in ("vgg", "dln") for n in ("none", "bn") for lr in (0.01, 0.1, 1.0)])
+    made = [figs.landscape_panels(probes), figs.lr_robustness(probes, lr=0.1),
+            figs.ratio_curves({"along the gradient": [probes], "random": [probes, probes]}),
+            figs.lr_sweep(sweep, bars={"vgg": 2.0, "dln": 0.9}, networks={"vgg": "VGG", "dln": "DLN"}),
+            figs.gradient_norms({"act": {"none": np.ones((2, 4)), "bn": np.full((2, 4), 0.5)}},
+                                {"act": ("at the output", "gradient norm")})]
+    for fig in made:
+        fig.canvas.draw()
+        assert fig.get_size_inches()[0] <= plots.COLUMN_IN
+        assert all(ax.get_legend() is None for ax in fig.axes)
+    assert made[0].axes[1].get_yscale() == "log" and made[0].axes[1].get_title(loc="left").startswith("(b)")
+    labels = [t.get_text() for t in made[1].axes[0].get_xticklabels() if t.get_text()]
+    assert labels and all("times" not in t and "^" not in t for t in labels)  # plain numbers on a short log axis

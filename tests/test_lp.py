@@ -8,8 +8,10 @@ own ``BatchNorm`` for p = 2. Everything runs in float64 on tiny seeded tensors.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -401,3 +403,79 @@ def test_shifts_read_each_site_from_its_own_records():
     got = lp_norms.shifts(cfg, rec, end=20)
     assert got["mean shift (post)"] == 0 and got["var shift (post)"] == 0 and got["var shift (pre)"] == 0
     assert got["mean shift (pre)"] == pytest.approx(1.0)  # one standard deviation per record, step 30 left out
+
+
+def test_the_centred_dln_runs_train_a_prefix_at_quick_and_every_step_at_paper():
+    """Quick cuts the centred-norm DLN runs to their first ``dln_centred_steps`` (CPU budget); the raw
+    runs and the paper profile keep every step, and the DLN spec differs from the full run's only in length."""
+    quick, paper = (chapters.resolve("lp_norms", profile=p) for p in ("quick", "paper"))
+    assert lp_norms.dln_horizon(quick, "l1c") == quick.dln_centred_steps == 1000 < quick.dln_steps
+    assert lp_norms.dln_horizon(quick, "l1") == lp_norms.dln_horizon(quick, "bn") == quick.dln_steps
+    assert all(lp_norms.dln_horizon(paper, n) == paper.dln_steps for n in ("l1c", "l2c", "linfc", "l1"))
+    smoke = chapters.resolve("lp_norms", profile="smoke")
+    assert lp_norms.dln_horizon(smoke, "l1c") == smoke.dln_steps  # never longer than the run
+
+
+def test_prefix_cuts_the_reference_runs_to_the_shorter_runs_steps():
+    """``prefix`` reads the first ``end`` losses: their mean, and the mean of their last 10%."""
+    cfg = chapters.resolve("lp_norms", profile="quick")
+    hist = lambda loss, diverged=False, done=100: SimpleNamespace(  # noqa: E731
+        train_loss=np.asarray(loss, float), diverged=diverged, steps_done=done)
+    res = {("dln", "bn", s): {"hist": hist(np.arange(100.0) + s)} for s in lp_norms.seeds(cfg, "bn")}
+    got = lp_norms.prefix(cfg, res, "bn", 20)
+    assert list(got.index) == lp_norms.seeds(cfg, "bn")
+    assert got.loc[0, "mean train loss"] == pytest.approx(9.5) and got.loc[0, "final train loss"] == pytest.approx(18.5)
+    assert got.loc[1, "mean train loss"] == pytest.approx(10.5)
+    res["dln", "bn", 0]["hist"] = hist(np.arange(100.0), diverged=True, done=15)
+    assert lp_norms.prefix(cfg, res, "bn", 20).loc[0, "mean train loss"] == np.inf
+    res["dln", "bn", 0]["hist"] = hist(np.arange(100.0), diverged=True, done=60)  # diverged after the prefix
+    assert lp_norms.prefix(cfg, res, "bn", 20).loc[0, "mean train loss"] == pytest.approx(9.5)
+
+
+def test_tables_split_the_summary_into_narrow_tables_with_words():
+    cfg = chapters.resolve("lp_norms", profile="quick")
+    cols = ["seeds", "final train loss", "mean train loss", "test acc", "test acc (batch stats)", "loss range",
+            "grad-diff max", "beta_eff", "mean shift (pre)", "var shift (pre)", "mean shift (post)", "var shift (post)"]
+    cols += [f"{k}kurtosis L{i}" for i in cfg.act_layers for k in ("", "channel |")]
+    cols = [c.replace("channel |kurtosis", "channel |kurtosis|") for c in cols]
+    summary = pd.DataFrame(np.ones((3, len(cols))), index=pd.Index(["none", "bn", "l1c"], name="norm"), columns=cols)
+    got = lp_norms.tables(cfg, summary)
+    assert list(got) == ["training", "landscape", "shift", "shape"]
+    assert all(len(t.columns) <= 6 for t in got.values())
+    assert list(got["training"].index) == ["standard", "BN", "l1 (centred norm)"]
+    assert "test accuracy, batch statistics" in got["training"] and "per channel, layer 7" in got["shape"]
+    dln = lp_norms.tables(cfg, summary[cols[:3] + ["loss range", "grad-diff max", "beta_eff"]])
+    assert list(dln) == ["training", "landscape"]
+
+
+def test_every_normaliser_figure_fits_the_column_with_its_legend_outside():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bnlib import plots
+    from bnlib.plots import normalisers as figs
+
+    rng = np.random.default_rng(0)
+    norms = ("none", "bn", "l1", "linf", "ln", "gn", "l1c")
+    hist = SimpleNamespace(train_loss=np.linspace(2, 1, 50), eval_step=np.array([0, 25, 50]),
+                           test_acc=np.array([0.1, 0.4, 0.5]))
+    line = {"step": np.array([0, 20, 40]), "loss_min": np.ones(3), "loss_max": np.full(3, 2.0),
+            "grad_diff_max": np.array([1.0, 2.0, 3.0]), "beta_eff": np.array([3.0, 2.0, 1.0])}
+    shape = {f"layer{i}/{k}": v for i in (3, 7) for k, v in (
+        ("sample", rng.normal(size=500)), ("kurtosis", 0.5), ("kurtosis_channel", rng.normal(size=16)))}
+    res = {("vgg", n, 0): {"hist": hist, "line": line, "shape": shape} for n in norms}
+    seeds_of = {n: [0] for n in norms}
+    per_seed = pd.DataFrame([{"mean shift (pre)": 0.1 + i, "var shift (pre)": 0.2, "mean shift (post)": 0.3,
+                              "var shift (post)": 0.4, "final train loss": 1.0} for i, _ in enumerate(norms)],
+                            index=pd.MultiIndex.from_tuples([(n, 0) for n in norms], names=("norm", "seed")))
+    made = [figs.training_curves(res, "vgg", seeds_of=seeds_of, metric=m, upto=50) for m in ("train_loss", "test_acc")]
+    made += [figs.landscape(res, "vgg", seeds_of=seeds_of),
+             figs.histograms(res, norms=norms, layers=(3, 7), seed=0),
+             figs.channel_kurtosis(res, norms=norms, layers=(3, 7), seed=0),
+             figs.shift_vs_loss(per_seed, norms=norms, sites=lp_norms.SITES)]
+    for fig in made:
+        assert fig.get_size_inches()[0] <= plots.COLUMN_IN + 1e-9
+        assert all(ax.get_legend() is None for ax in fig.axes)
+        plt.close(fig)

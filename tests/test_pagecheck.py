@@ -34,3 +34,23 @@ def test_a_missing_anchor_is_reported(tmp_path):
     (tmp_path / "other.html").write_text(PAGE.format(body='<section id="there">x</section>'))
     found = check(tmp_path, '<a href="other.html#there">ok</a> <a href="other.html#nowhere">bad</a>')
     assert found == ["broken link: other.html#nowhere"]
+
+
+def _png(tmp_path, name: str, width: int) -> str:
+    """A blank ``width`` x 10 PNG written beside the page (matplotlib draws it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(width / 100, 0.1), dpi=100)
+    fig.savefig(tmp_path / name)
+    plt.close(fig)
+    return name
+
+
+def test_a_figure_shrunk_to_fit_the_column_is_reported(tmp_path):
+    wide, fits = _png(tmp_path, "wide.png", 1200), _png(tmp_path, "fits.png", 600)
+    found = check(tmp_path, f'<div class="cell_output"><img src="{wide}" style="max-width: 100%; width: 1000px">'
+                            f'<img src="{fits}" style="max-width: 100%; width: 590px"></div>')
+    assert len(found) == 1 and found[0].startswith("figure shrunk to 60% (1000 px wide, drawn at 600 px)"), found

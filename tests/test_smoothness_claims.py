@@ -170,3 +170,15 @@ def test_the_small_dln_run_is_the_ics_chapters():
     cfg, ics = config.resolve(ch.Params, "quick"), chapters.resolve("ics_measure", profile="quick")
     spec = ch.shared_runs(cfg)["dln"][1e-7][0]
     assert spec[2].num_steps == ics.dln_small_steps >= cfg.dln_sweep_steps and ics.dln_lr_small == 1e-7
+
+
+def test_sweep_table_reads_in_words():
+    import pandas as pd
+
+    from bnlib.chapters.smoothness import styled_sweep
+
+    t = pd.DataFrame([{"network": "dln", "norm": "bn", "lr": 1e-6, "seeds": 1, "steps": 10, "initial loss": 84_860.0,
+                       "tail loss": float("inf"), "diverged": 1, "trains": False}])
+    html = styled_sweep(t).to_html()
+    for text in ("DLN", "Standard + BatchNorm", "1e-6", "84,860", "diverged", ">no<", "learning rate"):
+        assert text in html, text

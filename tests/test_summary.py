@@ -24,7 +24,7 @@ def claims_json(*verdicts):
 
 @pytest.fixture
 def chapters(tmp_path):
-    names = [n for _, ns in summary.QUESTIONS for n in ns]
+    names = [n for _, ns in summary.QUESTIONS + summary.LATER for n in ns]
     for n in names:
         executed(tmp_path / f"{n}.ipynb", {"claims_json": claims_json("reproduced", "inconclusive"),
                                            "profile": "quick", "run_time_min": "1.5", "seeds": "0, 1, 2"},
@@ -73,3 +73,12 @@ def test_chapter_claims_tables_colour_their_verdicts():
     html = page.claims(rows, prefix="t").to_html()
     assert 'class="data row0 col4 verdict verdict-reproduced"' in html.replace("  ", " ")
     assert "verdict verdict-not-reproduced" in html and "a &lt; b" in html and "x &amp; y" in html
+
+
+def test_glued_strings_are_read_without_their_quotes(tmp_path):
+    from bnlib import page
+
+    executed(tmp_path / "c.ipynb", {"seeds": repr(page.Text("0, 1, 2")), "claims_json": '[{"a": true}]',
+                                    "run_time_min": "1.5"})
+    assert summary.glued(tmp_path / "c.ipynb") == {"seeds": "0, 1, 2", "claims_json": '[{"a": true}]',
+                                                   "run_time_min": "1.5"}

@@ -64,3 +64,44 @@ def test_rows_say_which_line_and_which_reference():
     for name in ("beta_eff (Adam step)", "loss variation (Adam step)"):
         assert "Adam's update u" in CRITERIA[name].criterion and "theta + s u" in CRITERIA[name].criterion
     assert "ln 10" in CRITERIA["max / chance"].criterion and "a maximum" in CRITERIA["max / chance"].criterion
+
+
+def test_readable_names_networks_and_batchnorm_in_words():
+    import pandas as pd
+
+    from bnlib.chapters import surfaces
+
+    df = pd.DataFrame({"arch": ["lenet", "vgg16"], "norm": ["none", "bn"], "seed": [0, 0], "test acc": [0.5, 0.6]})
+    got = surfaces.readable(df)
+    assert list(got.columns) == ["network", "BatchNorm", "seed", "test accuracy"]
+    assert got["network"].tolist() == ["LeNet", "VGG-16"] and got["BatchNorm"].tolist() == ["no", "yes"]
+
+
+def test_every_surface_figure_fits_the_column_with_its_legend_outside():
+    """Two networks (the paper profile): each figure is at most the column wide and no axes holds a legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from bnlib import plots
+    from bnlib.plots import surfaces as figs
+
+    g = np.linspace(-1, 1, 5)
+    a, b = np.meshgrid(g, g, indexing="ij")
+    steps = np.array([0, 10, 20])
+    line = {"step": steps, "loss_min": np.array([2.0, 1.5, 1.2]), "loss_max": np.array([2.2, 1.7, 1.3]),
+            "beta_eff": np.array([3.0, 2.0, 1.5])}
+    one = {(arch, n): {"plane": {"grid": g, "loss": 1 + a**2 + b**2}, "interp": {"alphas": g, "loss": 1 + g**2},
+                       "slices": {"xs": g, "loss": np.stack([1 + g**2, 1 + 2 * g**2])}, "line": line}
+           for arch in ("lenet", "vgg16") for n in ("none", "bn")}
+    per_seed = {(arch, n, 0): r for (arch, n), r in one.items()}
+    kw = dict(archs=("lenet", "vgg16"), norms=("none", "bn"), labels={"lenet": "LeNet", "vgg16": "VGG-16"})
+    made = [figs.probe_curves(per_seed, seeds=[0], key=k, ylabel="y", **kw) for k in ("range", "beta_eff")]
+    made += [figs.lines(one, kind=k, **kw) for k in ("interp", "slices")]
+    made += [f(one, log=log, **kw) for f in (figs.contours, figs.surfaces3d) for log in (False, True)]
+    for fig in made:
+        assert fig.get_size_inches()[0] <= plots.COLUMN_IN + 1e-9
+        assert all(ax.get_legend() is None for ax in fig.axes)
+        plt.close(fig)

@@ -82,3 +82,47 @@ def test_probe_steps_dense_then_sparse():
     assert steps[:9] == tuple(range(0, 201, 25)) and steps[9:] == tuple(range(300, 1501, 100))
     assert probe_steps(Params()) == (0, 50, 100, 800, 1500)  # quick
     assert probe_steps(Params(num_steps=6, probe_every=2, dense_until=4, sparse_every=2)) == (0, 2, 4, 6)
+
+
+def _synthetic_net(rng, steps=(0, 50, 100), units=4):
+    k, net = len(steps), {"step": np.array(steps)}
+    for lay in ("conv", "fc"):
+        p = f"{lay}/thm_4_1/terms/"
+        net |= {p + "norm": rng.uniform(1, 2, (k, units)), p + "mean": rng.uniform(0, 0.1, (k, units)),
+                p + "corr": rng.uniform(0, 0.1, (k, units)), p + "scale": rng.uniform(0.5, 3, (k, units)),
+                f"{lay}/thm_4_2/exact/lhs": rng.uniform(1e-5, 3e-5, k),
+                f"{lay}/thm_4_2/terms/hess": rng.uniform(1e-5, 3e-5, k),
+                f"{lay}/thm_4_2/terms/correction": rng.normal(0, 1e-7, k),
+                f"{lay}/thm_4_2/terms/inner": rng.normal(0, 1, (k, units))}
+    return net
+
+
+def test_figures_fit_the_column_and_label_their_axes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from bnlib import plots
+    from bnlib.plots import bounds
+
+    rng = np.random.default_rng(0)
+    nets = {s: _synthetic_net(rng) for s in (0, 1)}
+    n = 50
+    inst = {"thm_4_1/terms/scale": rng.uniform(0.5, 2, n), "thm_4_1/terms/norm": rng.uniform(1, 2, n),
+            **{f"thm_4_1/{f}/{side}": rng.uniform(0, 1, n)
+               for f in ("seed003", "corrected") for side in ("lhs", "rhs")}}
+    eps = {"delta": 10 ** rng.uniform(-5, 0, n),
+           **{f"{key}/{q}": rng.uniform(0.5, 1, n)
+              for key in ("thm_4_1/corrected", "thm_4_2/seed000") for q in ("lhs", "rhs", "mag")}}
+    table = pd.DataFrame({"statement": ["Thm 4.1", "Thm 4.2"], "form": ["Santurkar et al.", "ours"],
+                          "random instances failing": [0.4, 0.0], "VGG: failing": [0.9, np.nan]})
+    for fig in (bounds.thm41_terms(nets), bounds.thm42_terms(nets), bounds.thm41_scatter(inst),
+                bounds.failure_rates(table), bounds.eps_effect(eps)):
+        fig.canvas.draw()
+        assert fig.get_size_inches()[0] <= plots.COLUMN_IN
+        for ax in fig.axes:  # tick labels on every labelled axis (log axes within a decade included)
+            assert not ax.get_ylabel() or any(t.get_text() for t in ax.get_yticklabels()), ax.get_ylabel()
+            assert "^" not in ax.get_ylabel().replace("$", "") or "$" in ax.get_ylabel()  # maths in mathtext
+        plt.close(fig)

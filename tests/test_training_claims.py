@@ -88,3 +88,27 @@ def test_thresholds_table_gives_reasons():
     t = page.thresholds(cfg).data
     assert list(t["threshold"]) == ["k", "chance_frac", "tail_frac", "faster_margin"]
     assert list(t["value"])[::3] == ["2", "0.25"] and t["reason"].str.len().min() > 20
+
+
+def test_curves_fit_the_column_with_one_legend_off_the_data():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bnlib import plots
+    from bnlib.plots import curves
+
+    hist = {(n, lr, s): history(np.linspace(2.3, 1.0 + (n == "none"), 40), [0.1, 0.3, 0.5],
+                                diverged=(lr, s) == (0.5, 1))
+            for n in ("none", "bn") for lr in (0.1, 0.5) for s in (0, 1)}
+    fig = curves.curves(hist, norms=("none", "bn"), lrs=[0.1, 0.5], metric="train_loss", smooth=5)
+    assert fig.get_size_inches()[0] <= plots.COLUMN_IN
+    assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in fig.axes)
+    assert [ax.get_title() for ax in fig.axes] == ["learning rate 0.1", "learning rate 0.5"]
+    assert any(t.get_text() == "diverged" for t in fig.axes[1].texts)
+
+
+def test_listed_reads_as_words_not_as_a_tuple():
+    from bnlib.chapters.training import listed
+
+    assert (listed([0, 1, 2]), listed([0])) == ("0, 1 and 2", "0")
+    assert listed([1e-7, 1e-6], "{:g}".format) == "1e-07 and 1e-06"

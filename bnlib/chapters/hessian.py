@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import models, plots
+from .. import models, page, plots
 from ..claims import Claim, Criterion, identity, left_chance, less, verdict
 from ..config import ChapterParams, Interval, ListOf, OneOf, param
 from ..data import DataSpec
@@ -54,7 +54,7 @@ class Params(ChapterParams):
                               "fixed training batch for every Hessian (choice; quick: 500, CPU budget)")
     hessian_bn_mode: str = param("batch", OneOf(("batch", "running")),
                                  "BN statistics inside the Hessian (choice: those of training)")
-    top_k: int = param(10, Interval(int, 2, 100), "eigenvalues in kappa' (seed: 10)")
+    top_k: int = param(10, Interval(int, 2, 100), "eigenvalues in κ′ = λ₁/λₖ (seed: 10)")
     lanczos_tol: float = param(1e-2, Interval(float, 0, 1, low_open=True),
                                "relative accuracy of the full-Hessian eigenvalues (choice; quick: 1%, CPU budget)")
     dense_epochs: int = param(1, Interval(int, 0, 1000),
@@ -81,7 +81,7 @@ class Params(ChapterParams):
                                "relative time margin: 5% of the standard net's time, below which we call "
                                "two timings equal (timer and scheduling jitter)")
     chance_frac: float = param(0.9, Interval(float, 0, 1, low_open=True),
-                               "a net trained if its final validation loss < frac x ln 10 (chance)")
+                               "a net trained if its final validation loss < frac × ln 10 (chance)")
     block_probes: int = param(10, Interval(int, 1, 10_000),
                               "random vectors per block for the block norms of the Hessian (choice; quick: 10, "
                               "CPU budget)")
@@ -91,15 +91,15 @@ class Params(ChapterParams):
     slq_steps: int = param(80, Interval(int, 2, 1000),
                            "Lanczos steps of the spectral-density estimate in the width sweep (choice)")
     zero_band: float = param(0.01, Interval(float, 0, 1, low_open=True),
-                             "an eigenvalue within 1% of lambda_1 of zero is 'near zero' (our reading)")
+                             "an eigenvalue within 1% of λ₁ of zero is 'near zero' (our reading)")
     offdiag_max: float = param(0.1, Interval(float, 0, 1),
                                "'nearly block diagonal': the off-diagonal blocks hold < 10% of the squared "
                                "Frobenius norm (our reading)")
     rep_share: float = param(0.5, Interval(float, 0, 1),
-                             "'represents': more than half of the top eigenvectors' squared length lies on W2 "
-                             "(our reading; W2 is ~1% of the parameters)")
+                             "'represents': more than half of the top eigenvectors' squared length lies on W₂ "
+                             "(our reading; W₂ is ~1% of the parameters)")
     outlier_tol: int = param(1, Interval(int, 0, 10),
-                             "'about ten' outliers: the widest gap lies after eigenvalue 10 +/- 1 (our reading)")
+                             "'about ten' outliers: the widest gap lies after eigenvalue 10 ± 1 (our reading)")
 
 
 PROFILES = {
@@ -267,7 +267,8 @@ def kappa(r: dict, key: str = "ll_eigs", k: int = 10) -> np.ndarray:
 
 def accuracy_table(res: dict, step_s: dict, spe: int) -> pd.DataFrame:
     """Final train / validation / test accuracy (mean over seeds) and seconds per epoch
-    (interleaved timing), plus the seed's Table 1."""
+    (interleaved timing), plus the seed's Table 1; ``network`` holds the variant code, the
+    other columns are named for the page."""
     rows = []
     for v in VARIANTS:
         last = {s: np.nanmean(per_epoch(res, v, f"{s}_acc")[:, -1]) for s in SPLITS}
@@ -278,6 +279,15 @@ def accuracy_table(res: dict, step_s: dict, spe: int) -> pd.DataFrame:
         rows.append({"network": v, "source": "Reyes & Levy, Table 1", "seeds": np.nan,
                      **dict(zip(SPLITS, accs)), "s/epoch": np.nan})
     return pd.DataFrame(rows)
+
+
+def shown_accuracy_table(res: dict, step_s: dict, spe: int):
+    """``accuracy_table`` as the page shows it: networks and columns in words, percentages,
+    seconds with their unit, blanks where the seed gives nothing."""
+    df = accuracy_table(res, step_s, spe).assign(network=lambda d: d.network.map(NAMES))
+    df = df.rename(columns={"train": "training", "val": "validation", "s/epoch": "time per epoch"})
+    return df.style.format({"training": "{:.1%}", "validation": "{:.1%}", "test": "{:.1%}",
+                            "time per epoch": "{:.2f} s", "seeds": "{:.0f}"}, na_rep="").hide(axis="index")
 
 
 def time_to_reach(r: dict, target: float, key: str = "val_acc") -> float:
@@ -331,13 +341,19 @@ def block_table(res: dict, k: int = 10) -> pd.DataFrame:
     for v in VARIANTS:
         rs = _runs(res, v)
         rows.append({"network": NAMES[v], "seeds": len(rs),
-                     f"top-{k} eigenvectors' share on W2": np.mean([np.mean(r["w2_share"][:k]) for r in rs]),
-                     "lambda_1 whole / W2 block": np.mean([r["top"][0] / r["ll_eigs"][-1][0] for r in rs]),
-                     "off-diagonal share (Frobenius^2)": np.mean([off_share(r["frob"]) for r in rs]),
-                     "lambda_1 W1 block": np.mean([r["w1_lam1"] for r in rs]),
-                     "lambda_1 W2 block": np.mean([r["ll_eigs"][-1][0] for r in rs]),
+                     f"top-{k} eigenvectors' share on W₂": np.mean([np.mean(r["w2_share"][:k]) for r in rs]),
+                     "λ₁ whole / W₂ block": np.mean([r["top"][0] / r["ll_eigs"][-1][0] for r in rs]),
+                     "off-diagonal share of ‖H‖²": np.mean([off_share(r["frob"]) for r in rs]),
+                     "λ₁ of the W₁ block": np.mean([r["w1_lam1"] for r in rs]),
+                     "λ₁ of the W₂ block": np.mean([r["ll_eigs"][-1][0] for r in rs]),
                      "widest gap after i = (per seed)": ", ".join(str(widest_gap(r["top"])) for r in rs)})
     return pd.DataFrame(rows)
+
+
+def shown_block_table(res: dict, k: int = 10):
+    """``block_table`` as the page shows it: shares in percent, the rest to three digits."""
+    df = block_table(res, k)
+    return df.style.format({c: "{:.0%}" if "share" in c else "{:.3g}" for c in df.columns[2:-1]}).hide(axis="index")
 
 
 def rank_floor(n: int, hidden: int, classes: int = 10, inputs: int = 784) -> float:
@@ -352,7 +368,7 @@ def _width_numbers(cfg: Params, widths: dict) -> dict:
     ws = sorted(widths)
     return {"width_shares": "; ".join(f"{w} units: {np.mean(widths[w]['share']):.1%}" for w in ws),
             "width_floors": "; ".join(f"{w} units: {rank_floor(cfg.hessian_size, w):.1%}" for w in ws),
-            "width_params": ", ".join(f"{int(widths[w]['params'][0]):,}" for w in ws)}
+            "width_params": _and(f"{int(widths[w]['params'][0]):,}" for w in ws), "widths_text": _and(ws)}
 
 
 def numbers(cfg: Params, table: pd.DataFrame, res: dict, step_s: dict, widths: dict) -> dict[str, float | str]:
@@ -365,8 +381,8 @@ def numbers(cfg: Params, table: pd.DataFrame, res: dict, step_s: dict, widths: d
     out["zero_band"] = cfg.zero_band
     out["w2_frac"] = 10 * cfg.hidden / (785 * cfg.hidden + 10 * (cfg.hidden + 1))
     out |= {"seed_epochs": SEED_EPOCHS, "zero_rel": ZERO_REL, "seed_test_none": SEED_TABLE1["none"][2],
-            "seed_test_bn": SEED_TABLE1["bn"][2], "probe_epochs": ", ".join(map(str, probe_epochs(cfg))),
-            "full_epochs": ", ".join(map(str, full_epochs(cfg))),
+            "seed_test_bn": SEED_TABLE1["bn"][2], "probe_epochs": _and(probe_epochs(cfg)),
+            "full_epochs": _and(full_epochs(cfg)),
             "n_params": sum(p.numel() for p in models.mlp(sizes=(784, cfg.hidden, 10)).parameters())}
     acc = accuracy_table(res, step_s, spe).set_index(["network", "source"])
     for v in VARIANTS:
@@ -374,17 +390,57 @@ def numbers(cfg: Params, table: pd.DataFrame, res: dict, step_s: dict, widths: d
     out["slowdown"], out["acc_gap"] = out["sec_bn"] / out["sec_none"], out["test_bn"] - out["test_none"]
     # kernel of H_W2 without BN: 1 (x) u for every u, and v (x) e_i for every silent unit i
     out["zeros_pred_none"] = cfg.hidden + (10 - 1) * out["const_none"]
-    out["t_fc"], out["t_bn"] = (float(np.mean(t)) for t in _reach_times(res))
+    out["t_fc"], out["reach_text"] = float(np.mean(_reach_times(res)[0])), reach_text(res)
+    out |= _counts(cfg)
     seeds = sorted({s for (_, s) in res})
     out["seed_caption"] = plots.seed_caption(seeds) + (
         " BatchNorm before the ReLU: one seed." if out["seeds_bn_before"] == 1 < len(seeds) else "")
-    out["thresholds"] = "; ".join(f"{name} = {getattr(cfg, name):g}: {help_(name)}" for name in THRESHOLDS)
     return out
 
 
-def help_(name: str) -> str:
-    """The help text (the reason) of parameter ``name``."""
-    return Params.__dataclass_fields__[name].metadata["help"]
+def _and(items) -> str:
+    """"a, b and c": a list in words (a bare "a, b, c" would reach the page as a Python tuple, since
+    myst-nb evaluates glued text that parses as a literal)."""
+    items = [str(x) for x in items]
+    return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
+
+
+def reach_text(res: dict) -> str:
+    """When BN reached the standard net's final validation accuracy, in words for the prose: a
+    mean time over the seeds that did, "never, within its N s of training" for those that did not
+    (a mean with inf in it would print "inf")."""
+    t_bn = _reach_times(res)[1]
+    total = float(np.mean([r["time_s"][-1] for r in _runs(res, "bn")]))
+    hit = [t for t in t_bn if np.isfinite(t)]
+    never = f"never, within its {total:.3g} s of training"
+    if len(hit) == len(t_bn):
+        return f"after {np.mean(hit):.3g} s of training" + (" on average" if len(hit) > 1 else "")
+    if not hit:
+        return never + ("" if len(t_bn) == 1 else f", on all {page.count(len(t_bn), 'seed')}")
+    return (f"after {np.mean(hit):.3g} s on {page.count(len(hit), 'seed')} of {len(t_bn)}, and never (within its "
+            f"{total:.3g} s of training) on the other {len(t_bn) - len(hit)}")
+
+
+def _counts(cfg: Params) -> dict[str, str]:
+    """Counts the prose says with their nouns ("1 epoch", "2 epochs"), and the Hessian's BN mode in
+    words."""
+    mode = {"batch": "the batch's own statistics, as in training",
+            "running": "the running statistics of evaluation mode, not those of training"}
+    return {"search_epochs_n": page.count(cfg.search_epochs, "epoch"),
+            "width_epochs_n": page.count(cfg.width_epochs, "epoch"),
+            "num_seeds_n": page.count(cfg.num_seeds, "seed"),
+            "before_seeds_n": page.count(min(cfg.before_seeds, cfg.num_seeds), "seed"),  # as ``trajectories``
+            "bn_mode_text": mode[cfg.hessian_bn_mode], "paper_text": paper_text()}
+
+
+def paper_text() -> str:
+    """The ``paper`` profile's scale in words, from ``PROFILES``."""
+    p = Params(**PROFILES["paper"])
+    probed = ("every epoch probed" if p.dense_epochs >= p.epochs
+              else f"every epoch up to {p.dense_epochs}, then every {p.probe_every}-th, probed")
+    return (f"{p.train_size:,} training images, {page.count(p.num_seeds, 'seed')} of every network, {probed}, a "
+            f"{p.search_epochs}-epoch search, {p.block_probes} random vectors per block, a {len(p.widths)}-width "
+            f"sweep of {p.width_epochs} epochs on a {p.hessian_size:,}-image Hessian batch")
 
 
 def _reach_times(res: dict) -> tuple[list[float], list[float]]:
@@ -454,12 +510,12 @@ def _block_diagonal(off: dict, ok: bool, offdiag_max: float) -> tuple[str, str]:
 
 def _outliers(gap_at: dict, ok: bool, classes: int, outlier_tol: int) -> tuple[str, str]:
     text, both, one = _both(gap_at, lambda i: abs(i - classes) <= outlier_tol, "{:d}")
-    return "widest gap lambda_i/lambda_(i+1) at i = " + text, verdict(both, partly=one, precondition=ok)
+    return "widest gap λᵢ/λᵢ₊₁ at i = " + text, verdict(both, partly=one, precondition=ok)
 
 
 def _flat_steep(w1: dict, w2: dict, ok: bool, k: float) -> tuple[str, str]:
     gaps = {v: less(w1[v], w2[v], k=k) for v in ("none", "bn")}
-    text = "; ".join(f"{name}: " + gaps[v].text(("W1 block", "W2 block"), "{:.3g}")
+    text = "; ".join(f"{name}: " + gaps[v].text(("W₁ block", "W₂ block"), "{:.3g}")
                      for v, name in (("none", "standard"), ("bn", "BN")))
     held = [g.holds for g in gaps.values()]
     swamped = any(g.swamped for g in gaps.values())
@@ -491,28 +547,28 @@ CRITERIA = {
                           "standard net stayed at chance", _accuracy),
     "wall_clock": Criterion("BN converges faster in wall-clock time", f"{SRC}, Figs. 1-2",
                             "per seed: epochs BN needs to reach the standard net's final validation "
-                            "accuracy x BN's s/epoch < the standard net's epochs x its s/epoch, by "
+                            "accuracy × BN's s/epoch < the standard net's epochs × its s/epoch, by "
                             "{time_margin:.0%} (s/epoch: interleaved timing)", _sooner),
     "epoch_time": Criterion("An epoch takes longer with BN", f"{SRC}, Sec. 4.2",
                             "per-step time, paired timing rounds run interleaved in one process: BN > "
                             "standard by {time_margin:.0%}; inconclusive when the rounds disagree and "
                             "their spread swamps the gap", _slower),
     "lambda1": Criterion("BN gives smaller top eigenvalues of the last-layer Hessian", f"{SRC}, Fig. 8",
-                         "per seed, median over trained probed epochs: lambda_1(BN) < lambda_1(standard) "
+                         "per seed, median over trained probed epochs: λ₁(BN) < λ₁(standard) "
                          "(partly: at the last epoch only)", _smaller),
-    "kappa": Criterion("BN gives a smaller pseudo-condition number lambda_1/lambda_k", f"{SRC}, Fig. 3",
-                       "per seed, median over trained probed epochs: kappa' = lambda_1/lambda_{top_k} BN < "
+    "kappa": Criterion("BN gives a smaller pseudo-condition number λ₁/λₖ", f"{SRC}, Fig. 3",
+                       "per seed, median over trained probed epochs: κ′ = λ₁/λₖ (k = {top_k}) BN < "
                        "standard (partly: at the last epoch only)", _smaller),
     "singular": Criterion("The plain condition number is unusable: the last-layer Hessian is "
                           "singular", f"{SRC}, Sec. 4.3",
                           "identity: the kernel holds 1 ⊗ u for every u, so at least {hidden} eigenvalues "
-                          "are zero (|lambda| <= {zero_rel:g} lambda_1) in every run and probed epoch",
+                          "are zero (|λ| ≤ {zero_rel:g} λ₁) in every run and probed epoch",
                           _kernel),
     "represents": Criterion("The last layer represents the whole network's curvature", f"{SRC}, Sec. 2.2",
                             "whole Hessian's top {top_k} eigenvectors (last epoch): their mean share of "
-                            "squared length on W2 > {rep_share:.0%} on every seed of both networks (partly: "
+                            "squared length on W₂ > {rep_share:.0%} on every seed of both networks (partly: "
                             "of one); inconclusive if a run did not train", _represents),
-    "block_diagonal": Criterion("The Hessian is nearly block diagonal (W1, W2 blocks)",
+    "block_diagonal": Criterion("The Hessian is nearly block diagonal (W₁, W₂ blocks)",
                                 f"{SRC}, Sec. 2.2, after its ref. [1]",
                                 "Hessian w.r.t. [W1, W2] at the last epoch, block norms from Hessian-vector "
                                 "products with random vectors: off-diagonal share of the squared Frobenius norm "
@@ -520,11 +576,11 @@ CRITERIA = {
                                 _block_diagonal),
     "flat_steep": Criterion("Curvature is flat in the first layer and steep in the last",
                             f"{SRC}, Sec. 2.2, after its ref. [5]",
-                            "lambda_1 of the W1 block < lambda_1 of the W2 block at the last epoch, paired over "
+                            "λ₁ of the W₁ block < λ₁ of the W₂ block at the last epoch, paired over "
                             "seeds, for both networks (partly: for one)", _flat_steep),
     "outliers": Criterion("About ten (the number of classes) outlier eigenvalues", f"{SRC}, Sec. 5",
-                          "whole Hessian, last epoch: the largest ratio lambda_i/lambda_(i+1) among the top "
-                          "{n_top} lies at i = {classes} +/- {outlier_tol} on every seed of both networks "
+                          "whole Hessian, last epoch: the largest ratio λᵢ/λᵢ₊₁ among the top "
+                          "{n_top} lies at i = {classes} ± {outlier_tol} on every seed of both networks "
                           "(partly: of one)", _outliers),
     "after_relu": Criterion("BN after the ReLU does as well as or better than before it", f"{SRC}, Sec. 3.2",
                             "final accuracy BN after > BN before - {acc_margin:g} on the test and validation "
@@ -532,8 +588,8 @@ CRITERIA = {
                             "stayed at chance", _after_relu),
     "singular_width": Criterion("The Hessian's singularity grows with the hidden width", f"{SRC}, Sec. 5 "
                                 "(after Sagun et al.)",
-                                "standard net, {width_epochs} epoch(s) per width: the share of the whole "
-                                "Hessian's spectrum within {zero_band:g} lambda_1 of zero (stochastic Lanczos "
+                                "standard net, {width_epochs} per width: the share of the whole "
+                                "Hessian's spectrum within {zero_band:g} λ₁ of zero (stochastic Lanczos "
                                 "quadrature) rises from each width to the next on every seed (partly: widest > "
                                 "narrowest on every seed); inconclusive if a sweep net stayed at chance",
                                 _wider),
@@ -606,4 +662,4 @@ def _width_claim(cfg: Params, widths: dict) -> Claim:
     ok = left_chance([x for w in widths.values() for x in w["test_loss"]], frac=cfg.chance_frac)
     return CRITERIA["singular_width"](shares={w: r["share"] for w, r in widths.items()}, ok=ok,
                                       floors={w: rank_floor(cfg.hessian_size, w) for w in widths},
-                                      width_epochs=cfg.width_epochs, zero_band=cfg.zero_band)
+                                      width_epochs=page.count(cfg.width_epochs, "epoch"), zero_band=cfg.zero_band)

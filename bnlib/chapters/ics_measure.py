@@ -19,6 +19,7 @@ from ..claims import CHANCE_LOSS, Claim, Criterion, Gap, identity, left_chance, 
 from ..config import Interval, ListOf, OneOf, param
 from ..data import DataSpec
 from ..models import ModelSpec
+from ..plots import label
 from ..probes.ics import ICS
 from ..train import History, TrainConfig
 
@@ -220,6 +221,19 @@ def summary(cfg: Params, hist: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+COLUMNS = {"net": "network", "norm": "normaliser", "lr": "learning rate", "diverged runs": "diverged runs",
+           "final train loss": "final training loss", "final test acc": "final test accuracy",
+           "l2": "raw ICS ‖G − G′‖", "rel_l2": "relative ICS ‖G − G′‖ / ‖G‖", "cos": "cos(G, G′)"}
+
+
+def styled(table: pd.DataFrame, formats: dict[str, str]):
+    """``summary`` or ``shown_table`` as the page shows it: words for the codes (VGG, DLN, the
+    normaliser's label, 1e-6), the column names of ``COLUMNS``, ``formats`` by the frame's own
+    column names, n/a where a number does not exist (a DLN has no test set)."""
+    fmt = {"net": str.upper, "norm": label, "lr": lr_text, **formats}
+    return (table.rename(columns=COLUMNS).style.format({COLUMNS.get(k, k): f for k, f in fmt.items()}, na_rep="n/a")
+            .hide(axis="index"))
+
 
 # ---------------------------------------------------------------- criteria (pure functions of numbers)
 
@@ -247,14 +261,14 @@ def _ics_larger(cos_bn: dict, cos_none: dict, rel_bn: dict, rel_none: dict, l2_b
                 tails_none: list[float], diverged: bool, margin: float, k: float,
                 chance_frac: float) -> tuple[str, str]:
     """Per shown layer (dict keys), paired per-seed medians: cos BN < cos standard + ``margin``
-    and the relative ||G - G'|| / ||G|| BN > standard; partly: the cosine part at every layer.
-    The raw ||G - G'|| is reported beside, not judged (it shrinks with ||G||)."""
+    and the relative ‖G − G′‖ / ‖G‖ BN > standard; partly: the cosine part at every layer.
+    The raw ‖G − G′‖ is reported beside, not judged (it shrinks with ‖G‖)."""
     pre = left_chance(tails_none, frac=chance_frac) and not diverged
     cg = {i: less(cos_bn[i], cos_none[i], k=k, margin=-margin) for i in cos_bn}
     lg = {i: less(rel_none[i], rel_bn[i], k=k) for i in cos_bn}
     raw = lambda d, i: f"{np.mean(d[i]):.3g}"  # noqa: E731
-    text = "; ".join(f"layer {i}: cos {cg[i].text(('BN', 'standard'))}; ||G - G'|| / ||G|| "
-                     f"{lg[i].text(('standard', 'BN'), '{:.3g}')} (raw ||G - G'||, not judged: standard "
+    text = "; ".join(f"layer {i}: cos {cg[i].text(('BN', 'standard'))}; ‖G − G′‖ / ‖G‖ "
+                     f"{lg[i].text(('standard', 'BN'), '{:.3g}')} (raw ‖G − G′‖, not judged: standard "
                      f"{raw(l2_none, i)}, BN {raw(l2_bn, i)})" for i in cos_bn)
     return (_pre_text(tails_none, chance_frac, diverged) + text,
             _decide([*cg.values(), *lg.values()], list(cg.values()), pre))
@@ -267,14 +281,14 @@ def _trains_better(loss_bn: list[float], loss_none: list[float], diverged: bool,
 
 
 def _layer_one(l2_max: float, cos_min: float, runs: int, measurements: int) -> tuple[str, str]:
-    """Layer 1 has no layer before it: G' = G, so ||G - G'|| = 0 exactly at every measurement."""
-    return (f"largest layer-1 ||G - G'|| {l2_max:.3g}, smallest cos {cos_min:.3g} ({measurements} measurements "
+    """Layer 1 has no layer before it: G′ = G, so ‖G − G′‖ = 0 exactly at every measurement."""
+    return (f"largest layer-1 ‖G − G′‖ {l2_max:.3g}, smallest cos {cos_min:.3g} ({measurements} measurements "
             f"of {runs} runs)", identity(l2_max == 0.0 and not cos_min < 1.0 - 1e-12))
 
 
 def _settles(raw: list[float], grad: list[float], rel: list[float], diverged: bool, explained: float,
              settles_below: float, k: float) -> tuple[str, str]:
-    """Per seed, log10 of (late median / middle median) of BN's raw ICS, ||G|| and relative ICS,
+    """Per seed, log10 of (late median / middle median) of BN's raw ICS, ‖G‖ and relative ICS,
     median over the shown layers. Precondition: the raw ICS settles (ratio < ``settles_below``) on
     every seed. Holds if the gradient norm's log fall is at least ``explained`` x the raw ICS's
     (paired ``Gap``)."""
@@ -284,8 +298,8 @@ def _settles(raw: list[float], grad: list[float], rel: list[float], diverged: bo
     pre = ("precondition fails: a run diverged; " if diverged else "") + \
         ("" if falls else f"precondition fails: BN's raw ICS does not settle (late / middle < {settles_below:g}) "
                           "on every seed; ")
-    return (pre + f"late / middle: raw ||G - G'|| {x(raw)}; ||G|| {x(grad)}; relative ICS {x(rel)} "
-            f"(||G|| log fall vs {explained:g} x raw: {g.seeds()})", g.verdict(precondition=falls and not diverged))
+    return (pre + f"late / middle: raw ‖G − G′‖ {x(raw)}; ‖G‖ {x(grad)}; relative ICS {x(rel)} "
+            f"(‖G‖ log fall vs {explained:g} x raw: {g.seeds()})", g.verdict(precondition=falls and not diverged))
 
 
 def _per_layer(values: dict) -> str:
@@ -316,36 +330,36 @@ _GAP = ("A gap holds if it holds on every seed or its mean exceeds {k:g} x the s
         "within that spread: inconclusive. ")
 CRITERIA = {
     "ics_larger": Criterion(
-        "With BN, ICS is similar or larger (VGG)", SOURCE,
-        "lr {lr:g}; " + _PRE + "At each shown layer, per seed the median over measurements from step "
+        "With BN, ICS is similar or larger", SOURCE,
+        "lr {lr}; " + _PRE + "At each shown layer, per seed the median over measurements from step "
         "{compare_from} on: BN's "
-        "cos(G, G') < the standard net's + {margin:g}, and the standard net's relative ICS ||G - G'|| / ||G|| < "
-        "BN's (the raw ||G - G'|| is shown, not judged: a net with vanishing gradients has a tiny raw ICS). " + _GAP +
+        "cos(G, G′) < the standard net's + {margin:g}, and the standard net's relative ICS ‖G − G′‖ / ‖G‖ < "
+        "BN's (the raw ‖G − G′‖ is shown, not judged: a net with vanishing gradients has a tiny raw ICS). " + _GAP +
         "Partly: the cosine part holds at every shown layer, the norm part does not.", _ics_larger),
     "layer_one": Criterion(
         "Layer 1's ICS is zero by definition (no layer before it moves)", "Santurkar et al. 2018, Def. 2.1",
-        "Every measurement of every run (both nets, both learning rates): ||G_1 - G'_1|| = 0 exactly and "
+        "Every measurement of every run (both nets, both learning rates): ‖G₁ − G′₁‖ = 0 exactly and "
         "cos = 1 (identity: a check of the probe)", _layer_one),
     "settles": Criterion(
         "The BN VGG's ICS settles late in training as an artifact of convergence", SOURCE,
-        "lr {lr:g}; BN VGG; measurements from step {compare_from} on, split at the middle of that window. Per "
-        "seed, log10(late median / middle median) of the raw ||G - G'||, of ||G|| and of ||G - G'|| / ||G||, "
+        "lr {lr}; BN VGG; measurements from step {compare_from} on, split at the middle of that window. Per "
+        "seed, log10(late median / middle median) of the raw ‖G − G′‖, of ‖G‖ and of ‖G − G′‖ / ‖G‖, "
         "median over the shown layers. Precondition: the raw ICS settles, late / middle < {settles_below:g} on "
         "every seed, and no run diverged. Holds "
-        "if ||G|| falls by at least {explained:g} x the raw ICS's fall (log scale), paired over seeds. " + _GAP,
+        "if ‖G‖ falls by at least {explained:g} x the raw ICS's fall (log scale), paired over seeds. " + _GAP,
         _settles),
     "trains_better": Criterion(
         "BN networks still train better", SOURCE,
-        "{net} at lr {lr:g}; precondition: no run diverged. Mean training loss over the last 10% of the steps: "
+        "{net} at lr {lr}; precondition: no run diverged. Mean training loss over the last 10% of the steps: "
         "BN < standard. " + _GAP,
         _trains_better),
     "no_ics": Criterion(
         "The standard DLN has almost no ICS", SOURCE,
-        "lr {lr:g}; precondition: no run diverged. At each shown layer, every seed's median cos(G, G') >= {no_ics:g} "
+        "lr {lr}; precondition: no run diverged. At each shown layer, every seed's median cos(G, G′) >= {no_ics:g} "
         "(partly: >= {nearly_no_ics:g})", _no_ics),
     "uncorrelated": Criterion(
-        "In the BN DLN, G and G' are almost uncorrelated", SOURCE,
-        "lr {lr:g}; precondition: no run diverged. At each shown layer, every seed's median |cos(G, G')| <= "
+        "In the BN DLN, G and G′ are almost uncorrelated", SOURCE,
+        "lr {lr}; precondition: no run diverged. At each shown layer, every seed's median |cos(G, G′)| <= "
         "{uncorrelated:g} (partly: BN's median cos below the standard net's by more than {lower_by:g} at every "
         "shown layer, as a gap over paired seeds with k = {k:g})", _uncorrelated),
 }
@@ -375,6 +389,23 @@ def settle(cfg: Params, ics: dict, key: str) -> list[float]:
     return out
 
 
+def lr_text(lr: float) -> str:
+    """A learning rate as the page writes it: 0.1, 1e-6 (not 1e-06)."""
+    return f"{lr:g}".replace("e-0", "e-")
+
+
+def number_text(v: float) -> str:
+    """A value of any size readable in a table: 3 significant digits, thousands written out
+    (13,500, not 1.35e+04)."""
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+
+
+def at(claim: Claim, net: str, lr: float) -> Claim:
+    """``claim`` with its setting in the claim text ("... (VGG, lr 0.1)"), so rows that test the same
+    statement in two settings read apart wherever only the claim text is shown (the answer page)."""
+    return replace(claim, claim=f"{claim.claim} ({net.upper()}, lr {lr_text(lr)})")
+
+
 def claims(cfg: Params, hist: dict, ics: dict) -> list[Claim]:
     """The claims of Sec. 2.2 and Fig. 3, each decided by its criterion on the runs' numbers:
     per learning rate, on the seeds run there."""
@@ -382,20 +413,21 @@ def claims(cfg: Params, hist: dict, ics: dict) -> list[Claim]:
     hs = lambda net, norm, lr: [hist[net][(norm, lr, s)] for s in seeds_at(cfg, net, lr)]  # noqa: E731
     div = lambda net, lr: any(h.diverged for n in NORMS for h in hs(net, n, lr))  # noqa: E731
     keys = (("cos", "cos"), ("rel", "rel_l2"), ("l2", "l2"))  # criterion input -> ICS quantity
-    rows = [CRITERIA["ics_larger"](**{f"{a}_{n}": shown(cfg, ics, "vgg", n, lr, k) for a, k in keys for n in NORMS},
-                                   tails_none=[tail_loss(h) for h in hs("vgg", "none", lr)],
-                                   diverged=div("vgg", lr), margin=cfg.cos_margin, lr=lr, **th)
+    rows = [at(CRITERIA["ics_larger"](**{f"{a}_{n}": shown(cfg, ics, "vgg", n, lr, k) for a, k in keys for n in NORMS},
+                                      tails_none=[tail_loss(h) for h in hs("vgg", "none", lr)],
+                                      diverged=div("vgg", lr), margin=cfg.cos_margin, lr=lr_text(lr), **th), "vgg", lr)
             for lr in lrs(cfg, "vgg")]
-    rows += [CRITERIA["trains_better"](**{f"loss_{n}": [tail_loss(h) for h in hs(net, n, lr)] for n in NORMS},
-                                       diverged=div(net, lr), net=net.upper(), lr=lr, **th)
+    rows += [at(CRITERIA["trains_better"](**{f"loss_{n}": [tail_loss(h) for h in hs(net, n, lr)] for n in NORMS},
+                                          diverged=div(net, lr), net=net.upper(), lr=lr_text(lr), **th), net, lr)
              for net in NETS for lr in lrs(cfg, net)[:1]]
     for lr in lrs(cfg, "dln"):
         dln = {f"cos_{n}": shown(cfg, ics, "dln", n, lr, "cos") for n in NORMS}
-        rows += [CRITERIA["no_ics"](cos_none=dln["cos_none"], diverged=div("dln", lr), lr=lr, **th),
-                 CRITERIA["uncorrelated"](**dln, diverged=div("dln", lr), lr=lr, **th)]
-    rows.append(CRITERIA["settles"](**{k: settle(cfg, ics, q) for k, q in (("raw", "l2"), ("grad", "g_norm"),
-                                                                          ("rel", "rel_l2"))},
-                                    diverged=div("vgg", cfg.lr), lr=cfg.lr, **th))
+        given = dict(diverged=div("dln", lr), lr=lr_text(lr), **th)
+        rows += [at(CRITERIA["no_ics"](cos_none=dln["cos_none"], **given), "dln", lr),
+                 at(CRITERIA["uncorrelated"](**dln, **given), "dln", lr)]
+    rows.append(at(CRITERIA["settles"](**{k: settle(cfg, ics, q) for k, q in (("raw", "l2"), ("grad", "g_norm"),
+                                                                             ("rel", "rel_l2"))},
+                                       diverged=div("vgg", cfg.lr), lr=lr_text(cfg.lr), **th), "vgg", cfg.lr))
     ps = [p for net in NETS for p in ics[net].values() if "l2" in p]
     return rows + [CRITERIA["layer_one"](l2_max=float(max(np.max(p["l2"][:, 0]) for p in ps)),
                                          cos_min=float(np.nanmin([np.nanmin(p["cos"][:, 0]) for p in ps])),

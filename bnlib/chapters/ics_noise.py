@@ -20,14 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import models, profiles
+from .. import models, page, profiles
 from ..claims import CHANCE_LOSS, Claim, Criterion, Gap, identity, left_chance, less, verdict
 from ..config import Interval, ListOf, OneOf, param
 from ..data import DataSpec
 from ..models import ModelSpec
 from ..probes.activations import distribution_shift, lag_shift
 from ..train import History, TrainConfig
-from .training import acc_at, tail_loss
+from .training import acc_at, listed, tail_loss
 
 TITLE = "Does BatchNorm work by controlling covariate shift?"
 NORMS = ("none", "bn", "noisy_bn", "noise")
@@ -119,13 +119,15 @@ def at_end(h: History) -> list[int]:
 
 
 def prose_settings(cfg: Params) -> dict:
-    """Settings the prose quotes that the header box does not show (glued as ``cfg_<name>``)."""
+    """Settings the prose quotes that the header box does not show (glued as ``cfg_<name>``; the
+    record spacing also in words, ``record_spacing``: "25 steps", "1 step")."""
     rec = profiles.VGG_RECORDS[cfg.profile]
-    return {"cfg_eval_size": cfg.eval_size, "cfg_num_samples": cfg.num_samples, "cfg_num_units": cfg.num_units,
+    return {"record_spacing": page.count(rec["record_every"], "step"), "cfg_eval_size": cfg.eval_size,
+            "cfg_num_samples": cfg.num_samples, "cfg_num_units": cfg.num_units,
             "cfg_probe_every": rec["record_every"], "cfg_probe_size": rec["record_size"],
             "cfg_compare_steps": cfg.variant_steps,
             "cfg_compare_epochs": cfg.variant_steps * cfg.batch_size / cfg.train_size,
-            "cfg_compare_seeds": ", ".join(map(str, compared_seeds(cfg))), "cfg_mnist_steps": cfg.mnist_steps}
+            "cfg_compare_seeds": listed(compared_seeds(cfg)), "cfg_mnist_steps": cfg.mnist_steps}
 
 
 def compared_seeds(cfg: Params) -> list[int]:
@@ -177,7 +179,8 @@ def headline(table: pd.DataFrame) -> dict:
     for n, r in table.set_index("network").iterrows():
         on, why = r["final test acc, noise on"], "diverged" if n in NOISY else "no noise"
         out.update({f"loss_{n}": r["final train loss"], f"acc_{n}": r["final test acc"],
-                    f"div_{n}": f"diverged in {int(r['diverged runs'])} seed(s)" if r["diverged runs"] else "finished",
+                    f"div_{n}": f"diverged in {page.count(r['diverged runs'], 'seed')}" if r["diverged runs"]
+                    else "finished",
                     f"acc_on_{n}": f"{on:.1%}" if on == on else f"not measured ({why})"})
     return out
 
@@ -204,6 +207,16 @@ def shifts_per_seed(cfg: Params, hist: dict, norms: Sequence[str] = NORMS, seeds
 def stability(shifts: pd.DataFrame) -> pd.DataFrame:
     """Per (network, site, layer): the shifts' means over seeds."""
     return shifts.groupby(["network", "site", "layer"], sort=False)[["mean shift", "var shift"]].mean().reset_index()
+
+
+def stability_wide(stab: pd.DataFrame, quantity: str) -> pd.DataFrame:
+    """One column of ``stability`` (``"mean shift"`` or ``"var shift"``) as the page shows it: one row
+    per site and layer (in words), the networks side by side (by their short names)."""
+    t = stab.assign(site=stab["site"].map(SITE_NAME), network=stab["network"].map(NAME),
+                    layer=[f"layer {i}" for i in stab["layer"]])
+    wide = t.pivot_table(index=["site", "layer"], columns="network", values=quantity)
+    rows = pd.MultiIndex.from_frame(t[["site", "layer"]].drop_duplicates())
+    return wide.reindex(index=rows, columns=[NAME[n] for n in NORMS if NAME[n] in wide.columns])
 
 
 def median_shifts(shifts: pd.DataFrame, site: str = "post") -> dict[str, dict[str, list[float]]]:
@@ -448,7 +461,7 @@ CRITERIA = {
                               PRE + "The noise-only net's final training loss (noise on) stays >= {chance_frac:g} "
                               "ln 10 on every seed, or it diverges (partly: it trains, but its loss > standard's, "
                               + ALL + ")", _stalls),
-    "bn_identity": Criterion("A BN channel's batch mean and variance after the normaliser are beta and gamma^2 "
+    "bn_identity": Criterion("A BN channel's batch mean and variance after the normaliser are β and γ² "
                              "(so stability measured there is stability by construction)", "Ioffe & Szegedy 2015, "
                              "Alg. 1 (algebra)", "Site: after the normaliser, BN runs, {probed} probed steps. On the "
                              "record batch: |mean - beta| / |gamma| and |var / (gamma^2 v / (v + eps)) - 1| <= "
@@ -464,8 +477,9 @@ CRITERIA = {
     "lag_growth": Criterion("The injected shift is redrawn at every step: it does not grow with the lag, while "
                             "training's own drift does", "Santurkar et al. 2018, Sec. 2.1 and App. A (Alg. 1)",
                             "Precondition: no compared run diverged. Site: after the normaliser. Median over the "
-                            "recorded layers of the shift from steps {anchors} to {lags_hi} steps later over that "
-                            "to {lags_lo} step(s) later: noisy BN < {grow_ratio:g} and standard > {grow_ratio:g}, "
+                            "recorded layers of the shift from steps {anchors} to {lags_hi} steps later over the "
+                            "shift at the shortest lag, {lags_lo} (lags in steps): noisy BN < {grow_ratio:g} and "
+                            "standard > {grow_ratio:g}, "
                             + ALL + ", for the mean and the variance shift (partly: for one of the two)", _lag_growth),
     "mnist_beats": Criterion("On another data set the noisy BN net still trains better than the standard net",
                              "Cai & Wei 2020, Sec. 3.2",

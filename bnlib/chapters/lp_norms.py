@@ -30,6 +30,8 @@ LP = ("l1", "l2", "linf")
 CENTRED = {"l1c": "l1", "l2c": "l2", "linfc": "linf"}  # lp layers with the norm of the centred input
 LANDSCAPE = ("loss range", "grad-diff max", "beta_eff")  # the three panels of the paper's Fig. 4
 SRC = "Santurkar et al. 2018, Sec. 3.3"
+NAMES = {"none": "standard", "bn": "BN", "l1": "l1", "l2": "l2", "linf": "l-inf", "ln": "LayerNorm", "gn": "GroupNorm",
+         "l1c": "l1 (centred norm)", "l2c": "l2 (centred norm)", "linfc": "l-inf (centred norm)"}  # short, in prose
 _POS = dict(low_open=True)
 _STEPS = Interval(int, 1, 1_000_000)
 _VARIANTS = ListOf(OneOf(NORMS[2:]))
@@ -64,6 +66,9 @@ class Params(profiles.VGGParams, profiles.DLNParams):
                                  "2,000, CPU budget, pays for the centred runs; a multiple of the checkpoints' 200)")
     dln_multipliers: tuple = param((0.01, 0.1, 1.0, 10.0, 30.0), ListOf(Interval(float, 0, 1e4, **_POS)),
                                    "DLN steps along the gradient, in units of dln_lr (paper: [1/100, 30])")
+    dln_centred_steps: int = param(10_000, _STEPS, "DLN steps of the centred-norm lp runs, the first of dln_steps "
+                                   "(paper: all; quick: 1,000, CPU budget: on the DLN, with no biases and inputs "
+                                   "of zero mean, the two norms nearly agree, and the raw-norm runs train all steps)")
     margin: float = param(0.05, Interval(float, 0, 1), "'comparable to BN': accuracy within this; 5 points is "
                           "about three standard errors of a difference of two accuracies on 2,000 test images")
     ln_gn_margin: float = param(0.05, Interval(float, 0, 1), "LayerNorm and GroupNorm 'comparable to BN': accuracy "
@@ -81,13 +86,14 @@ PROFILES = {
               "probe_size": 16, "hist_samples": 256, "dln_probe_every": 10, "dln_multipliers": (1.0, 30.0),
               "dln_norms": LP},
     # the lp/LN/GN runs: one seed, 700 steps and no l2 on the VGG fit the CPU budget with the centred runs
-    "quick": {"variant_seeds": 1, "variant_steps": 700, "vgg_norms": ("l1", "linf", "ln", "gn")},
+    "quick": {"variant_seeds": 1, "variant_steps": 700, "vgg_norms": ("l1", "linf", "ln", "gn"),
+              "dln_centred_steps": 1000},
     "paper": {**profiles.VGG["paper"], **profiles.DLN["paper"], "probe_every": 250, "act_layers": (3, 11),
               "dln_norms": LP, "dln_probe_every": 200, "centred_norms": LP},
 }
 KEY_SETTINGS = ("dataset", "depth", "width", "lr", "num_steps", "variant_steps", "num_seeds", "variant_seeds",
                 "vgg_norms", "dln_norms", "lp_norm_of", "centred_norms", "lp_center", "lp_eps", "lp_affine",
-                "lp_momentum", "dln_lr", "dln_loss", "dln_steps", "probe_every", "dln_probe_every")
+                "lp_momentum", "dln_lr", "dln_loss", "dln_steps", "dln_centred_steps", "probe_every", "dln_probe_every")
 THRESHOLDS = ("margin", "ln_gn_margin", "similar_factor", "k", "chance_frac")
 
 
@@ -129,10 +135,16 @@ def horizon(cfg: Params, arch: str) -> int:
     return min(cfg.variant_steps, cfg.num_steps) if arch == "vgg" else cfg.dln_steps
 
 
+def dln_horizon(cfg: Params, norm: str) -> int:
+    """The DLN steps ``norm`` trains: ``dln_centred_steps`` (at most ``dln_steps``) for a centred-norm
+    lp layer, ``dln_steps`` for every other."""
+    return min(cfg.dln_centred_steps, cfg.dln_steps) if norm in CENTRED else cfg.dln_steps
+
+
 def nets(store: Store, cfg: Params) -> dict[str, Runs]:
     """Every normaliser of ``norms`` and its ``seeds`` on both architectures: ``{arch: Runs}`` keyed
     ``(norm, seed)``. The VGG core pair is the shared 1,500-step run, the others ``variant_steps``;
-    the DLN's loss is ``cfg.dln_loss`` (default: the shared one)."""
+    the DLN's loss is ``cfg.dln_loss`` (default: the shared one), its length ``dln_horizon``."""
     out = {}
     for arch in ("vgg", "dln"):
         trajs = {}
@@ -141,7 +153,7 @@ def nets(store: Store, cfg: Params) -> dict[str, Runs]:
                 d, m, t = profiles.vgg_specs(cfg, variant=n not in CORE)
             else:
                 d, m, t = profiles.dln_specs(cfg)
-                t = replace(t, loss=cfg.dln_loss)
+                t = replace(t, loss=cfg.dln_loss, num_steps=dln_horizon(cfg, n))
             trajs.update({(n, s): Trajectory(d, m.with_(**variant(cfg, n)), t, s) for s in seeds(cfg, n)})
         out[arch] = Runs(store, trajs, checkpoints=tuple(probe_steps(cfg, arch)))
     return out
@@ -194,9 +206,7 @@ def _row(cfg: Params, arch: str, r: dict) -> dict:
     """One run's numbers at its horizon: performance, landscape (medians over the probed steps),
     activation shift (records up to the horizon) and shape."""
     h, ls, end, bad = r["hist"], r["line"], r["end"], _diverged(r)
-    loss = h.train_loss[:end]
-    row = {"diverged": bad, "final train loss": np.inf if bad else float(np.mean(loss[-max(1, len(loss) // 10):])),
-           "mean train loss": np.inf if bad else float(np.mean(loss))}
+    row = {"diverged": bad, **losses(h, end, bad)}
     row.update({k: float(np.median(f(ls))) if len(ls["step"]) else np.nan
                 for k, (_, f) in zip(LANDSCAPE, landscape.QUANTITIES.values())})
     if arch == "dln":
@@ -213,6 +223,55 @@ def _row(cfg: Params, arch: str, r: dict) -> dict:
     row["|kurtosis| median"] = float(np.median([abs(row[f"kurtosis L{i}"]) for i in cfg.act_layers]))
     row["channel |kurtosis| median"] = float(np.median([row[f"channel |kurtosis| L{i}"] for i in cfg.act_layers]))
     return row
+
+
+def losses(h, end: int, diverged: bool = False) -> dict[str, float]:
+    """The training loss of History ``h`` over its first ``end`` steps: the mean over the last 10% of
+    them and over all of them (inf for a diverged run)."""
+    loss = h.train_loss[:end]
+    return {"final train loss": np.inf if diverged else float(np.mean(loss[-max(1, len(loss) // 10):])),
+            "mean train loss": np.inf if diverged else float(np.mean(loss))}
+
+
+def prefix(cfg: Params, res: dict, norm: str, end: int) -> pd.DataFrame:
+    """``losses`` of every DLN run of ``norm`` over its first ``end`` steps, indexed by seed: the
+    reference nets cut to a shorter run's length (a run that diverged only after ``end`` counts)."""
+    hists = {s: res["dln", norm, s]["hist"] for s in seeds(cfg, norm)}
+    return pd.DataFrame.from_dict({s: losses(h, end, bool(h.diverged and h.steps_done <= end))
+                                   for s, h in hists.items()}, orient="index")
+
+
+_COLUMNS = {  # summary column -> (table, the column's name for a reader)
+    "seeds": ("training", "seeds"), "final train loss": ("training", "final training loss"),
+    "mean train loss": ("training", "mean training loss"), "test acc": ("training", "test accuracy"),
+    "test acc (batch stats)": ("training", "test accuracy, batch statistics"),
+    "loss range": ("landscape", "loss range"), "grad-diff max": ("landscape", "largest gradient change"),
+    "beta_eff": ("landscape", "effective beta-smoothness"),
+    "mean shift (pre)": ("shift", "mean shift, before"), "var shift (pre)": ("shift", "variance shift, before"),
+    "mean shift (post)": ("shift", "mean shift, after"), "var shift (post)": ("shift", "variance shift, after"),
+}
+
+
+TABLE_TITLES = {
+    "training": "Training: training loss (last 10% of the steps, and all of them) and test accuracy",
+    "landscape": "The landscape along the gradient: medians over the probed steps",
+    "shift": "Step-to-step shift of the activations, before and after the normaliser",
+    "shape": "Excess kurtosis of the activations: all channels pooled, and per channel (median of its absolute value)",
+}
+
+
+def tables(cfg: Params, summary_: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """``summary``'s columns split into narrow tables for a reader ("training", "landscape",
+    "shift", "shape"), indexed by the normaliser's name (``NAMES``), columns named in words."""
+    named = summary_.rename(index=NAMES).rename_axis("normaliser")
+    out: dict[str, dict[str, pd.Series]] = {}
+    for col, (table, name) in _COLUMNS.items():
+        if col in named:
+            out.setdefault(table, {})[name] = named[col]
+    for i in cfg.act_layers if f"kurtosis L{cfg.act_layers[0]}" in named else ():
+        out.setdefault("shape", {})[f"pooled, layer {i}"] = named[f"kurtosis L{i}"]
+        out["shape"][f"per channel, layer {i}"] = named[f"channel |kurtosis| L{i}"]
+    return {t: pd.DataFrame(cols) for t, cols in out.items()}
 
 
 SITES = {"pre": "before the normaliser (its input)", "post": "after the normaliser (its output)"}
@@ -375,9 +434,10 @@ CRITERIA = {
     "l1_dln_centred": Criterion(
         "On the deep linear network, l1 normalisation beats BatchNorm, with the centred-norm reading",
         SRC + ", Fig. 13",
-        "As the l1 row above, for the l1 net whose norm is that of the centred input (l1c): DLN mean training loss "
-        "over the {dln_steps} steps l1c < BN. Partly: only the final loss is lower. Precondition: neither run "
-        "diverged; with one paired seed, the gap exceeds {k:g} x BN's seed spread. " + _PAIRED, _l1_beats_bn),
+        "As the l1 row above, for the l1 net whose norm is that of the centred input (l1c), over its {centred_steps} "
+        "steps: DLN mean training loss over those steps l1c < BN's over the same first steps. Partly: only the final "
+        "loss (last 10% of them) is lower. Precondition: neither run diverged; with one paired seed, the gap exceeds "
+        "{k:g} x BN's seed spread (over the same steps). " + _PAIRED, _l1_beats_bn),
 }
 
 
@@ -385,9 +445,9 @@ def _values(df: pd.DataFrame, col: str, norms_: tuple, pair: list[int]) -> dict[
     return {n: [float(df.loc[(n, s), col]) for s in pair] for n in norms_}
 
 
-def _spread(df: pd.DataFrame, norm: str, col: str = "mean train loss") -> float:
-    """Sample std of ``col`` over all seeds of ``norm`` (0 with one seed)."""
-    x = df.xs(norm, level="norm")[col].to_numpy(float)
+def _spread(x: pd.Series) -> float:
+    """Sample std of ``x`` over its seeds (0 with one seed)."""
+    x = x.to_numpy(float)
     return float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
 
 
@@ -416,9 +476,12 @@ def claims(cfg: Params, res: dict) -> list[Claim]:
                                      precondition=ok(v, vn[1:]), **common)]
     for l1, key in (("l1", "l1_dln"), ("l1c", "l1_dln_centred")):
         if l1 in norms(cfg, "dln"):
-            rows.append(CRITERIA[key](mean=_values(d, "mean train loss", (l1, "bn"), pair),
-                                      final=_values(d, "final train loss", (l1, "bn"), pair),
-                                      precondition=ok(d, (l1, "bn")), bn_spread=_spread(d, "bn"), **common))
+            end = dln_horizon(cfg, l1)
+            cut = {n: prefix(cfg, res, n, end) for n in (l1, "bn")}  # every run over l1's steps
+            rows.append(CRITERIA[key](**{k: {n: [float(cut[n].loc[s, f"{k} train loss"]) for s in pair] for n in cut}
+                                         for k in ("mean", "final")},
+                                      precondition=ok(d, (l1, "bn")), bn_spread=_spread(cut["bn"]["mean train loss"]),
+                                      centred_steps=end, **common))
     extra = [n for n in ("ln", "gn") if n in norms(cfg, "vgg")]
     if extra:
         rows.append(CRITERIA["ln_gn"](acc=_values(v, "test acc", ("bn", *extra), pair), margin=cfg.ln_gn_margin,

@@ -19,6 +19,7 @@ from ..probes.landscape import ActivationGrads, LineSearch
 from ..train import History
 from . import ics_measure
 from .ics_measure import schedule
+from .training import listed
 
 TITLE = "The smoothing effect: the landscape along the gradient"
 NORMS, ARCHS = ("none", "bn"), ("vgg", "dln")
@@ -232,6 +233,21 @@ def sweep_table(cfg: Params, sweeps: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SWEEP_COLUMNS = {"network": "network", "norm": "normaliser", "lr": "learning rate", "diverged": "diverged runs",
+                 "trains": "trains"}
+
+
+def styled_sweep(table: pd.DataFrame):
+    """``sweep_table`` as the page shows it: network and normaliser in words, yes / no for ``trains``,
+    without the seeds column (every rate runs ``sweep_seeds``, which the prose says)."""
+    num = ics_measure.number_text
+    fmt = {"network": {"vgg": "VGG", "dln": "DLN"}.get, "norm": plots.label, "lr": ics_measure.lr_text,
+           "initial loss": num, "tail loss": lambda v: num(v) if np.isfinite(v) else "diverged",
+           "trains": lambda ok: "yes" if ok else "no"}
+    return (table.drop(columns="seeds").rename(columns=SWEEP_COLUMNS).style
+            .format({SWEEP_COLUMNS.get(k, k): f for k, f in fmt.items()}).hide(axis="index"))
+
+
 def largest_lr(table: pd.DataFrame, net: str, norm: str) -> float:
     """Largest swept learning rate at which ``net`` with ``norm`` trains (0 if none)."""
     ok = table[(table["network"] == net) & (table["norm"] == norm) & table["trains"]]
@@ -317,8 +333,9 @@ CRITERIA = {
        for m, claim, what in (
         ("loss_range", "the loss varies less along the gradient", "loss range"),
         ("grad_diff", "the gradient is more predictive", "largest gradient change"),
-        ("beta_eff", "effective beta-smoothness is lower", "effective beta-smoothness"))},
-    "vgg_early": Criterion("VGG: ... by close to two orders of magnitude early in training", SRC,
+        ("beta_eff", "effective β-smoothness is lower", "effective β-smoothness"))},
+    "vgg_early": Criterion("VGG: the gradient is more predictive with BN by close to two orders of magnitude "
+                           "early in training", SRC,
                            _PRE_VGG + "per seed, the largest standard / BN gradient-change factor over the probes of "
                            "the first half of training (the claim is about a maximum) > {early_factor:g}; over "
                            "seeds as below. Partly: > {early_partly:g}. " + _GAP, _early),
@@ -393,13 +410,14 @@ def numbers(cfg: Params, along: dict, nets: dict, table: pd.DataFrame) -> dict[s
         hs = [nets[net].hist[norm, s] for s in seeds]
         out[f"{net}_gnorm_{norm}"] = np.mean([np.median(along[net, "grad"][norm, s]["grad_norm0"]) for s in seeds])
         out[f"{net}_early_loss_{norm}"] = np.mean([np.mean(h.train_loss[:max(1, h.steps_done // 2)]) for h in hs])
-        out[f"{net}_lr_{norm}"] = largest_lr(table, net, norm)
+        out[f"{net}_lr_{norm}"] = ics_measure.lr_text(largest_lr(table, net, norm))
     out.update({k: getattr(cfg, k) for k in ("batch_size", "dln_depth", "dln_width", "dln_points", "dln_mult_min",
                                              "dln_mult_max", "trained_below", "dln_sweep_steps", "compare_from",
                                              "chance_frac", "tail_frac", "sweep_seeds")})
     return {**out, "chance_loss": CHANCE_LOSS, "vgg_chance_bar": cfg.chance_frac * CHANCE_LOSS,
             "dln_loss": next(iter(nets["dln"].values())).train.loss,
-            "dln_sweep_lrs": ", ".join(f"{v:g}" for v in cfg.dln_sweep_lrs),
+            "dln_sweep_lrs": listed(cfg.dln_sweep_lrs, ics_measure.lr_text),
+            "sweep_lrs_text": listed(cfg.sweep_lrs, "{:g}".format),
             "vgg_step_min": cfg.mult_min * cfg.lr, "vgg_step_max": cfg.mult_max * cfg.lr,
             "seed_caption": plots.seed_caption(seeds)}
 
@@ -410,7 +428,8 @@ def new_numbers(cfg: Params, beyond: dict, grads: dict) -> dict[str, float | int
     over seeds of BN's gradient norm is below the standard net's, of ``layers``."""
     b = factor_summary(cfg, beyond, profiles.seeds(cfg)).groupby("metric")["med"].mean()
     out: dict[str, float | int | str] = {f"beyond_{m}": float(b[m]) for m in METRICS}
-    out["beyond_steps"] = ", ".join(f"{m * cfg.lr:.2g}" for m in cfg.beyond_mults)
+    out["beyond_steps"] = listed([m * cfg.lr for m in cfg.beyond_mults], "{:.2g}".format)
+    out["beyond_mults_text"] = listed(cfg.beyond_mults, "{:g}".format)
     out["paper_cap"] = cfg.mult_max * cfg.lr
     for site, g in grads.items():
         out[f"{site}_bn_lower"] = int(np.sum(g["bn"].mean(0) < g["none"].mean(0)))

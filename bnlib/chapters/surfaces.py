@@ -182,6 +182,12 @@ def summary(res: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def readable(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of ``summary`` for a reader: network names, "yes"/"no" for BatchNorm, columns in words."""
+    out = df.assign(**{c: df[c].map(f) for c, f in (("arch", ARCH_NAMES), ("norm", {"none": "no", "bn": "yes"}))
+                       if c in df})
+    return out.rename(columns={"arch": "network", "norm": "BatchNorm", "test acc": "test accuracy"})
+
 
 def _decide(gaps: dict, trained: dict, names: tuple[str, str]) -> tuple[str, str]:
     """Per network (paired seeds): ``gaps[a]`` holds; a network whose pair did not train

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import plots, profiles, theory
+from .. import page, plots, profiles, theory
 from ..claims import Claim, Criterion, identity, less, verdict
 from ..config import Interval, param
 from ..probes.capture import rel_slack
@@ -41,16 +41,16 @@ class Params(profiles.VGGParams):
     gap_k: float = param(2.0, Interval(float, 0, 100),
                          "a mean gap must exceed k seed spreads when seeds disagree (verdicts.md's default)")
     mean_strong: float = param(0.1, Interval(float, 0, 1),
-                               "'significant' share of ||g||^2 removed by the mean term: 10% (our reading)")
+                               "'significant' share of ‖g‖² removed by the mean term: 10% (our reading)")
     mean_weak: float = param(0.01, Interval(float, 0, 1),
                              "the 'partly' share: 1%, ten times below, still more than round-off")
     inner_strong: float = param(0.9, Interval(float, 0, 1),
-                                "'mild assumption' <g, yhat> > 0: true for more than 90% of units (our reading)")
+                                "'mild assumption' ⟨g, ŷ⟩ > 0: true for more than 90% of units (our reading)")
     inner_weak: float = param(0.5, Interval(float, 0, 1), "the 'partly' share: more often than not")
     sigma_limit: float = param(1.0, Interval(float, 0, 100),
-                               "(gamma/sigma)^2 below 1 shrinks the gradient: the claim's own threshold")
+                               "(γ/σ)² below 1 shrinks the gradient: the claim's own threshold")
     obs_limit: float = param(1e-4, Interval(float, 0, 1),
-                             "relative logit difference of the BN twin: 100x float32 round-off over the VGG")
+                             "relative logit difference of the BN twin: 100 × float32 round-off over the VGG")
 
 
 PROFILES = {"smoke": {**profiles.VGG["smoke"], "probe_every": 2, "dense_until": 4, "sparse_every": 2,
@@ -106,7 +106,7 @@ FORMS = [  # (key, statement, source, what the form says or changes)
      "vᵀHv replaced by gᵀHg"),
     ("thm_4_2/seed001", "Thm 4.2", "Cai & Wei, Thm 3.5", "curvature along ∂L̂/∂ŷ = γg"),
     ("thm_4_2/exact", "Thm 4.2", "ours", "identity with the ε terms"),
-    ("thm_4_4/seed003", "Thm 4.4", "Santurkar et al.", "g_j² (a squared squared norm), no λ², no 1/m"),
+    ("thm_4_4/seed003", "Thm 4.4", "Santurkar et al.", "gⱼ² (a squared squared norm), no λ², no 1/m"),
     ("thm_4_4/seed000", "Thm 4.4", "Oxford report eq. 8", "λ² on both terms, 1/√m"),
     ("thm_4_4/corrected", "Thm 4.4", "ours", "λ² and 1/m on both terms; equality when ε = 0"),
     ("eq_16/seed000", "weight-space Thm 4.2", "Oxford report eq. 16", "no λ⁴ on the plain term"),
@@ -143,6 +143,21 @@ def summary(net: dict, inst: dict, cfg: Params) -> pd.DataFrame:
                      "VGG: median rel. slack": float(np.median(n)) if n is not None else np.nan,
                      "VGG: min rel. slack": float(np.min(n)) if n is not None else np.nan})
     return pd.DataFrame(rows)
+
+
+def shown_summary(table: pd.DataFrame):
+    """``summary`` as the page shows it: one column per question a reader asks (which form, what
+    differs, does it hold, how often and where it fails, how much slack it has on the VGG)."""
+    df = pd.DataFrame({
+        "form": table["statement"] + ", " + table["form"], "what differs": table["what differs"],
+        "holds": table["holds"].map({"holds": "yes", "fails": "no"}),
+        "random instances failing": table["random instances failing"],
+        "worst random instance": table["counterexample"].str.replace("lhs ", "left ").str.replace("rhs ", "right "),
+        "VGG units failing": table["VGG: failing"],
+        "VGG slack: median, min": [f"{a:.1e}, {b:.1e}" if np.isfinite(a) else "n/a"
+                                   for a, b in zip(table["VGG: median rel. slack"], table["VGG: min rel. slack"])]})
+    return (df.style.format({"random instances failing": "{:.1%}", "VGG units failing": "{:.1%}"}, na_rep="n/a")
+            .hide(axis="index"))
 
 
 def _net(net: dict, key: str) -> np.ndarray:
@@ -304,19 +319,40 @@ def numbers(cfg: Params, nets: dict, inst: dict, inst_eps: dict, table: pd.DataF
     for lay in LAYERS:
         out |= _layer_numbers(net, first, lay)
     losses = np.asarray(net["fc/losses"])
-    return out | {"loss_gap": float(np.max(np.abs(losses - losses[:, :1]) / np.abs(losses[:, :1]))),
+    gap = float(np.max(np.abs(losses - losses[:, :1]) / np.abs(losses[:, :1])))
+    return out | {"loss_gap": gap, "loss_gap_text": f"agree to a relative {gap:.1e}" if gap else "agree exactly",
                   "eq3_residual": float(np.max(net["fc/eq_3/residual"])),
                   "obs_same": float(np.max(net["obs_4_3/same"])), "obs_other": float(np.median(net["obs_4_3/other"])),
                   "obs_eval": float(np.max(net["obs_4_3/other_eval"])), "n_inst": len(inst["m"]),
                   "n_probes": len(first["step"]), "n_seeds": len(nets),
-                  "probe_steps": ", ".join(str(int(x)) for x in first["step"]),
+                  "probe_steps": _and([str(int(x)) for x in first["step"]]),
                   "acc_final": float(np.mean([n["test_acc"][-1] for n in nets.values()])),
                   "obs_rand": float(np.max(inst["obs_4_3/err"])),
                   "delta_gap": float(1 - np.max(inst_eps["delta"])),
                   "eps_gap_max": float(np.max(np.abs(rel_slack(inst_eps, "thm_4_2/seed000")))),
                   "seed_caption": plots.seed_caption(sorted(nets)),
-                  "thresholds": "; ".join(f"{n} = {getattr(cfg, n):g}: {_help(n)}" for n in THRESHOLDS)}
+                  "seeds_n": page.count(len(nets), "seed"), "probes_n": page.count(len(first["step"]), "probe"),
+                  "tol_random": _minus(cfg.tol_random), "tol_network": _minus(cfg.tol_network),
+                  "paper_text": paper_text()}
 
 
-def _help(name: str) -> str:
-    return Params.__dataclass_fields__[name].metadata["help"]
+def _and(items: list[str]) -> str:
+    """"a, b and c" (a bare "a, b, c" would reach the page as a Python tuple: myst-nb evaluates glued
+    text that parses as a literal)."""
+    return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
+
+
+def _minus(tol: float) -> str:
+    """``-tol`` as the prose prints it: "−1e-9"."""
+    if tol == 0 or tol >= 1e-3:
+        return f"−{tol:g}" if tol else "0"
+    m, e = f"{tol:.0e}".split("e")
+    return f"−{m}e{int(e)}"
+
+
+def paper_text() -> str:
+    """The ``paper`` profile's VGG and probes in words, from ``PROFILES``."""
+    p = Params(**PROFILES["paper"])
+    width = "full width" if p.width == 1 else f"width {p.width:g}"
+    return (f"the VGG-{p.depth} at {width} for {p.num_steps:,} steps on {page.count(p.num_seeds, 'seed')}, probed "
+            f"every {p.probe_every} steps up to step {p.dense_until:,} and every {p.sparse_every} after it")

@@ -47,6 +47,13 @@ THRESHOLDS = ("k", "chance_frac", "tail_frac", "faster_margin")
 
 
 
+def listed(values, fmt=str) -> str:
+    """Values for prose, "0, 1 and 2": a bare "0, 1, 2" glued into a page would be read back as a
+    tuple and shown as "(0, 1, 2)"."""
+    items = [fmt(v) for v in values]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def tail_loss(h: History, frac: float = 0.1, steps: int | None = None) -> float:
     """Mean batch training loss over the last ``frac`` of the first ``steps`` steps (all if None);
     inf if the run diverged before ``steps``."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from . import band, color, label
+from . import band, color, label, legend_outside, panels
 
 
 def running_mean(y: np.ndarray, window: int) -> np.ndarray:
@@ -14,6 +14,20 @@ def running_mean(y: np.ndarray, window: int) -> np.ndarray:
     n = np.arange(1, len(y) + 1)
     lo = np.maximum(n - window, 0)
     return (c[n] - c[lo]) / (n - lo)
+
+
+def log_ticks(ax, axis: str = "y") -> None:
+    """Readable labelled ticks on a log axis of any range: under three decades 1, 2, 5 x 10^k (finer
+    under one decade) written as plain numbers, instead of matplotlib's crowded minor labels;
+    over three decades its powers of ten. Call once the data are drawn (it reads the limits)."""
+    lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    decades = np.log10(hi / lo) if lo > 0 and hi > lo else np.inf
+    if decades >= 3:
+        return
+    a = ax.yaxis if axis == "y" else ax.xaxis
+    a.set_major_locator(LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if decades < 1 else (1.0, 2.0, 5.0)))
+    a.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    a.set_minor_formatter(NullFormatter())
 
 
 def seeds_of(hist: dict, norm: str, lr: float) -> list[int]:
@@ -29,8 +43,8 @@ def curves(hist: dict, *, norms, lrs, metric: str, smooth: int = 1, ylabel: str 
     ``metric`` is ``train_loss`` / ``train_acc`` (per step, smoothed over ``smooth`` steps)
     or ``test_loss`` / ``test_acc`` (at evaluation steps). A diverged run ends with an x.
     """
-    fig, axes = plt.subplots(1, len(lrs), figsize=(5.2 * len(lrs), 3.6), sharey=True, squeeze=False)
-    for ax, lr in zip(axes[0], lrs):
+    fig, axes = panels(len(lrs), height=3.0, sharey=True)
+    for ax, lr in zip(axes, lrs):
         for norm in norms:
             hs = [hist[(norm, lr, s)] for s in seeds_of(hist, norm, lr)]
             if metric.startswith("train"):
@@ -43,21 +57,27 @@ def curves(hist: dict, *, norms, lrs, metric: str, smooth: int = 1, ylabel: str 
                 ys = [y[x <= max_step] for x, y in zip(xs, ys)]
                 xs = [x[x <= max_step] for x in xs]
             band(ax, xs, ys, norm)
-            for h, x, y in zip(hs, xs, ys):
-                if h.diverged and max_step is not None and h.steps_done > max_step:
-                    continue  # it diverged after the steps shown
-                if h.diverged and len(y):
-                    ax.plot(x[-1], y[-1], "x", color=color(norm), ms=9, mew=2)
-                    ax.annotate("diverged", (x[-1], y[-1]), textcoords="offset points",
-                                xytext=(4, 4), color=color(norm), fontsize=8)
-                elif h.diverged:
-                    ax.annotate(f"{label(norm)}: diverged at step 1", (0.02, 0.02),
-                                xycoords="axes fraction", color=color(norm), fontsize=8)
+            _mark_diverged(ax, hs, xs, ys, norm, max_step)
         ax.set_xlabel("training step")
-        ax.text(0.98, 0.95, f"lr = {lr:g}", transform=ax.transAxes, ha="right", va="top")
+        ax.set_title(f"learning rate {lr:g}")
         if logy:
             ax.set_yscale("log")
-    axes[0, 0].set_ylabel(ylabel or metric.replace("_", " "))
-    axes[0, -1].legend(loc="best", fontsize=8)
-    fig.tight_layout()
+    if logy:
+        log_ticks(axes[0])  # the axes share their y axis: once, with every panel drawn
+    axes[0].set_ylabel(ylabel or metric.replace("_", " "))
+    legend_outside(fig, ncol=len(norms) if len(norms) <= 3 else 2)
     return fig
+
+
+def _mark_diverged(ax, hs, xs, ys, norm: str, max_step: int | None) -> None:
+    """A cross and "diverged" at the last point of each run that diverged within the steps shown."""
+    for h, x, y in zip(hs, xs, ys):
+        if not h.diverged or (max_step is not None and h.steps_done > max_step):
+            continue  # finished, or diverged after the steps shown
+        if len(y):
+            ax.plot(x[-1], y[-1], "x", color=color(norm), ms=9, mew=2)
+            ax.annotate("diverged", (x[-1], y[-1]), textcoords="offset points", xytext=(4, 4),
+                        color=color(norm), fontsize=9)
+        else:
+            ax.annotate(f"{label(norm)}: diverged at step 1", (0.02, 0.02), xycoords="axes fraction",
+                        color=color(norm), fontsize=9)

@@ -16,36 +16,37 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import band, color, label
+from . import COLUMN_IN, band, color, label, legend_outside, panels
+from .curves import log_ticks
 
 SITE_WORDS = {"pre": "before the normaliser", "post": "after the normaliser"}
+SHIFT_LABELS = {"mean shift": r"mean shift, $|\Delta \bar a_j| \,/\, \sqrt{v_j}$",
+                "var shift": r"variance shift, $|\Delta \log v_j|$"}
 
 
 def bands(results: dict, *, norms: Sequence[str], layers: Sequence[int], lr: float, seed: int,
           paper_layers: Sequence[int] | None = None, max_step: int | None = None, site: str = "post"):
-    """Percentile bands of each layer's sampled activations over training (rows: layers,
-    columns: networks), at the steps up to ``max_step`` (all if None), at ``site`` (``"post"``:
+    """Percentile bands of each layer's sampled activations over training (rows: networks,
+    columns: layers), at the steps up to ``max_step`` (all if None), at ``site`` (``"post"``:
     the normaliser's output, ``"pre"``: its input). Shades from light to dark: min..max, 7..93,
     16..84, 31..69 percent (normal sigma levels, TensorBoard's bands); the line is the median.
-    ``paper_layers`` names each row's layer in the paper's numbering too."""
-    fig, axes = plt.subplots(len(layers), len(norms), figsize=(3.1 * len(norms), 2.3 * len(layers)),
-                             sharex=True, squeeze=False)
-    for r, i in enumerate(layers):
-        for c, norm in enumerate(norms):
-            ax, res = axes[r, c], results[(norm, lr, seed)]
+    ``paper_layers`` names each column's layer in the paper's numbering too."""
+    fig = plt.figure(figsize=(COLUMN_IN, 2.2 * len(norms)), layout="constrained")
+    for sub, norm in zip(np.atleast_1d(fig.subfigures(len(norms), 1)), norms):
+        sub.suptitle(f"{label(norm)}, {SITE_WORDS[site]}", x=0.01, ha="left", fontsize=10, color=color(norm))
+        for c, (ax, i) in enumerate(zip(np.atleast_1d(sub.subplots(1, len(layers))), layers)):
+            res = results[(norm, lr, seed)]
             keep = res["step"] <= (np.inf if max_step is None else max_step)
             q, step = res[f"layer{i}.{'pre.' if site == 'pre' else ''}q"][keep], res["step"][keep]  # (K, P), (K,)
             p = q.shape[1]
             for k in range(p // 2):
                 ax.fill_between(step, q[:, k], q[:, p - 1 - k], color=color(norm), alpha=0.15 + 0.15 * k, lw=0)
             ax.plot(step, q[:, p // 2], color=color(norm), lw=1.0)
-            ax.text(0.02, 0.97, f"{label(norm)}, {SITE_WORDS[site]}", transform=ax.transAxes, va="top", fontsize=7)
+            ax.set_title(f"layer {i}" + (f" (paper {paper_layers[c]})" if paper_layers is not None else ""),
+                         fontsize=9)
+            ax.set_xlabel("training step" if norm == norms[-1] else "")
             if c == 0:
-                paper = f" (paper {paper_layers[r]})" if paper_layers is not None else ""
-                ax.set_ylabel(f"layer {i}{paper}\nactivation")
-    for ax in axes[-1]:
-        ax.set_xlabel("training step")
-    fig.tight_layout()
+                ax.set_ylabel("activation")
     return fig
 
 
@@ -54,25 +55,26 @@ def unit_traces(hist: dict, *, norms: Sequence[str], layers: Sequence[int], lr: 
     """Mean and variance over the record batch of ``num_units`` random units (channels) per
     layer against steps, from the always-on records at ``site`` (``"post"``: the normaliser's
     output; ``"pre"``: its input). Rows: layers; columns: mean, variance on a log scale."""
-    fig, axes = plt.subplots(len(layers), 2, figsize=(10, 2.4 * len(layers)), sharex=True, squeeze=False)
+    fig, axes = panels(2 * len(layers), cols=2, height=2.2, sharex=True)
     rng = np.random.default_rng(unit_seed)
     for r, i in enumerate(layers):
+        ax_mean, ax_var = axes[2 * r], axes[2 * r + 1]
         n_ch = hist[(norms[0], lr, seed)].records[f"{site}{i}.mean"].shape[1]
         units = rng.choice(n_ch, size=min(num_units, n_ch), replace=False)
         for z, norm in enumerate(norms):  # later networks drawn below earlier ones
             rec = hist[(norm, lr, seed)].records
             for u_idx, u in enumerate(units):
                 kw = dict(color=color(norm), lw=0.9, alpha=0.85, zorder=len(norms) - z,
-                          label=label(norm) if r == 0 and u_idx == 0 else None)
-                axes[r, 0].plot(rec["step"], rec[f"{site}{i}.mean"][:, u], **kw)
-                axes[r, 1].plot(rec["step"], rec[f"{site}{i}.var"][:, u], **{**kw, "label": None})
-        axes[r, 0].set_ylabel(f"layer {i}: unit mean")
-        axes[r, 1].set_ylabel(f"layer {i}: unit variance")
-        axes[r, 1].set_yscale("log")
-    for ax in axes[-1]:
+                          label=label(norm) if u_idx == 0 else None)
+                ax_mean.plot(rec["step"], rec[f"{site}{i}.mean"][:, u], **kw)
+                ax_var.plot(rec["step"], rec[f"{site}{i}.var"][:, u], **kw)
+        ax_mean.set_ylabel(f"layer {i}: unit mean")
+        ax_var.set_ylabel(f"layer {i}: unit variance\n(log scale)")
+        ax_var.set_yscale("log")
+        log_ticks(ax_var)
+    for ax in axes[-2:]:
         ax.set_xlabel("training step")
-    fig.legend(loc="upper center", ncol=len(norms), fontsize=8)
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    legend_outside(fig, ncol=len(norms))
     return fig
 
 
@@ -80,30 +82,23 @@ def shifts(table: pd.DataFrame, *, norms: Sequence[str], sites: Sequence[str] = 
     """Grouped bars of the step-to-step mean shift and variance shift per layer and network
     (columns ``network``, ``site``, ``layer``, ``mean shift``, ``var shift``), one row of panels
     per site, log scale."""
-    fig, axes = plt.subplots(len(sites), 2, figsize=(10, 3.2 * len(sites)), squeeze=False)
+    fig, axes = panels(2 * len(sites), cols=2, height=2.6)
     layers = sorted(table["layer"].unique())
     w = 0.8 / len(norms)
-    ylabels = ("mean shift (|change of mean| / sd)", "variance shift (|change of log var|)")
     for r, site in enumerate(sites):
         t = table[table["site"] == site].set_index(["network", "layer"])
-        for ax, col, ylabel in zip(axes[r], ("mean shift", "var shift"), ylabels, strict=True):
+        for ax, col in zip(axes[2 * r:2 * r + 2], ("mean shift", "var shift"), strict=True):
             for k, norm in enumerate(norms):
                 ax.bar(np.arange(len(layers)) + (k - (len(norms) - 1) / 2) * w, t.loc[norm].reindex(layers)[col],
                        w, color=color(norm), label=label(norm))
             ax.set_xticks(np.arange(len(layers)), [str(i) for i in layers])
             ax.set_xlabel("layer")
-            ax.set_ylabel(ylabel)
+            ax.set_ylabel(SHIFT_LABELS[col] + "\n(log scale)")
             ax.set_yscale("log")
-            ax.set_title(SITE_WORDS[site], fontsize=9)
-    _legend_above(fig, axes, len(norms))
+            log_ticks(ax)
+            ax.set_title(SITE_WORDS[site], fontsize=10)
+    legend_outside(fig, ncol=2)
     return fig
-
-
-def _legend_above(fig, axes, n: int) -> None:
-    """One legend for the figure, above the panels (off the data)."""
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=n, fontsize=8)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
 
 
 def lags(medians: pd.DataFrame, *, norms: Sequence[str], sites: Sequence[str] = ("pre", "post")):
@@ -111,10 +106,10 @@ def lags(medians: pd.DataFrame, *, norms: Sequence[str], sites: Sequence[str] = 
     anchor step to ``lag`` steps later (columns ``network``, ``site``, ``seed``, ``lag``, ``mean
     shift``, ``var shift``), mean line and min..max band over seeds. Rows: sites; columns: the
     mean and the variance shift."""
-    fig, axes = plt.subplots(len(sites), 2, figsize=(10, 3.2 * len(sites)), sharex=True, squeeze=False)
-    ylabels = ("mean shift (|change of mean| / sd)", "variance shift (|change of log var|)")
+    fig, axes = panels(2 * len(sites), cols=2, height=2.6, sharex=True)
+    ticks = sorted(medians["lag"].unique())
     for r, site in enumerate(sites):
-        for ax, col, ylabel in zip(axes[r], ("mean shift", "var shift"), ylabels, strict=True):
+        for ax, col in zip(axes[2 * r:2 * r + 2], ("mean shift", "var shift"), strict=True):
             for norm in norms:
                 d = medians[(medians["site"] == site) & (medians["network"] == norm)]
                 seeds = sorted(d["seed"].unique())
@@ -122,12 +117,12 @@ def lags(medians: pd.DataFrame, *, norms: Sequence[str], sites: Sequence[str] = 
                 band(ax, [p["lag"].to_numpy() for p in per], [p[col].to_numpy() for p in per], norm, marker="o")
             ax.set_xscale("log")
             ax.set_yscale("log")
-            ticks = sorted(medians["lag"].unique())
             ax.set_xticks(ticks, [str(t) for t in ticks])
             ax.xaxis.set_minor_locator(plt.NullLocator())
-            ax.set_ylabel(ylabel)
-            ax.set_title(SITE_WORDS[site], fontsize=9)
-    for ax in axes[-1]:
-        ax.set_xlabel("lag (training steps)")
-    _legend_above(fig, axes, len(norms))
+            ax.set_ylabel(SHIFT_LABELS[col] + "\n(log scale)")
+            ax.set_title(SITE_WORDS[site], fontsize=10)
+            log_ticks(ax)
+    for ax in axes[-2:]:
+        ax.set_xlabel("lag (training steps, log scale)")
+    legend_outside(fig, ncol=2)
     return fig

@@ -12,15 +12,15 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
 
-from . import band, color, label
-from .curves import running_mean
+from . import COLUMN_IN, band, color, label
+from .curves import log_ticks, running_mean
 
 LAYER_STYLES = ("-", "--", ":", "-.")
 
 
 ROWS = {  # key of an ICS result -> y label; "rel_l2" = ||G - G'|| / ||G||
-    "l2": r"ICS, raw: $\|G - G'\|_2$", "rel_l2": r"ICS, relative: $\|G - G'\| / \|G\|$",
-    "cos": r"ICS: $\cos(G, G')$", "g_norm": r"gradient norm $\|G\|_2$",
+    "l2": "raw ICS\n" + r"$\|G - G'\|_2$ (log)", "rel_l2": "relative ICS\n" + r"$\|G - G'\| / \|G\|$ (log)",
+    "cos": r"$\cos(G, G')$", "g_norm": "gradient norm\n" + r"$\|G\|_2$ (log)",
 }
 
 
@@ -34,8 +34,8 @@ def curves(hist: dict, ics: dict, *, norms, seeds: dict, layers: list[int], smoo
     ``hist``), then ``rows`` of ``ROWS`` (from ``ics``) of ``layers`` (line style per layer,
     colour per normaliser) against the step; mean over seeds with a min..max band (``plots.band``)."""
     lrs = list(seeds)
-    fig, axes = plt.subplots(1 + len(rows), len(lrs), figsize=(5.0 * len(lrs), 2.5 + 2.1 * len(rows)),
-                             sharex="col", squeeze=False)
+    fig, axes = plt.subplots(1 + len(rows), len(lrs), figsize=(COLUMN_IN, 2.3 + 1.9 * len(rows)),
+                             sharex="col", squeeze=False, layout="constrained")
     for col, lr in enumerate(lrs):
         ax_loss = axes[0, col]
         for norm in norms:
@@ -47,22 +47,21 @@ def curves(hist: dict, ics: dict, *, norms, seeds: dict, layers: list[int], smoo
                     if ps:
                         band(ax, [p["step"] for p in ps], [_values(p, key, layer) for p in ps], norm, ls=ls, lw=1.5)
         n = len(seeds[lr])
-        ax_loss.text(0.98, 0.95, f"lr = {lr:g}, {n} seed{'s' * (n > 1)}", transform=ax_loss.transAxes,
-                     ha="right", va="top")
+        ax_loss.set_title(f"learning rate {lr:g}, {n} seed{'s' * (n > 1)}", fontsize=10)
         ax_loss.set_yscale("log" if log_loss else "linear")
         for ax, key in zip(axes[1:, col], rows):
             if key == "cos":
                 ax.set_ylim(-1.05, 1.05)
             else:
                 ax.set_yscale("log")
+                log_ticks(ax)
         axes[-1, col].set_xlabel("training step")
-    axes[0, 0].set_ylabel(loss_label)
+    axes[0, 0].set_ylabel(loss_label + (" (log)" if log_loss else ""))
     for ax, key in zip(axes[1:, 0], rows):
         ax.set_ylabel(ROWS[key])
     handles = [Line2D([], [], color=color(n), label=label(n)) for n in norms]
     handles += [Line2D([], [], color="0.3", ls=ls, label=f"layer {i}") for i, ls in zip(layers, LAYER_STYLES)]
-    axes[0, -1].legend(handles=handles, loc="upper right", bbox_to_anchor=(1.0, 0.85), fontsize=8)
-    fig.tight_layout()
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles))
     return fig
 
 
@@ -80,18 +79,23 @@ def heatmap(panels: list[tuple[str, dict]], *, metric: str = "cos"):
         vals = np.concatenate([Z[np.isfinite(Z)] for _, Z in Zs])
         lo, hi = (vals.min(), vals.max()) if vals.size else (1e-6, 1.0)
         opts = dict(cmap="viridis", norm=LogNorm(lo, hi))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + 1, 3.4),
-                             squeeze=False, layout="constrained")
-    for ax, (title, _), (steps, Z) in zip(axes[0], panels, Zs):
+    cols = min(2, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(COLUMN_IN, 2.6 * rows + 0.5), squeeze=False, layout="constrained")
+    for ax, (title, _), (steps, Z) in zip(axes.ravel(), panels, Zs):
         dx = steps[1] - steps[0] if len(steps) > 1 else 1
         extent = (steps[0] - dx / 2, steps[-1] + dx / 2, Z.shape[1] + 0.5, 0.5)
         im = ax.imshow(Z.T, aspect="auto", extent=extent, interpolation="nearest", **opts)
-        ax.text(0.0, 1.02, title, transform=ax.transAxes, fontsize=9, va="bottom")
-        ax.set_xlabel("training step")
+        ax.set_title(title, fontsize=9, loc="left")
         ax.grid(False)
-    axes[0, 0].set_ylabel("layer")
-    fig.supxlabel("Layer 1 (top row): no layer before it, so G' = G by definition: cos 1, ICS 0"
-                  + ("" if metric == "cos" else " (blank on the log scale)"), fontsize=8)
-    fig.colorbar(im, ax=axes[0].tolist(),
-                 label=r"$\cos(G, G')$" if metric == "cos" else r"$\|G - G'\| \,/\, \|G\|$")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("layer")
+    for ax in axes[-1]:
+        ax.set_xlabel("training step")
+    for ax in axes.ravel()[len(panels):]:
+        ax.remove()
+    fig.supxlabel("Layer 1 (top row): no layer before it, so $G' = G$ by definition: cos 1, ICS 0"
+                  + ("" if metric == "cos" else " (blank on the log scale)"), fontsize=9)
+    fig.colorbar(im, ax=axes.ravel()[:len(panels)].tolist(),
+                 label=r"$\cos(G, G')$" if metric == "cos" else r"$\|G - G'\| \,/\, \|G\|$ (log scale)")
     return fig

@@ -10,14 +10,17 @@ centred-norm lp layer (``"l1c"``, ...) is drawn in its lp layer's colour, dashed
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import ticker
 
-from . import band, color, label
+from . import band, color, label, legend_outside, panels
 
 _LANDSCAPE = (("loss range", "loss range along the gradient"),
-              ("grad_diff_max", "max gradient change (l2)"),
-              ("beta_eff", "effective beta-smoothness"))
+              ("grad_diff_max", r"largest gradient change ($\ell_2$)"),
+              ("beta_eff", r"effective $\beta$-smoothness"))
+_SHORT = {"none": "Standard", "bn": "BatchNorm", "l1": r"$\ell_1$", "l2": r"$\ell_2$", "linf": r"$\ell_\infty$",
+          "ln": "LayerNorm", "gn": "GroupNorm", "l1c": r"$\ell_1$, centred", "l2c": r"$\ell_2$, centred",
+          "linfc": r"$\ell_\infty$, centred"}
 
 
 _CENTRED = {"l1c": "l1", "l2c": "l2", "linfc": "linf"}
@@ -29,7 +32,7 @@ def _kind(norm: str) -> str:
 
 
 def _label(norm: str) -> str:
-    return f"{label(_CENTRED[norm])}, centred norm" if norm in _CENTRED else label(norm)
+    return f"{label(_CENTRED[norm])}, centred" if norm in _CENTRED else label(norm)
 
 
 def _band(ax, xs, ys, norm: str, **kw) -> None:
@@ -48,7 +51,7 @@ def training_curves(res: dict, arch: str, *, seeds_of: dict, metric: str, upto: 
                     ylabel: str = "", logy: bool = False):
     """Training loss (per step, trailing mean over ``smooth``) or a test metric (per evaluation)
     of every normaliser on ``arch`` up to step ``upto``, mean and min..max band over its seeds."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    fig, (ax,) = panels(1, height=3.3)
     for norm, seeds in seeds_of.items():
         hs = [res[arch, norm, s]["hist"] for s in seeds]
         if metric == "train_loss":
@@ -62,15 +65,14 @@ def training_curves(res: dict, arch: str, *, seeds_of: dict, metric: str, upto: 
     ax.set_ylabel(ylabel)
     if logy:
         ax.set_yscale("log")
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
+    legend_outside(fig, ncol=3)
     return fig
 
 
 def landscape(res: dict, arch: str, *, seeds_of: dict):
     """Loss range, largest gradient change and effective beta-smoothness along the gradient
     against the training step, one band per normaliser over its seeds, log scale."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = panels(3, cols=3, height=3.0)
     for norm, seeds in seeds_of.items():
         probes = [res[arch, norm, s]["line"] for s in seeds]
         for ax, (key, _) in zip(axes, _LANDSCAPE):
@@ -80,19 +82,22 @@ def landscape(res: dict, arch: str, *, seeds_of: dict):
         ax.set_xlabel("training step")
         ax.set_ylabel(name)
         ax.set_yscale("log")
-    axes[-1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(4))
+    legend_outside(fig, ncol=3)
     return fig
 
 
 def histograms(res: dict, *, norms, layers, seed: int, bins: int = 60):
-    """Histogram of each layer's activations (rows) per normaliser (columns) at the horizon,
-    with a Gaussian of the same mean and variance (dashed) and the excess kurtosis; one seed."""
-    fig, axes = plt.subplots(len(layers), len(norms), figsize=(1.9 * len(norms), 1.9 * len(layers)),
-                             squeeze=False)
-    for r, layer in enumerate(layers):
-        for c, norm in enumerate(norms):
-            ax, extras = axes[r, c], res[("vgg", norm, seed)].get("shape", {})
+    """Histogram of each layer's activations per normaliser at the horizon, a normaliser's layers
+    side by side (two normalisers a row for two layers), with a Gaussian of the same mean and
+    variance (dashed) and the excess kurtosis k; one seed."""
+    fig, flat = panels(len(norms) * len(layers), cols=2 * len(layers) if len(layers) <= 2 else len(layers),
+                       height=1.75)
+    for c, norm in enumerate(norms):
+        for r, layer in enumerate(layers):
+            ax, extras = flat[c * len(layers) + r], res[("vgg", norm, seed)].get("shape", {})
+            ax.set_title(f"{_SHORT.get(norm, norm)}, layer {layer}", fontsize=9.5)
+            ax.set_yticks([])
             a = extras.get(f"layer{layer}/sample")
             if a is None:
                 ax.text(0.5, 0.5, "diverged", transform=ax.transAxes, ha="center")
@@ -102,16 +107,10 @@ def histograms(res: dict, *, norms, layers, seed: int, bins: int = 60):
             m, s = a.mean(), a.std()
             ax.plot(x, np.exp(-0.5 * ((x - m) / s) ** 2) / (s * np.sqrt(2 * np.pi)), "k--", lw=0.8)
             ax.text(0.97, 0.95, f"k = {float(extras[f'layer{layer}/kurtosis']):.1f}",
-                    transform=ax.transAxes, ha="right", va="top", fontsize=8)
-            ax.set_yticks([])
-            ax.tick_params(labelsize=7)
-            if r == 0:
-                ax.set_title(_label(norm), fontsize=8)  # column header, not a figure title
-            if c == 0:
-                ax.set_ylabel(f"layer {layer}\ndensity", fontsize=8)
-            if r == len(layers) - 1:
-                ax.set_xlabel("activation", fontsize=8)
-    fig.tight_layout()
+                    transform=ax.transAxes, ha="right", va="top", fontsize=9)
+            ax.xaxis.set_major_locator(ticker.MaxNLocator(3))
+            ax.tick_params(labelsize=9)
+    fig.supxlabel("activation (density on the vertical axis)", fontsize=10)
     return fig
 
 
@@ -119,27 +118,29 @@ def shift_vs_loss(per_seed, *, norms, sites: dict):
     """Training loss at the horizon against the step-to-step shift of the activations' mean
     and variance (columns), at each recording site of ``sites`` {key: name} (rows), one point per
     run (normaliser and seed)."""
-    fig, axes = plt.subplots(len(sites), 2, figsize=(9, 3.2 * len(sites)), sharey=True, squeeze=False)
+    fig, flat = panels(2 * len(sites), cols=2, height=2.8, sharey=True)
+    axes = [flat[i:i + 2] for i in range(0, len(flat), 2)]
     for row, (site, where) in zip(axes, sites.items()):
         for ax, col, name in zip(row, ("mean shift", "var shift"),
-                                 ("mean shift (spreads per record)", "variance shift (|d log var| per record)")):
+                                 ("mean shift\n(std. deviations per record)",
+                                  "variance shift\n" r"($|\Delta \log \mathrm{var}|$ per record)")):
             for norm in norms:
                 d = per_seed.xs(norm, level="norm")
                 ax.scatter(d[f"{col} ({site})"], d["final train loss"], s=40, color=color(_kind(norm)),
                            label=_label(norm), marker="^" if norm in _CENTRED else "o")
-            ax.set_xlabel(name)
+            ax.set_xlabel(name.replace(")", ", log scale)"))
             ax.set_xscale("log")
-        row[0].set_ylabel(f"training loss at the horizon\n{where.split(' (')[0]}")
-    axes[0, 1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
+            ax.xaxis.set_major_formatter(ticker.LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(2, 1)))
+        row[0].set_ylabel(f"training loss\n(shift {where.split(' (')[0]})")
+    legend_outside(fig, ncol=3)
     return fig
 
 
 def channel_kurtosis(res: dict, *, norms, layers, seed: int):
     """Per-channel excess kurtosis of each layer's activations (one panel per layer), one box of
     channels per normaliser, at the horizon; one seed. The pooled value is the diamond."""
-    fig, axes = plt.subplots(1, len(layers), figsize=(4.6 * len(layers), 3.6), squeeze=False)
-    for ax, layer in zip(axes[0], layers):
+    fig, axes = panels(len(layers), cols=2, height=3.4)
+    for ax, layer in zip(axes, layers):
         shown = [n for n in norms if "shape" in res[("vgg", n, seed)]]
         data = [res[("vgg", n, seed)]["shape"][f"layer{layer}/kurtosis_channel"] for n in shown]
         parts = ax.boxplot(data, positions=range(len(shown)), widths=0.6, patch_artist=True, showfliers=True,
@@ -151,10 +152,9 @@ def channel_kurtosis(res: dict, *, norms, layers, seed: int):
         ax.scatter(range(len(shown)), pooled, marker="D", color="k", s=18, zorder=3,
                    label="all channels pooled")
         ax.axhline(0, color="0.5", lw=0.8, ls=":")
-        ax.set_xticks(range(len(shown)), [_label(n).replace(" normalisation", "") for n in shown], rotation=30,
-                      ha="right", fontsize=7)
-        ax.set_ylabel(f"layer {layer}: excess kurtosis per channel")
+        ax.set_xticks(range(len(shown)), [_SHORT.get(n, n) for n in shown], rotation=35, ha="right", fontsize=9.5)
+        ax.set_title(f"layer {layer}", fontsize=10)
         ax.set_yscale("symlog", linthresh=1)
-    axes[0, -1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
+    axes[0].set_ylabel("excess kurtosis per channel\n(symmetric log scale)")
+    legend_outside(fig)
     return fig

@@ -16,15 +16,25 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import colors, ticker
 
-from . import band, color, label
+from . import COLUMN_IN, band, color, label, legend_outside, panels
 
 
 def _values(loss: np.ndarray, log: bool) -> np.ndarray:
     return np.log10(loss) if log else loss
 
 
+def _log_ticks(ax) -> None:
+    """A log y axis that spans less than a decade gets labelled ticks at 1, 1.5, 2, 3, 5, 7 x 10^k
+    (otherwise it may show a single label, or none)."""
+    lo, hi = ax.get_ylim()
+    if hi < 10 * lo:
+        ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+        ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.3g"))
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+
+
 def _zlabel(log: bool) -> str:
-    return "log10 training loss" if log else "training loss (cross-entropy)"
+    return r"$\log_{10}$ training loss" if log else "training loss (cross-entropy)"
 
 
 def probe_curves(res: dict, *, archs, norms, seeds, labels: dict, key: str, ylabel: str, logy: bool = True,
@@ -36,9 +46,8 @@ def probe_curves(res: dict, *, archs, norms, seeds, labels: dict, key: str, ylab
     line (the Oxford report's "loss variation"); any other key is ``plots.band`` over ``seeds``.
     ``line`` picks the probe: ``"line"`` (along the gradient) or ``"update"`` (along Adam's step).
     """
-    fig, axes = plt.subplots(1, len(archs), figsize=(5.2 * len(archs), 3.6), squeeze=False,
-                             layout="constrained")
-    for ax, arch in zip(axes[0], archs):
+    fig, axes = panels(len(archs), cols=2, height=3.2)
+    for ax, arch in zip(axes, archs):
         for norm in norms:
             rs = [res[arch, norm, s][line] for s in seeds]
             if key == "range":
@@ -48,20 +57,20 @@ def probe_curves(res: dict, *, archs, norms, seeds, labels: dict, key: str, ylab
             else:
                 band(ax, [r["step"] for r in rs], [r[key] for r in rs], norm)
         ax.set_xlabel("training step")
-        ax.text(0.98, 0.95, labels[arch], transform=ax.transAxes, ha="right", va="top")
+        ax.set_title(labels[arch], fontsize=10)
         if logy:
             ax.set_yscale("log")
-    axes[0, 0].set_ylabel(ylabel)
-    _legend(fig, axes[0, 0])
+            _log_ticks(ax)
+    axes[0].set_ylabel(ylabel + ("\n(log scale)" if logy else ""))
+    legend_outside(fig)
     return fig
 
 
 def lines(res: dict, *, archs, norms, labels: dict, kind: str, log: bool = True):
     """1D curves, one panel per architecture: ``kind="interp"`` (initial to final weights)
     or ``"slices"`` (the two random directions, solid and dashed)."""
-    fig, axes = plt.subplots(1, len(archs), figsize=(5.2 * len(archs), 3.6), squeeze=False,
-                             layout="constrained")
-    for ax, arch in zip(axes[0], archs):
+    fig, axes = panels(len(archs), cols=2, height=3.2)
+    for ax, arch in zip(axes, archs):
         for norm in norms:
             r = res[arch, norm]
             if kind == "interp":
@@ -72,21 +81,16 @@ def lines(res: dict, *, archs, norms, labels: dict, kind: str, log: bool = True)
         if kind == "interp":
             for a in (0, 1):
                 ax.axvline(a, color="0.6", lw=0.8, zorder=0)
-            ax.set_xlabel("alpha (0: initial weights, 1: trained weights)")
+            ax.set_xlabel(r"$\alpha$ (0: initial weights, 1: trained weights)")
         else:
             ax.set_xlabel("step along the direction (filter-norm units)")
-        ax.text(0.98, 0.95, labels[arch], transform=ax.transAxes, ha="right", va="top")
+        ax.set_title(labels[arch], fontsize=10)
         if log:
             ax.set_yscale("log")
-    axes[0, 0].set_ylabel("training loss (cross-entropy)")
-    _legend(fig, axes[0, 0])
+            _log_ticks(ax)
+    axes[0].set_ylabel("training loss" + (" (log scale)" if log else ""))
+    legend_outside(fig)
     return fig
-
-
-def _legend(fig, ax) -> None:
-    """One legend for the whole figure, above the panels."""
-    handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside upper center", ncol=len(labels), fontsize=8)
 
 
 def _limits(res: dict, arch: str, norms, log: bool) -> tuple[float, float]:
@@ -96,8 +100,8 @@ def _limits(res: dict, arch: str, norms, log: bool) -> tuple[float, float]:
 
 def contours(res: dict, *, archs, norms, labels: dict, log: bool = False, levels: int = 20):
     """2D contour maps: rows are architectures, columns norms; one colour scale per row."""
-    fig, axes = plt.subplots(len(archs), len(norms), figsize=(4.0 * len(norms), 3.5 * len(archs)),
-                             squeeze=False, sharex=True, sharey=True, layout="constrained")
+    fig, flat = panels(len(archs) * len(norms), cols=len(norms), height=3.1, sharex=True, sharey=True)
+    axes = np.array(flat).reshape(len(archs), len(norms))
     for row, arch in zip(axes, archs):
         vmin, vmax = _limits(res, arch, norms, log)
         lv = np.linspace(vmin, vmax, levels)
@@ -109,8 +113,7 @@ def contours(res: dict, *, archs, norms, labels: dict, log: bool = False, levels
             ax.contour(g, g, _values(r["loss"], log).T, levels=lv, colors="k", linewidths=0.3)
             ax.plot(0, 0, "w+", ms=8)
             ax.set_aspect("equal")
-            ax.text(0.02, 0.98, f"{labels[arch]}, {label(norm)}", transform=ax.transAxes,
-                    va="top", fontsize=8, color="w")
+            ax.set_title(f"{labels[arch]}, {label(norm)}", fontsize=10)
         fig.colorbar(cs, ax=list(row), label=_zlabel(log), ticks=ticker.MaxNLocator(6),
                      format="%.3g")
     for ax in axes[-1]:
@@ -122,7 +125,7 @@ def contours(res: dict, *, archs, norms, labels: dict, log: bool = False, levels
 
 def surfaces3d(res: dict, *, archs, norms, labels: dict, log: bool = False):
     """3D surface plots laid out like ``contours``, with a shared z range per row."""
-    fig = plt.figure(figsize=(4.4 * len(norms), 3.8 * len(archs)))
+    fig = plt.figure(figsize=(COLUMN_IN, 3.4 * len(archs)))
     for i, arch in enumerate(archs):
         vmin, vmax = _limits(res, arch, norms, log)
         for j, norm in enumerate(norms):
@@ -132,11 +135,10 @@ def surfaces3d(res: dict, *, archs, norms, labels: dict, log: bool = False):
             ax.plot_surface(A, B, _values(r["loss"], log), cmap="viridis", vmin=vmin, vmax=vmax,
                             linewidth=0, antialiased=True)
             ax.set_zlim(vmin, vmax)
-            ax.set_xlabel("direction 1", fontsize=8)
-            ax.set_ylabel("direction 2", fontsize=8)
-            ax.set_zlabel(_zlabel(log), fontsize=8)
-            ax.text2D(0.02, 0.95, f"{labels[arch]}, {label(norm)}", transform=ax.transAxes,
-                      fontsize=8)
-            ax.tick_params(labelsize=7)
+            ax.set_xlabel("direction 1", fontsize=9)
+            ax.set_ylabel("direction 2", fontsize=9)
+            ax.set_zlabel(_zlabel(log), fontsize=9)
+            ax.set_title(f"{labels[arch]}, {label(norm)}", fontsize=10)
+            ax.tick_params(labelsize=9)
     fig.tight_layout()
     return fig

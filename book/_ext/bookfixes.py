@@ -1,4 +1,4 @@
-"""Local Sphinx extension: the book's stylesheet, and two fixes to Jupyter Book 1.x's theme
+"""Local Sphinx extension: the book's stylesheet, click-to-enlarge figures, and two fixes to Jupyter Book 1.x's theme
 that a browser reports as errors on every page (sphinx-thebe's config script emitted twice,
 "const THEBE_JS_URL" declared twice; an empty default colour mode)."""
 
@@ -20,4 +20,5 @@ def _page_fixes(app, pagename, templatename, context, doctree) -> None:
 def setup(app):
     app.connect("html-page-context", _page_fixes, priority=900)  # after every other handler
     app.add_css_file("bnlib.css")
+    app.add_js_file("enlarge.js", defer="defer")
     return {"parallel_read_safe": True, "parallel_write_safe": True}
