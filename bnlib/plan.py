@@ -193,8 +193,27 @@ def _theory(cfg, store) -> None:
     vggs.probe(capture.EndChecks(conv_bn=cfg.conv_bn, seed=cfg.seed), ch.last_step)
 
 
+def _later_work(cfg, store) -> None:
+    from .chapters import later_work as ch
+    from .probes.curvature import HessianTopK
+    from .probes.scale import LayerScale
+
+    cifar, vgg, sgd = profiles.vgg_specs(cfg)
+    _, _, sgd_variant = profiles.vgg_specs(cfg, variant=True)
+    core = store.sweep(cifar, vgg, sgd, norm=["none", "bn"], lr=[cfg.lr], seeds=profiles.seeds(cfg))
+    store.sweep(cifar, vgg, sgd_variant, norm=["none", "bn"], lr=[cfg.lr_large],
+                seeds=profiles.seeds(cfg, "variant_seeds"))
+    ch.lr_sweep(cfg, store)
+    core.probe(LayerScale(rel_step=cfg.rel_step, c=cfg.scale_c), ch.reached(ch.scale_steps(cfg)))
+    cifar_small, mlp, gd = ch.gd_specs(cfg)
+    gd_runs = store.sweep(cifar_small, mlp, gd, norm=["none", "bn"], lr=list(cfg.gd_lrs),
+                          seeds=profiles.seeds(cfg, "gd_seeds"), checkpoints=tuple(ch.gd_probe_steps(cfg)))
+    gd_runs.probe(HessianTopK(size=cfg.gd_size, k=1, tol=cfg.lanczos_tol), ch.reached(ch.gd_probe_steps(cfg)))
+
+
 RECIPES = {"training": _training, "ics_noise": _ics_noise, "ics_measure": _ics_measure, "smoothness": _smoothness,
-           "lp_norms": _lp_norms, "surfaces": _surfaces, "hessian": _hessian, "theory": _theory}
+           "lp_norms": _lp_norms, "surfaces": _surfaces, "hessian": _hessian, "theory": _theory,
+           "later_work": _later_work}
 
 
 @contextlib.contextmanager

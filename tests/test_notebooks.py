@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bnlib import book, pagecheck, runs, summary
+from bnlib import book, pagecheck, plan, runs, summary
 
 
 def glued_keys(nb: dict) -> set[str]:
@@ -95,3 +95,12 @@ def test_figures_survive_a_headless_backend(tmp_path, monkeypatch):
     assert any("image/png" in o.get("data", {}) for o in outputs)
     import os
     assert os.environ["MPLBACKEND"] == "Agg", "the caller's environment is restored"
+
+
+def test_the_plan_is_what_the_smoke_book_trained_and_probed(smoke_book):
+    """``python -m bnlib plan`` replays the chapters' experiment cells: at smoke it lists exactly
+    the trajectories and probes the executed book stored (so the paper plan cannot drift)."""
+    root, errors, _ = smoke_book
+    assert not any(errors.values())
+    differences = plan.differences(plan.plan("smoke"), root / "_runs")
+    assert not any(differences.values()), differences

@@ -1,9 +1,9 @@
 """The plan: every chapter has a recipe, FLOPs are counted as FlopCounterMode counts them, the
-schedule on N GPUs is sound, the search-dependent trajectories are marked, and (for the chapter
-whose trajectories depend on results) the plan at smoke is what a smoke execution stores.
-``tests/test_scaleout.py`` checks the plan against the executions of two more chapters."""
+schedule on N GPUs is sound and the search-dependent trajectories are marked. That the plan at
+smoke is exactly what the smoke book stores is checked on the test suite's smoke book
+(``tests/test_notebooks.py``) and on the Ray equality test's store (``tests/test_scaleout.py``)."""
 
-from bnlib import book, models, plan, runs
+from bnlib import book, models, plan
 from bnlib.__main__ import main
 
 
@@ -40,21 +40,3 @@ def test_cli_prints_the_table_and_totals(capsys):
     out = capsys.readouterr().out
     assert "GPU-hours on one H100-class GPU" in out and "on 2 GPUs through Ray" in out
     assert out.count("vgg11/0.125") == 4  # core and large-lr runs, no BN and BN, one seed each
-
-
-# The hessian chapter's smoke settings, smaller still (the test's time): one epoch on 500 images, one width,
-# few timing rounds, loose Lanczos.
-SMALLER = {"train_size": 500, "val_size": 200, "search_size": 500, "train_eval_size": 200, "epochs": 1,
-           "dense_epochs": 1, "widths": [10], "timing_rounds": 2, "timing_steps": 1, "block_probes": 1, "slq_steps": 4,
-           "hessian_size": 50, "top_k": 2, "lanczos_tol": 0.1, "l2s": [0.0]}
-
-
-def test_plan_is_what_the_hessian_chapter_stores(tmp_path, monkeypatch):
-    """The chapter whose trajectories depend on a search: the same trajectories up to the chosen
-    lr and l2 (where the plan marks them), the same probes at the same steps."""
-    monkeypatch.setenv("BNLIB_RUNS", str(tmp_path / "_runs"))
-    book.execute("hessian", profile="smoke", params=SMALLER, out=tmp_path / "hessian.ipynb", progress=False)
-    planned = plan.plan("smoke", only=["hessian"], params={"hessian": SMALLER})
-    assert any(p.depends for p in planned) and runs.listing(tmp_path / "_runs")
-    differences = plan.differences(planned, tmp_path / "_runs")
-    assert not any(differences.values()), differences
