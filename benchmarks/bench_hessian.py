@@ -18,7 +18,7 @@ First, the cost of one Hessian-vector product by each mode, on every model the b
 ``--hvp-batch`` random inputs): ``hvp_operator`` (plain ``torch.autograd`` double backward on a
 retained graph, what ``hessian_topk`` uses), ``torch.func``'s ``vjp(grad(f))`` on a retained
 graph, forward-over-reverse ``jvp(grad(f))`` per product, and ``vmap`` of ``jvp(grad(f))``
-over 8 vectors (cost per product). Interleaved, median of 5; FLOPs by ``FlopCounterMode``,
+over 8 vectors (cost per product). Interleaved in rotating order, median of 5; FLOPs by ``FlopCounterMode``,
 as a fraction of the machine's fp32 peak (``bnlib.peak``). Headline: the Lanczos ratio.
 
     .venv/bin/python benchmarks/bench_hessian.py [--batch 2000] [--steps 300] [--hvp-batch 500]
@@ -130,8 +130,10 @@ def hvp_table(n: int, peak: Peak) -> float:
             modes = hvp_modes(f, theta)
             flops = {k: count_flops(fn) / per for k, (fn, per) in modes.items()}
             times = {k: [] for k in modes}
-            for _ in range(ROUNDS):
-                for k, (fn, per) in modes.items():
+            order = list(modes)
+            for r in range(ROUNDS):  # the order rotates, so no mode always follows the same one
+                for k in order[r % len(order):] + order[:r % len(order)]:
+                    fn, per = modes[k]
                     t0 = time.perf_counter()
                     fn()
                     times[k].append((time.perf_counter() - t0) / per)
