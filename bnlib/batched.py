@@ -16,7 +16,6 @@ import copy
 import multiprocessing
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
-from functools import partial
 from typing import Any
 
 import torch
@@ -57,20 +56,30 @@ class StackedSGD:
         return m
 
 
-def _single_threaded(fn: Callable[[Any], Any], item: Any) -> Any:
+def _one_thread() -> None:
     torch.set_num_threads(1)
-    return fn(item)
 
 
-def map_in_processes(fn: Callable[[Any], Any], items: Iterable[Any], *, processes: int = 2) -> list:
-    """``[fn(item) for item in items]`` in ``processes`` worker processes (spawned, so no
-    thread pool is inherited), each with one torch thread; results in ``items``' order.
+def single_threaded_pool(processes: int = 2) -> ProcessPoolExecutor:
+    """``processes`` spawned worker processes (no thread pool inherited), one torch thread
+    each; keep it across calls of ``map_in_processes`` to pay their start-up once."""
+    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_one_thread)
+
+
+def map_in_processes(fn: Callable[[Any], Any], items: Iterable[Any], *, processes: int = 2,
+                     pool: ProcessPoolExecutor | None = None) -> list:
+    """``[fn(item) for item in items]`` in one-thread worker processes (``pool``, else a fresh
+    ``single_threaded_pool(processes)``); results in ``items``' order.
 
     On a small network a training step leaves a second thread mostly idle; two one-thread
-    processes each training their own network use both cores (``benchmarks/bench_training.py``).
-    ``fn`` and the items must pickle (a module-level function, ``functools.partial``). The
-    results equal ``fn(item)`` computed at one thread in this process, bit for bit; not the
-    results at another thread count (reductions split differently).
+    processes each training their own network may use both cores better
+    (``benchmarks/bench_training.py``). ``fn`` and the items must pickle (a module-level
+    function, ``functools.partial``). The results equal ``fn(item)`` computed at one thread in
+    this process, bit for bit; not the results at another thread count (reductions split
+    differently).
     """
-    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(partial(_single_threaded, fn), items))
+    if pool is not None:
+        return list(pool.map(fn, items))
+    with single_threaded_pool(processes) as own:
+        return list(own.map(fn, items))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bnlib.batched import StackedSGD, map_in_processes
+from bnlib.batched import StackedSGD, map_in_processes, single_threaded_pool
 from bnlib.models import mlp
 
 SIZES = (20, 16, 5)
@@ -48,7 +48,10 @@ def test_map_in_processes_equals_one_thread_here_bit_for_bit():
         here = [train_one(s) for s in (3, 4, 5)]
     finally:
         torch.set_num_threads(threads)
-    there = map_in_processes(train_one, (3, 4, 5), processes=2)
-    for a, b in zip(here, there, strict=True):
-        assert a.keys() == b.keys()
-        assert all(torch.equal(a[k], b[k]) for k in a)
+    fresh = map_in_processes(train_one, (3, 4, 5), processes=2)
+    with single_threaded_pool(2) as pool:
+        kept = [map_in_processes(train_one, (3, 4, 5), pool=pool) for _ in range(2)]
+    for there in (fresh, *kept):
+        for a, b in zip(here, there, strict=True):
+            assert a.keys() == b.keys()
+            assert all(torch.equal(a[k], b[k]) for k in a)
