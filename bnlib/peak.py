@@ -66,6 +66,8 @@ class Peak:
 
     def rate(self, flops: float, seconds: float) -> str:
         """``'X GFLOP/s, Y% of peak'`` for ``flops`` FLOPs done in ``seconds``."""
+        if flops == 0:
+            return "no matmul/conv FLOPs (elementwise work, which the counter does not count)"
         return f"{flops / seconds / 1e9:6.1f} GFLOP/s, {100 * self.fraction(flops, seconds):5.1f}% of peak"
 
 
