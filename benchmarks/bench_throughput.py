@@ -46,12 +46,11 @@ def time_bnlib(d: data.Data, steps: int, bs: int, warmup: int) -> float:
     torch.manual_seed(0)
     model = models.vgg(11, width=0.25, norm="bn").train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    gen = torch.Generator().manual_seed(0)
-    batches = train._batches(len(d.X_train), bs, gen, d.device)  # the loop train.fit uses
+    batches = train.Batches(len(d.X_train), bs, 0, d.device)  # the batches train.fit draws
     for i in range(warmup + steps):
         if i == warmup:
             t0 = time.perf_counter()
-        idx = next(batches)
+        idx = batches(i)
         step(model, opt, d.X_train[idx], d.y_train[idx])
     return steps * bs / (time.perf_counter() - t0)
 
@@ -85,8 +84,8 @@ def main() -> None:
     peak = Peak.measure()
     model = models.vgg(11, width=0.25, norm="bn").train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    X, y = d.X_train[:args.batch_size], d.y_train[:args.batch_size]
-    per_image = count_flops(lambda: step(model, opt, X, y)) / args.batch_size
+    Xb, yb = d.X_train[:args.batch_size], d.y_train[:args.batch_size]
+    per_image = count_flops(lambda: step(model, opt, Xb, yb)) / args.batch_size
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {peak}")
     print(f"VGG-11 x0.25 + BN, batch {args.batch_size}, {per_image * args.batch_size / 1e9:.2f} "
           f"GFLOP per step, {args.steps} timed steps each")
