@@ -13,10 +13,10 @@ products alone.
 * Lanczos needs one product at a time, where ``jvp(grad(f))`` would redo the forward and
   backward pass every time. ``hvp_operator`` computes the gradient once with
   ``create_graph=True`` and differentiates it again per product on the retained graph,
-  reverse-over-reverse as PyHessian does, with plain ``torch.autograd``: measured side by side
-  (``benchmarks/bench_hessian.py``), on every model the book probes (MLP with and without BN,
-  LeNet, VGG-11/8, DLN) it is the fastest single product, 1.1-2.8x faster than ``torch.func``'s
-  ``vjp(grad(f))`` on the same retained graph and 1.3-8x faster than ``jvp(grad(f))``.
+  reverse-over-reverse as PyHessian does, with plain ``torch.autograd``. Per product it does
+  the FLOPs of ``torch.func``'s ``vjp(grad(f))`` on a retained graph (the same graph) and
+  1.5-2.9x fewer than ``jvp(grad(f))`` on the models the book probes (``FlopCounterMode``);
+  ``benchmarks/bench_hessian.py`` times every mode on every such model side by side.
 * ``lanczos`` keeps every Lanczos vector and reorthogonalises against all of them twice
   ("twice is enough", Parlett, *The Symmetric Eigenvalue Problem*, Sec. 6.9), which avoids the
   spurious copies of converged Ritz values that plain Lanczos produces in finite precision
