@@ -15,11 +15,12 @@ counted by wrapping PyHessian's ``hessian_vector_product``.
 
 First, the cost of one Hessian-vector product by each mode, on every model the book probes
 (MLP with and without BN, LeNet + BN, VGG-11/8 + BN, the 25-layer DLN + BN; batch statistics,
-``--hvp-batch`` random inputs): ``hvp_operator`` (plain ``torch.autograd`` double backward on a
-retained graph, what ``hessian_topk`` uses), ``torch.func``'s ``vjp(grad(f))`` on a retained
-graph, forward-over-reverse ``jvp(grad(f))`` per product, and ``vmap`` of ``jvp(grad(f))``
-over 8 vectors (cost per product). Interleaved in rotating order, median of 5; FLOPs by ``FlopCounterMode``,
-as a fraction of the machine's fp32 peak (``bnlib.peak``). Headline: the Lanczos ratio.
+``--hvp-batch`` random inputs): bnlib's ``hvp_operator`` (``torch.func``'s ``vjp(grad(f))`` on
+a retained graph, what ``hessian_topk`` uses), PyHessian's plain ``torch.autograd`` double
+backward on a retained graph, forward-over-reverse ``jvp(grad(f))`` per product, and ``vmap``
+of ``jvp(grad(f))`` over 8 vectors (cost per product). Interleaved in rotating order, median
+of 5; FLOPs by ``FlopCounterMode``, as a fraction of the machine's fp32 peak (``bnlib.peak``).
+Headline: the Lanczos ratio.
 
     .venv/bin/python benchmarks/bench_hessian.py [--batch 2000] [--steps 300] [--hvp-batch 500]
 """
@@ -37,7 +38,7 @@ import warnings
 import numpy as np
 import torch
 from torch import nn
-from torch.func import grad, jvp, vjp, vmap
+from torch.func import grad, jvp, vmap
 
 from bnlib.functional import probing
 from bnlib.models import deep_linear, lenet, mlp, vgg
@@ -46,6 +47,7 @@ from bnlib.probes.curvature import _flat_loss, hessian_topk, hvp_operator
 
 K, ACC = 10, 1e-3  # eigenvalues wanted, relative accuracy wanted
 ROUNDS = 5  # interleaved rounds of the HVP-mode table
+BNLIB = "func vjp retained (bnlib)"  # hvp_operator
 
 
 def trained_mlp(steps: int, seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
@@ -108,10 +110,12 @@ def hvp_modes(f, theta: torch.Tensor) -> dict:
     gen = torch.Generator().manual_seed(0)
     v = torch.randn(theta.numel(), generator=gen)
     V = torch.randn(8, theta.numel(), generator=gen)
-    retained, g = hvp_operator(f, theta), grad(f)
-    _, vjp_fn = vjp(g, theta)
-    return {"autograd retained (bnlib)": (lambda: retained(v), 1),
-            "torch.func vjp retained": (lambda: vjp_fn(v)[0], 1),
+    ours, g = hvp_operator(f, theta), grad(f)
+    t = theta.detach().requires_grad_()
+    with torch.enable_grad():
+        gt = torch.autograd.grad(f(t), t, create_graph=True)[0]
+    return {BNLIB: (lambda: ours(v), 1),
+            "autograd retained (PyHessian)": (lambda: torch.autograd.grad(gt, t, v, retain_graph=True)[0], 1),
             "jvp(grad) per product": (lambda: jvp(g, (theta,), (v,))[1], 1),
             "vmap jvp(grad), 8 vectors": (lambda: vmap(lambda u: jvp(g, (theta,), (u,))[1])(V), 8)}
 
@@ -141,10 +145,10 @@ def hvp_table(n: int, peak: Peak) -> float:
         print(f"  {name} ({theta.numel()} parameters)")
         for k, t in med.items():
             print(f"    {k:<27s} {1e3 * t:8.2f} ms  {flops[k] / 1e6:8.1f} MFLOP  {peak.rate(flops[k], t)}")
-        ours, others = med["autograd retained (bnlib)"], [k for k in med if k != "autograd retained (bnlib)"]
+        ours, others = med[BNLIB], [k for k in med if k != BNLIB]
         worst = min(worst, min(med[k] for k in others) / ours)
         print(f"    FLOPs per product of the best other mode / bnlib's: "
-              f"{min(flops[k] for k in others) / flops['autograd retained (bnlib)']:.2f}")
+              f"{min(flops[k] for k in others) / flops[BNLIB]:.2f}")
     print(f"  worst model: the fastest other mode takes {worst:.2f}x bnlib's time per product")
     return worst
 
