@@ -15,9 +15,8 @@ products alone.
   reuses that graph: ``H v = (v^T H)^T`` since H is symmetric, reverse-over-reverse as in
   PyHessian. Per product it does the FLOPs of PyHessian's plain-autograd double backward (the
   same graph) and 1.5-2.9x fewer than ``jvp(grad(f))`` on the models the book probes
-  (``FlopCounterMode``). Timed side by side (``benchmarks/bench_hessian.py``), it is as fast as
-  the plain-autograd product on the MLPs and LeNet and 3-4x faster on VGG-11/8 and the DLN
-  with BN, and 4-10x faster than ``jvp(grad(f))`` per product.
+  (``FlopCounterMode``); ``benchmarks/bench_hessian.py`` times every mode on every such model
+  side by side (on a shared machine the two retained-graph modes traded places between runs).
 * ``lanczos`` keeps every Lanczos vector and reorthogonalises against all of them twice
   ("twice is enough", Parlett, *The Symmetric Eigenvalue Problem*, Sec. 6.9), which avoids the
   spurious copies of converged Ritz values that plain Lanczos produces in finite precision
