@@ -22,8 +22,11 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 	  { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
+# Each benchmark prints the machine's measured fp32 peak and ends with one line `ratio X.XXx`.
 bench: .venv/.installed .venv/.bench-installed
-	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+	@start=$$(date +%s); for f in benchmarks/bench_*.py; do echo "== $$f"; t=$$(date +%s); \
+	  $(PY) $$f || exit 1; echo "== $$f: $$(( $$(date +%s) - t )) s"; done; \
+	  echo "== make bench: $$(( $$(date +%s) - start )) s in all"
 
 lint: .venv/.installed
 	.venv/bin/ruff check bnlib tests benchmarks

@@ -9,11 +9,20 @@ by Lanczos to 1e-9. Lanczos stops on its residual bound, which guarantees that a
 PyHessian stops when two consecutive Rayleigh quotients differ by less than its ``tol``,
 which does not; so we run it with tol = 1e-3, 1e-4, ... (maxIter 1000, so the tolerance and
 not the cap stops it) and time the first setting whose result is accurate (every setting
-tried is printed). Both sides use reverse-over-reverse HVPs on a retained graph, so the
-seconds ratio should follow the HVP ratio on a quiet machine. HVPs are counted by wrapping
-PyHessian's ``hessian_vector_product``.
+tried is printed), then time that setting and bnlib's Lanczos three times each, interleaved,
+and compare medians. Both sides use reverse-over-reverse HVPs on a retained graph. HVPs are
+counted by wrapping PyHessian's ``hessian_vector_product``.
 
-    .venv/bin/python benchmarks/bench_hessian.py [--batch 2000] [--steps 300]
+First, the cost of one Hessian-vector product by each mode, on every model the book probes
+(MLP with and without BN, LeNet + BN, VGG-11/8 + BN, the 25-layer DLN + BN; batch statistics,
+``--hvp-batch`` random inputs): bnlib's ``hvp_operator`` (``torch.func``'s ``vjp(grad(f))`` on
+a retained graph, what ``hessian_topk`` uses), PyHessian's plain ``torch.autograd`` double
+backward on a retained graph, forward-over-reverse ``jvp(grad(f))`` per product, and ``vmap``
+of ``jvp(grad(f))`` over 8 vectors (cost per product). Interleaved in rotating order, median
+of 5; FLOPs by ``FlopCounterMode``, as a fraction of the machine's fp32 peak (``bnlib.peak``).
+Headline: the Lanczos ratio.
+
+    .venv/bin/python benchmarks/bench_hessian.py [--batch 2000] [--steps 300] [--hvp-batch 500]
 """
 
 from __future__ import annotations
@@ -22,17 +31,23 @@ import argparse
 import copy
 import importlib
 import os
+import statistics
 import time
 import warnings
 
 import numpy as np
 import torch
 from torch import nn
+from torch.func import grad, jvp, vmap
 
-from bnlib.models import mlp
-from bnlib.probes.curvature import hessian_topk
+from bnlib.functional import probing
+from bnlib.models import deep_linear, lenet, mlp, vgg
+from bnlib.peak import Peak, count_flops, headline
+from bnlib.probes.curvature import _flat_loss, hessian_topk, hvp_operator
 
 K, ACC = 10, 1e-3  # eigenvalues wanted, relative accuracy wanted
+ROUNDS = 5  # interleaved rounds of the HVP-mode table
+BNLIB = "func vjp retained (bnlib)"  # hvp_operator
 
 
 def trained_mlp(steps: int, seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
@@ -81,42 +96,119 @@ def run_pyhessian(model, X, y, tol: float) -> tuple[list[float], float, int]:
         ph.hessian_vector_product = hvp
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batch", type=int, default=2000, help="evaluation batch size (images)")
-    ap.add_argument("--steps", type=int, default=300, help="Adam steps before measuring")
-    args = ap.parse_args()
-    model, X, y = trained_mlp(args.steps)
-    Xb, yb = X[-args.batch:], y[-args.batch:]  # fixed batch, not among the first steps' draws
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; MLP 784-100-10, "
-          f"{sum(p.numel() for p in model.parameters())} parameters, batch {args.batch}")
+BOOK_MODELS = {  # the networks the book's curvature probes run on, and their input shapes
+    "MLP 784-100-10": (lambda: mlp(norm="none", seed=0), (784,), "ce"),
+    "MLP 784-100-10 + BN": (lambda: mlp(norm="bn", seed=0), (784,), "ce"),
+    "LeNet + BN": (lambda: lenet(norm="bn", seed=0), (3, 32, 32), "ce"),
+    "VGG-11/8 + BN": (lambda: vgg(11, width=0.125, norm="bn", seed=0), (3, 32, 32), "ce"),
+    "DLN 25x10 + BN": (lambda: deep_linear(norm="bn", seed=0), (10,), "mse"),
+}
 
-    ref = hessian_topk(model, Xb, yb, k=K, bn_mode="running", tol=1e-9, max_iter=400)
-    print(f"reference (Lanczos, tol 1e-9, {ref.num_matvecs} HVPs): "
-          + " ".join(f"{v:.5g}" for v in ref.eigenvalues))
 
-    t0 = time.perf_counter()
-    lz = hessian_topk(model, Xb, yb, k=K, bn_mode="running", tol=ACC, seed=1)
-    t_lz = time.perf_counter() - t0
-    e_lz = rel_err(lz.eigenvalues, ref.eigenvalues)
-    print(f"bnlib Lanczos     tol {ACC:g}: {t_lz:7.2f} s, {lz.num_matvecs:4d} HVPs, "
-          f"max rel err {e_lz:.1e}")
+def hvp_modes(f, theta: torch.Tensor) -> dict:
+    """One product ``v -> H v`` per mode, each a zero-argument call (8 products for vmap)."""
+    gen = torch.Generator().manual_seed(0)
+    v = torch.randn(theta.numel(), generator=gen)
+    V = torch.randn(8, theta.numel(), generator=gen)
+    ours, g = hvp_operator(f, theta), grad(f)
+    t = theta.detach().requires_grad_()
+    with torch.enable_grad():
+        gt = torch.autograd.grad(f(t), t, create_graph=True)[0]
+    return {BNLIB: (lambda: ours(v), 1),
+            "autograd retained (PyHessian)": (lambda: torch.autograd.grad(gt, t, v, retain_graph=True)[0], 1),
+            "jvp(grad) per product": (lambda: jvp(g, (theta,), (v,))[1], 1),
+            "vmap jvp(grad), 8 vectors": (lambda: vmap(lambda u: jvp(g, (theta,), (u,))[1])(V), 8)}
 
-    t_ph = n_ph = None
+
+def hvp_table(n: int, peak: Peak) -> float:
+    """Per-product ms of each mode on every book model; returns the worst ratio of the best
+    other mode's time to bnlib's (>= 1: bnlib's mode is the fastest everywhere)."""
+    worst = float("inf")
+    print(f"\nHVP cost per product, batch {n}, batch statistics; interleaved, median of {ROUNDS}")
+    for name, (build, shape, loss) in BOOK_MODELS.items():
+        model, gen = build(), torch.Generator().manual_seed(0)
+        X = torch.randn(n, *shape, generator=gen)
+        y = torch.randint(0, 10, (n,), generator=gen) if loss == "ce" else torch.randn(n, 10, generator=gen)
+        with probing(model, "batch"):
+            f, theta = _flat_loss(model, X, y, bn_mode="batch", loss=loss, names=None)
+            modes = hvp_modes(f, theta)
+            flops = {k: count_flops(fn) / per for k, (fn, per) in modes.items()}
+            times = {k: [] for k in modes}
+            order = list(modes)
+            for r in range(ROUNDS):  # the order rotates, so no mode always follows the same one
+                for k in order[r % len(order):] + order[:r % len(order)]:
+                    fn, per = modes[k]
+                    t0 = time.perf_counter()
+                    fn()
+                    times[k].append((time.perf_counter() - t0) / per)
+        med = {k: statistics.median(t) for k, t in times.items()}
+        print(f"  {name} ({theta.numel()} parameters)")
+        for k, t in med.items():
+            print(f"    {k:<27s} {1e3 * t:8.2f} ms  {flops[k] / 1e6:8.1f} MFLOP  {peak.rate(flops[k], t)}")
+        ours, others = med[BNLIB], [k for k in med if k != BNLIB]
+        worst = min(worst, min(med[k] for k in others) / ours)
+        print(f"    FLOPs per product of the best other mode / bnlib's: "
+              f"{min(flops[k] for k in others) / flops[BNLIB]:.2f}")
+    print(f"  worst model: the fastest other mode takes {worst:.2f}x bnlib's time per product")
+    return worst
+
+
+def pyhessian_tolerance(model, X, y, ref) -> float | None:
+    """The loosest PyHessian tolerance whose top-K eigenvalues are accurate (each printed)."""
     for tol in (1e-3, 1e-4, 1e-5, 1e-6):
-        eig, t, n = run_pyhessian(model, Xb, yb, tol)
+        eig, t, n = run_pyhessian(model, X, y, tol)
         err = rel_err(eig, ref.eigenvalues)
         print(f"PyHessian power   tol {tol:g}: {t:7.2f} s, {n:4d} HVPs, max rel err {err:.1e}"
               + ("  <- first accurate" if err <= ACC else ""))
         if err <= ACC:
-            t_ph, n_ph = t, n
-            break
-    if t_ph is None:
+            return tol
+    return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=2000, help="evaluation batch size (images)")
+    ap.add_argument("--steps", type=int, default=300, help="Adam steps before measuring")
+    ap.add_argument("--hvp-batch", type=int, default=500, help="inputs for the HVP-mode table")
+    args = ap.parse_args()
+    peak = Peak.measure()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {peak}")
+    hvp_table(args.hvp_batch, peak)
+    model, X, y = trained_mlp(args.steps)
+    Xb, yb = X[-args.batch:], y[-args.batch:]  # fixed batch, not among the first steps' draws
+    print(f"\nLanczos vs PyHessian: MLP 784-100-10, {sum(p.numel() for p in model.parameters())} "
+          f"parameters, batch {args.batch}, top {K} eigenvalues to {ACC:g}")
+    ref = hessian_topk(model, Xb, yb, k=K, bn_mode="running", tol=1e-9, max_iter=400)
+    print(f"reference (Lanczos, tol 1e-9, {ref.num_matvecs} HVPs): "
+          + " ".join(f"{v:.5g}" for v in ref.eigenvalues))
+    tol = pyhessian_tolerance(model, Xb, yb, ref)
+    if tol is None:
         print("PyHessian did not reach the accuracy at any tolerance tried")
+        print(headline(float("nan")))
         return
-    print(f"ratio (PyHessian / Lanczos): {t_ph / t_lz:.1f}x seconds, "
-          f"{n_ph / lz.num_matvecs:.1f}x HVPs; "
-          f"per HVP {1e3 * t_ph / n_ph:.1f} ms vs {1e3 * t_lz / lz.num_matvecs:.1f} ms")
+    runs = {"bnlib Lanczos": [], "PyHessian": []}
+    for _ in range(3):  # interleaved, so both see the same machine load
+        t0 = time.perf_counter()
+        lz = hessian_topk(model, Xb, yb, k=K, bn_mode="running", tol=ACC, seed=1)
+        runs["bnlib Lanczos"].append((time.perf_counter() - t0, lz.num_matvecs,
+                                      rel_err(lz.eigenvalues, ref.eigenvalues), lz.eigenvalues))
+        eig, t, n = run_pyhessian(model, Xb, yb, tol)
+        runs["PyHessian"].append((t, n, rel_err(eig, ref.eigenvalues), np.sort(eig)[::-1]))
+    with probing(model, "running"):
+        f, theta = _flat_loss(model, Xb, yb, bn_mode="running", loss="ce", names=None)
+        op = hvp_operator(f, theta)
+        hvp_flops = count_flops(lambda: op(torch.ones_like(theta)))
+    med = {}
+    for name, rs in runs.items():
+        t, n = statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs)
+        med[name] = t
+        print(f"{name:<14s} median of 3: {t:7.2f} s, {n:5.0f} HVPs, {1e3 * t / n:6.2f} ms/HVP, "
+              f"max rel err {max(r[2] for r in rs):.1e}; HVPs alone at "
+              f"{peak.rate(hvp_flops * n, t)}")
+        print(f"  eigenvalues: {' '.join(f'{v:.5g}' for v in rs[0][3])}")
+    ratio = med["PyHessian"] / med["bnlib Lanczos"]
+    print(f"Lanczos end to end: {ratio:.2f}x faster than PyHessian (goal >= 5x)")
+    print(headline(ratio))
 
 
 if __name__ == "__main__":

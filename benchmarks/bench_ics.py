@@ -8,6 +8,9 @@ backprop). Models: the quick-profile VGG (VGG-11 at 1/4 width with BN, batch 128
 CIFAR-shaped random tensors: timing does not depend on the pixel values) and the 25-layer
 deep linear network with BN, full batch of 1000.
 
+Each row's rate as a fraction of the machine's fp32 peak (``bnlib.peak``); headline: the
+explicit loop over the batched probe on the VGG.
+
 Run: ``.venv/bin/python benchmarks/bench_ics.py [--repeats 3]``.
 """
 
@@ -25,6 +28,7 @@ from torch import nn
 
 from bnlib.functional import loss_fn
 from bnlib.models import deep_linear, vgg, weight_layers
+from bnlib.peak import Peak, count_flops, headline
 from bnlib.probes.ics import ics, layer_of_params
 
 
@@ -71,45 +75,52 @@ def timed(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def bench(name: str, model: nn.Module, X, y, loss: str, lr: float, repeats: int) -> None:
+def bench(name: str, model: nn.Module, X, y, loss: str, lr: float, repeats: int, peak: Peak) -> float:
+    """Prints the table; returns the explicit loop's time over the batched probe's."""
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     k = len(weight_layers(model))
     trainee, trainee_opt = copy.deepcopy((model, opt))  # steps on a twin: the model stays put
     step = timed(lambda: train_step(trainee, trainee_opt, X, y, loss), repeats)
-    rows = {
-        "batched (vmap)": timed(lambda: ics(model, X, y, optimizer=opt, loss=loss,
-                                            bn_mode="batch", method="vmap"), repeats),
-        "prefix loop": timed(lambda: ics(model, X, y, optimizer=opt, loss=loss,
-                                         bn_mode="batch", method="loop"), repeats),
-        "explicit copy loop": timed(lambda: explicit_ics(model, opt, X, y, loss), repeats),
+    calls = {
+        "batched (vmap)": lambda: ics(model, X, y, optimizer=opt, loss=loss, bn_mode="batch", method="vmap"),
+        "prefix loop": lambda: ics(model, X, y, optimizer=opt, loss=loss, bn_mode="batch", method="loop"),
+        "explicit copy loop": lambda: explicit_ics(model, opt, X, y, loss),
     }
+    rows = {label: timed(fn, repeats) for label, fn in calls.items()}
+    flops = {label: count_flops(fn) for label, fn in calls.items()}
+    step_flops = count_flops(lambda: train_step(trainee, trainee_opt, X, y, loss))
     print(f"\n{name}: {k} layers, batch {X.shape[0]}, {torch.get_num_threads()} threads, "
           f"median of {repeats}")
-    print(f"  {'training step':<20s} {step * 1e3:9.1f} ms   1.00 x step")
+    print(f"  {'training step':<20s} {step * 1e3:9.1f} ms   1.00 x step  {peak.rate(step_flops, step)}")
     for label, t in rows.items():
-        print(f"  {label:<20s} {t * 1e3:9.1f} ms  {t / step:5.2f} x step")
+        print(f"  {label:<20s} {t * 1e3:9.1f} ms  {t / step:5.2f} x step  {peak.rate(flops[label], t)}")
     ref = np.array(explicit_ics(model, opt, X, y, loss))
     got = ics(model, X, y, optimizer=opt, loss=loss, bn_mode="batch")["l2"]
     print(f"  max |l2 probe - l2 explicit| / max l2 = {np.abs(got - ref).max() / ref.max():.1e}")
     explicit = rows["explicit copy loop"]
     print(f"  explicit loop / batched (vmap) = {explicit / rows['batched (vmap)']:.2f}   "
           f"explicit loop / prefix loop = {explicit / rows['prefix loop']:.2f}")
+    return explicit / rows["batched (vmap)"]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    peak = Peak.measure()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {peak}")
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     X = torch.randn(128, 3, 32, 32, generator=g)  # CIFAR-shaped batch (N, C, H, W)
     y = torch.randint(0, 10, (128,), generator=g)
-    bench("VGG-11 width 1/4, BN", vgg(11, width=0.25, norm="bn"), X, y, "ce", 0.1,
-          args.repeats)
+    ratio = bench("VGG-11 width 1/4, BN", vgg(11, width=0.25, norm="bn"), X, y, "ce", 0.1,
+                  args.repeats, peak)
     X = torch.randn(1000, 10, generator=g)  # DLN: x ~ N(0, I), targets A x
     y = X @ torch.randn(10, 10, generator=g).T
     bench("DLN 25 x (10x10), BN, full batch", deep_linear(depth=25, width=10, norm="bn"), X, y,
-          "mse_sum", 1e-6, args.repeats)
+          "mse_sum", 1e-6, args.repeats, peak)
+    print("headline: explicit copy loop / batched (vmap) probe on the VGG")
+    print(headline(ratio))
 
 
 if __name__ == "__main__":

@@ -7,15 +7,20 @@ streams the data subset through a ``DataLoader`` (``SubsetRandomSampler``, batch
 workers as its ``--threads 2`` default) whose dataset converts each uint8 image to a PIL image
 and applies ``ToTensor`` and ``Normalize`` one image at a time (torchvision's transforms,
 written out here because torchvision is not a dependency), then writes the partial grid.
-bnlib holds the same subset as one standardised tensor and evaluates ``--points-per-call``
-grid points per vmapped ``functional_call``. Same model, directions, subset and grid; the two
-surfaces are compared, then the timings, points per second and the ratio are printed.
+bnlib holds the same subset as one standardised tensor (``probes.surface.evaluate_grid``: one
+grid point per call, channels-last, the first layer's outputs reused). loss-landscapes
+(``pip install --no-deps loss-landscapes``, ``random_plane``, filter normalisation) runs on the
+same model and subset; its directions are its own, so only its time is comparable. Models:
+LeNet + BN and the book's VGG-11/8 + BN, briefly trained; 1 torch thread by default.
 
-If the ``loss-landscapes`` package is installed (``pip install --no-deps loss-landscapes``),
-its ``random_plane`` (filter normalisation) runs on the same model and subset too; its
-directions are its own, so only its time is comparable.
+The three methods run interleaved, 3 rounds, medians; each rate at the nominal FLOPs of one
+forward pass per grid point (``FlopCounterMode``) as a fraction of the machine's fp32 peak
+(``bnlib.peak``). The engine is then run with 4 grid points per vmapped call, and
+``torch.profiler`` splits its time by operator kind for 1 and 4 points per call: the measured
+reason several points per call do not pay on this CPU. Headline: the engine's smallest
+speed-up over a peer on either model.
 
-    .venv/bin/python benchmarks/bench_surface.py [--model lenet|vgg] [--grid 5] [--n 1000]
+    .venv/bin/python benchmarks/bench_surface.py [--grid 4] [--n 1000 500] [--sweep 4 16] [--threads 1]
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import argparse
 import copy
 import os
 import resource
+import statistics
 import tempfile
 import time
 
@@ -34,6 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, SubsetRandomSampler
 
 from bnlib.models import lenet, vgg
+from bnlib.peak import Peak, count_flops, headline
 from bnlib.probes.directions import random_direction
 from bnlib.probes.surface import surface_2d
 
@@ -98,8 +105,8 @@ def timed(fn):
 
 
 def run_loss_landscapes(model: nn.Module, X: torch.Tensor, y: torch.Tensor, steps: int):
-    """Wall and CPU time of ``loss_landscapes.random_plane`` on the same model and data,
-    or why it did not run."""
+    """``loss_landscapes.random_plane`` on the same model and data: its grid, or None and why
+    it did not run."""
     try:
         import loss_landscapes
         import loss_landscapes.metrics
@@ -108,87 +115,120 @@ def run_loss_landscapes(model: nn.Module, X: torch.Tensor, y: torch.Tensor, step
     metric = loss_landscapes.metrics.Loss(nn.CrossEntropyLoss(), X, y)
     m = copy.deepcopy(model).eval()
     try:
-        grid, wall, cpu = timed(lambda: loss_landscapes.random_plane(
-            m, metric, distance=2.0, steps=steps, normalization="filter", deepcopy_model=True))
+        grid = loss_landscapes.random_plane(m, metric, distance=2.0, steps=steps,
+                                            normalization="filter", deepcopy_model=True)
     except Exception as e:  # an incompatible version of the package is a result to report
         return None, f"failed: {type(e).__name__}: {e}"
-    return (wall, cpu), f"grid {np.shape(grid)}"
+    return grid, f"grid {np.shape(grid)}"
+
+
+def trained_model(kind: str, X: torch.Tensor, y: torch.Tensor) -> nn.Module:
+    """LeNet or VGG-11/8 with BN after 10 Adam steps, so biases and BN statistics are those of a
+    (briefly) trained net (with zero biases loss-landscapes' filter normalisation divides by 0)."""
+    model = lenet(norm="bn", seed=0) if kind == "lenet" else vgg(11, width=0.125, norm="bn", seed=0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    for idx in torch.randperm(len(X), generator=torch.Generator().manual_seed(0)).split(128)[:10]:
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+        opt.step()
+    return model.eval()
+
+
+def op_shares(fn) -> dict[str, float]:
+    """Self CPU seconds of one call of ``fn`` by kind of operator (torch.profiler)."""
+    kinds = {"convolution": ("conv",), "max-pool": ("max_pool",), "batch norm": ("batch_norm",),
+             "copies": ("copy_", "cat", "clone")}
+    with torch.profiler.profile() as prof:
+        fn()
+    out = dict.fromkeys([*kinds, "other"], 0.0)
+    for ev in prof.key_averages():
+        kind = next((k for k, keys in kinds.items() if any(w in ev.key for w in keys)), "other")
+        out[kind] += ev.self_cpu_time_total / 1e6
+    return out
+
+
+def bench_model(kind: str, n: int, images, labels, args, peak: Peak) -> tuple[float, float]:
+    """Prints one model's table; returns (reference / engine, loss-landscapes / engine)."""
+    images, labels = images[:n], labels[:n]
+    X = ((torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255            # (N, 3, 32, 32)
+          - torch.tensor(MEAN, dtype=torch.float32)[:, None, None])
+         / torch.tensor(STD, dtype=torch.float32)[:, None, None])
+    y = torch.from_numpy(labels).long()
+    model = trained_model(kind, X, y)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    d1, d2 = (random_direction(params, seed=s) for s in (1, 2))
+    xs = np.linspace(-1, 1, args.grid)
+    n_points, flops = len(xs) ** 2, count_flops(lambda: model(X))  # a full forward per point
+    print(f"\n{kind} + BN: {sum(p.numel() for p in params.values())} params, {n} images, grid "
+          f"{args.grid}x{args.grid}, {flops / 1e9:.3f} GFLOP per point (one forward pass), "
+          f"3 interleaved rounds, medians")
+
+    def engine(ppc: int = 1):
+        return surface_2d(model, X, y, directions=(d1, d2), xs=xs, ys=xs, bn_mode="running",
+                          batch_size=args.batch_size, points_per_call=ppc)
+
+    loader = DataLoader(PerImageCIFAR(images, labels), batch_size=128,
+                        sampler=SubsetRandomSampler(torch.arange(n)), shuffle=False,
+                        num_workers=args.workers)
+    tmp = tempfile.mkdtemp()
+    methods = {"reference loop": lambda: reference_surface(
+                   model, list(d1.values()), list(d2.values()), xs, xs, loader, os.path.join(tmp, "s.npy")),
+               "bnlib engine": engine,
+               "loss-landscapes": lambda: run_loss_landscapes(model, X, y, args.grid)}
+    runs = {k: [] for k in methods}
+    for _ in range(3):
+        for k, fn in methods.items():
+            runs[k].append(timed(fn))
+    if runs["loss-landscapes"][0][0][0] is None:
+        print(f"loss-landscapes random_plane: {runs['loss-landscapes'][0][0][1]}")
+        del runs["loss-landscapes"]
+    ref, ours = runs["reference loop"][0][0], runs["bnlib engine"][0][0]
+    print(f"max relative difference of the two surfaces: {np.abs(ours.loss - ref).max() / np.abs(ref).max():.2e}")
+    print("                   wall s   points/s   CPU s (self + workers)")
+    med = {}
+    for k, rs in runs.items():
+        w, c = statistics.median(r[1] for r in rs), statistics.median(r[2] for r in rs)
+        med[k] = w
+        print(f"{k:<17s}: {w:7.2f}  {n_points / w:9.2f}  {c:9.2f}   {peak.rate(flops * n_points, w)}")
+    for ppc in args.sweep:  # several grid points per vmapped call: measured, and why
+        _, w, c = timed(lambda ppc=ppc: engine(ppc))
+        print(f"engine {ppc:2d} pts/call: {w:7.2f}  {n_points / w:9.2f}  {c:9.2f}   {peak.rate(flops * n_points, w)}")
+    for ppc in (1, *args.sweep[:1]):
+        shares = op_shares(lambda ppc=ppc: engine(ppc))
+        print(f"  where the time goes, {ppc} pts/call (self CPU s): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in shares.items()))
+    r_ref = med["reference loop"] / med["bnlib engine"]
+    r_ll = med.get("loss-landscapes", float("nan")) / med["bnlib engine"]
+    print(f"engine: {r_ref:.2f}x faster than the reference loop (goal 5x), {r_ll:.2f}x faster than "
+          "loss-landscapes (goal 3x)")
+    return r_ref, r_ll
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", choices=["lenet", "vgg"], default="lenet")
-    ap.add_argument("--bn", choices=["bn", "none"], default="bn", help="norm kind of the model")
-    ap.add_argument("--width", type=float, default=0.25, help="VGG-16 width multiplier")
-    ap.add_argument("--grid", type=int, default=5, help="points per axis on [-1, 1]")
-    ap.add_argument("--n", type=int, default=1000, help="training images in the subset")
-    ap.add_argument("--points-per-call", type=int, default=1, help="bnlib: points per vmap call")
+    ap.add_argument("--grid", type=int, default=4, help="points per axis on [-1, 1]")
+    ap.add_argument("--n", type=int, nargs=2, default=[1000, 500],
+                    help="training images in the subset: LeNet, VGG-11/8")
     ap.add_argument("--batch-size", type=int, default=250, help="bnlib: images per forward pass")
-    ap.add_argument("--sweep", type=int, nargs="*", default=[4, 16],
+    ap.add_argument("--sweep", type=int, nargs="*", default=[4],
                     help="bnlib again with these points per call (vmap), for comparison")
     ap.add_argument("--workers", type=int, default=2, help="reference DataLoader workers")
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads for both (0: torch's default; see the module doc)")
+                    help="torch threads for all (0: torch's default)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-
     root = os.environ.get("BNLIB_DATA", "../shared/data")
     with np.load(os.path.join(root, "cifar10-mini.npz")) as f:
-        images, labels = f["x_train"][: args.n], f["y_train"][: args.n]
-    X = ((torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255            # (N, 3, 32, 32)
-          - torch.tensor(MEAN, dtype=torch.float32)[:, None, None])
-         / torch.tensor(STD, dtype=torch.float32)[:, None, None])
-    y = torch.from_numpy(labels)
-
-    model = (lenet(norm=args.bn, seed=0) if args.model == "lenet"
-             else vgg(16, width=args.width, norm=args.bn, seed=0))
-    # a few Adam steps, so biases and BN statistics are those of a (briefly) trained net; with
-    # zero biases loss-landscapes' filter normalisation divides by zero
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    for idx in torch.randperm(args.n, generator=torch.Generator().manual_seed(0)).split(128)[:10]:
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
-        opt.step()
-    model.eval()
-    params = {k: v.detach() for k, v in model.named_parameters()}
-    d1, d2 = (random_direction(params, seed=s) for s in (1, 2))
-    xs = np.linspace(-1, 1, args.grid)
-    n_points = len(xs) ** 2
-    print(f"model {args.model} ({args.bn}), {sum(p.numel() for p in params.values())} params, "
-          f"{args.n} images, grid {args.grid}x{args.grid}, torch threads {torch.get_num_threads()}")
-
-    ours, w_ours, c_ours = timed(lambda: surface_2d(
-        model, X, y, directions=(d1, d2), xs=xs, ys=xs, bn_mode="running",
-        batch_size=args.batch_size, points_per_call=args.points_per_call))
-
-    loader = DataLoader(PerImageCIFAR(images, labels), batch_size=128,
-                        sampler=SubsetRandomSampler(torch.arange(args.n)), shuffle=False,
-                        num_workers=args.workers)
-    with tempfile.TemporaryDirectory() as tmp:
-        ref, w_ref, c_ref = timed(lambda: reference_surface(
-            model, list(d1.values()), list(d2.values()), xs, xs, loader,
-            os.path.join(tmp, "surface.npy")))
-
-    err = np.abs(ours.loss - ref).max() / np.abs(ref).max()
-    print(f"max relative difference of the two surfaces: {err:.2e}")
-    print("                 wall s   points/s     CPU s (self + workers)")
-    print(f"reference loop : {w_ref:7.2f}  {n_points / w_ref:9.2f}  {c_ref:9.2f}")
-    print(f"bnlib engine   : {w_ours:7.2f}  {n_points / w_ours:9.2f}  {c_ours:9.2f}")
-    print(f"ratio          : {w_ref / w_ours:7.2f}x wall, {c_ref / c_ours:.2f}x CPU")
-    for ppc in args.sweep:  # does evaluating several grid points per vmapped call pay here?
-        _, w, c = timed(lambda ppc=ppc: surface_2d(
-            model, X, y, directions=(d1, d2), xs=xs, ys=xs, bn_mode="running",
-            batch_size=args.batch_size, points_per_call=ppc))
-        print(f"bnlib, {ppc:2d} pts/call: {w:7.2f}  {n_points / w:9.2f}  {c:9.2f}")
-    t_ll, note = run_loss_landscapes(model, X, y, args.grid)
-    if t_ll is None:
-        print(f"loss-landscapes random_plane: {note}")
-    else:
-        print(f"loss-landscapes: {t_ll[0]:7.2f}  {n_points / t_ll[0]:9.2f}  {t_ll[1]:9.2f}  "
-              f"(random_plane, {note}; {t_ll[0] / w_ours:.2f}x wall, {t_ll[1] / c_ours:.2f}x CPU "
-              "of bnlib)")
+        images, labels = f["x_train"][: max(args.n)], f["y_train"][: max(args.n)]
+    peak = Peak.measure()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {peak}")
+    ratios = [bench_model(kind, n, images, labels, args, peak) for kind, n in zip(("lenet", "vgg"), args.n)]
+    worst = min(r for pair in ratios for r in pair if r == r)
+    print("headline: the engine's smallest speed-up over a peer (reference loop or loss-landscapes), "
+          "over both models")
+    print(headline(worst))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Training throughput of the quick-profile VGG: bnlib's device-tensor data path against a
 conventional torch.utils.data.DataLoader loop (per-image ToTensor + Normalize in __getitem__,
-shuffling, workers), same model, optimiser, batch size and data, measured in one run.
+shuffling, workers), same model, optimiser, batch size and data, measured in one run; each
+rate as a fraction of the machine's fp32 peak (``bnlib.peak``). Headline: bnlib / DataLoader.
 
     .venv/bin/python benchmarks/bench_throughput.py [--steps 40] [--workers 2]
 """
@@ -15,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from bnlib import data, models, train
+from bnlib.peak import Peak, count_flops, headline
 
 
 class CifarImages(Dataset):
@@ -44,12 +46,11 @@ def time_bnlib(d: data.Data, steps: int, bs: int, warmup: int) -> float:
     torch.manual_seed(0)
     model = models.vgg(11, width=0.25, norm="bn").train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    gen = torch.Generator().manual_seed(0)
-    batches = train._batches(len(d.X_train), bs, gen, d.device)  # the loop train.fit uses
+    batches = train.Batches(len(d.X_train), bs, 0, d.device)  # the batches train.fit draws
     for i in range(warmup + steps):
         if i == warmup:
             t0 = time.perf_counter()
-        idx = next(batches)
+        idx = batches(i)
         step(model, opt, d.X_train[idx], d.y_train[idx])
     return steps * bs / (time.perf_counter() - t0)
 
@@ -80,14 +81,21 @@ def main() -> None:
     x, y = raw["x_train"][:20_000], raw["y_train"][:20_000]
     mean, std = x.mean(axis=(0, 1, 2)) / 255, x.std(axis=(0, 1, 2)) / 255
     d = data.load("cifar10", train_size=20_000, test_size=10)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, VGG-11 x0.25 + BN, "
-          f"batch {args.batch_size}, {args.steps} timed steps each")
+    peak = Peak.measure()
+    model = models.vgg(11, width=0.25, norm="bn").train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    Xb, yb = d.X_train[:args.batch_size], d.y_train[:args.batch_size]
+    per_image = count_flops(lambda: step(model, opt, Xb, yb)) / args.batch_size
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {peak}")
+    print(f"VGG-11 x0.25 + BN, batch {args.batch_size}, {per_image * args.batch_size / 1e9:.2f} "
+          f"GFLOP per step, {args.steps} timed steps each")
     ours = time_bnlib(d, args.steps, args.batch_size, args.warmup)
-    print(f"bnlib device tensors       : {ours:8.1f} images/s")
+    print(f"bnlib device tensors       : {ours:8.1f} images/s  {peak.rate(per_image * ours, 1.0)}")
     theirs = time_dataloader(CifarImages(x, y, mean, std), args.steps, args.batch_size, args.warmup,
                              args.workers)
-    print(f"DataLoader ({args.workers} workers)     : {theirs:8.1f} images/s")
+    print(f"DataLoader ({args.workers} workers)     : {theirs:8.1f} images/s  {peak.rate(per_image * theirs, 1.0)}")
     print(f"ratio bnlib / DataLoader   : {ours / theirs:.2f}x")
+    print(headline(ours / theirs))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,25 @@
+"""bnlib.peak: FLOP counting, the fraction of the measured peak, the headline line."""
+
+from __future__ import annotations
+
+import torch
+
+from bnlib.peak import Peak, count_flops, headline
+
+
+def test_count_flops_of_a_matmul_and_a_linear_backward():
+    a, b = torch.randn(8, 5), torch.randn(5, 3)
+    assert count_flops(lambda: a @ b) == 2 * 8 * 5 * 3
+    w = torch.randn(3, 5, requires_grad=True)
+    # forward x w^T, backward grad_w = g^T x (x needs no gradient): twice the forward
+    assert count_flops(lambda: (a @ w.T).sum().backward()) == 2 * (2 * 8 * 5 * 3)
+
+
+def test_peak_fraction_and_lines():
+    peak = Peak(flops_per_s=1e9, threads=2, n=64)
+    assert peak.fraction(5e8, 1.0) == 0.5
+    assert "50.0% of peak" in peak.rate(1e9, 2.0)
+    assert "no matmul" in peak.rate(0, 1.0)
+    assert headline(20.866) == "ratio 20.87x"
+    measured = Peak.measure(n=64, repeats=3)
+    assert measured.flops_per_s > 0 and measured.threads == torch.get_num_threads()
