@@ -54,8 +54,8 @@ def answers(folder: Path) -> dict[str, str]:
 # Rows of other chapters the answer section quotes: (chapter, a stable part of the claim's text, a part
 # of its criterion, ``{lr}`` the VGG learning rate; the ICS chapter has the claim at two rates).
 CITED = {"training": ("training", "lower training loss", ""),
-         "ics": ("ics_measure", "ICS is similar or larger (VGG)", "lr {lr:g};"),
-         "beta": ("smoothness", "effective beta-smoothness is lower", ""),
+         "ics": ("ics_measure", "ICS is similar or larger (VGG", "lr {lr:g};"),
+         "beta": ("smoothness", "effective β-smoothness is lower", ""),
          "grad": ("smoothness", "BN lowers gradient magnitudes", ""),
          "lp": ("lp_norms", "smooth the landscape like BatchNorm (VGG)", "")}
 

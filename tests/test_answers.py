@@ -36,10 +36,10 @@ def test_answers_say_so_when_the_chapters_are_missing(tmp_path):
     assert all("Not answered in this run" in a[f"answer_{i}"] for i in range(1, len(summary.QUESTIONS) + 1))
 
 
-def _cited_chapters(path, ics_claim="With BN, ICS is similar or larger (VGG)"):
+def _cited_chapters(path, ics_claim="With BN, ICS is similar or larger (VGG, lr 0.1)"):
     claims = {"training": ["BN reaches a lower training loss within the same step budget"],
               "ics_measure": [ics_claim, ics_claim],
-              "smoothness": ["VGG: other", "VGG: effective beta-smoothness is lower with BN",
+              "smoothness": ["VGG: other", "VGG: effective β-smoothness is lower with BN",
                              "VGG: BN lowers gradient magnitudes (a more Lipschitz loss)"],
               "lp_norms": ["other", "lp schemes smooth the landscape like BatchNorm (VGG)",
                            "lp schemes smooth the landscape like BatchNorm (DLN)"]}
