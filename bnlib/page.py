@@ -86,7 +86,8 @@ def settings(cfg, *, chapter: str | None = None) -> None:
     glue("device", _device(cfg.device))
     rows = []
     for k in ("seed", *mod.KEY_SETTINGS):
-        glue(f"cfg_{k}", _fmt(getattr(cfg, k)))
+        v = getattr(cfg, k)
+        glue(f"cfg_{k}", v if type(v) is int else _fmt(v))  # an int keeps formats like {glue:text}`key:,`
         rows.append(f"| `{k}` | {_fmt(getattr(cfg, k))} | {known[k].metadata['help']} |")
     scale = {"smoke": "a plumbing test on tiny data, not a result",
              "quick": "CPU-sized: smaller models and fewer steps than the paper",

@@ -39,3 +39,9 @@ def test_glued_text_comes_back_as_the_same_string_and_numbers_read_as_written():
     for s in ("0, 1, 2", "2,000", "1e-6", 'a "quoted" \\ word'):
         assert literal_eval(repr(page.Text(s))) == s  # what {glue:text} does with the record
     assert [page.number(v) for v in (1e-6, 0.1, 2.0, 1.5e20)] == ["1e-6", "0.1", "2", "1.5e20"]
+
+
+def test_an_int_setting_is_glued_as_an_int_so_number_formats_apply():
+    from bnlib import page
+
+    assert page._fmt(1e-6) == "1e-6" and page._fmt([0.1, 0.5]) == "0.1, 0.5"
