@@ -41,7 +41,7 @@ def test_glued_text_comes_back_as_the_same_string_and_numbers_read_as_written():
     assert [page.number(v) for v in (1e-6, 0.1, 2.0, 1.5e20)] == ["1e-6", "0.1", "2", "1.5e20"]
 
 
-def test_an_int_setting_is_glued_as_an_int_so_number_formats_apply():
+def test_float_settings_read_as_written():
     from bnlib import page
 
     assert page._fmt(1e-6) == "1e-6" and page._fmt([0.1, 0.5]) == "0.1, 0.5"
