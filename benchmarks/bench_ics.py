@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -28,7 +25,7 @@ from torch import nn
 
 from bnlib.functional import loss_fn
 from bnlib.models import deep_linear, vgg, weight_layers
-from bnlib.peak import Peak, count_flops, headline
+from bnlib.peak import Peak, count_flops, headline, median_seconds
 from bnlib.probes.ics import ics, layer_of_params
 
 
@@ -64,29 +61,18 @@ def explicit_ics(model: nn.Module, opt: torch.optim.Optimizer, X, y, loss: str) 
     return l2
 
 
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time in seconds over ``repeats`` calls, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def bench(name: str, model: nn.Module, X, y, loss: str, lr: float, repeats: int, peak: Peak) -> float:
     """Prints the table; returns the explicit loop's time over the batched probe's."""
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     k = len(weight_layers(model))
     trainee, trainee_opt = copy.deepcopy((model, opt))  # steps on a twin: the model stays put
-    step = timed(lambda: train_step(trainee, trainee_opt, X, y, loss), repeats)
+    step = median_seconds(lambda: train_step(trainee, trainee_opt, X, y, loss), repeats)
     calls = {
         "batched (vmap)": lambda: ics(model, X, y, optimizer=opt, loss=loss, bn_mode="batch", method="vmap"),
         "prefix loop": lambda: ics(model, X, y, optimizer=opt, loss=loss, bn_mode="batch", method="loop"),
         "explicit copy loop": lambda: explicit_ics(model, opt, X, y, loss),
     }
-    rows = {label: timed(fn, repeats) for label, fn in calls.items()}
+    rows = {label: median_seconds(fn, repeats) for label, fn in calls.items()}
     flops = {label: count_flops(fn) for label, fn in calls.items()}
     step_flops = count_flops(lambda: train_step(trainee, trainee_opt, X, y, loss))
     print(f"\n{name}: {k} layers, batch {X.shape[0]}, {torch.get_num_threads()} threads, "
