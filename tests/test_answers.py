@@ -8,14 +8,18 @@ import pytest
 from bnlib import answers, summary
 
 
-def _chapter(path, name, verdicts):
-    rows = [{"claim": f"claim {i}", "source": "s", "criterion": "c", "measured": "m", "verdict": v}
-            for i, v in enumerate(verdicts, 1)]
+def _executed(path, name, rows):
+    """An executed chapter that glued ``rows`` as its claims table."""
     out = {"output_type": "display_data", "metadata": {"scrapbook": {"name": "claims_json"}},
            "data": {summary.RECORD: json.dumps(rows)}}
     nb = {"cells": [{"cell_type": "markdown", "source": f"# Chapter {name}", "metadata": {}},
                     {"cell_type": "code", "source": "", "metadata": {}, "outputs": [out]}]}
     (path / f"{name}.ipynb").write_text(json.dumps(nb))
+
+
+def _chapter(path, name, verdicts):
+    _executed(path, name, [{"claim": f"claim {i}", "source": "s", "criterion": "c", "measured": "m", "verdict": v}
+                           for i, v in enumerate(verdicts, 1)])
 
 
 def test_answers_are_computed_from_the_executed_chapters(tmp_path):
@@ -47,11 +51,7 @@ def _cited_chapters(path, ics_claim="With BN, ICS is similar or larger (VGG, lr 
         for n in names:
             rows = [{"claim": c, "source": "s", "criterion": f"lr {lr}; c", "measured": f"m {n} {i}",
                      "verdict": "reproduced"} for i, (c, lr) in enumerate(zip(claims.get(n, ["x"]), [0.1, 0.01, 0.1]))]
-            out = {"output_type": "display_data", "metadata": {"scrapbook": {"name": "claims_json"}},
-                   "data": {summary.RECORD: json.dumps(rows)}}
-            nb = {"cells": [{"cell_type": "markdown", "source": f"# Chapter {n}", "metadata": {}},
-                            {"cell_type": "code", "source": "", "metadata": {}, "outputs": [out]}]}
-            (path / f"{n}.ipynb").write_text(json.dumps(nb))
+            _executed(path, n, rows)
 
 
 def test_cited_rows_are_found_by_their_claim_text(tmp_path):

@@ -172,3 +172,10 @@ def test_every_glued_setting_is_glued_by_the_settings_header():
 
     used = set(re.findall(r"\{glue:text\}`cfg_([a-z_0-9]+)", _markdown()))
     assert used <= {"seed", *ch.KEY_SETTINGS, *ch.THRESHOLDS}, used - {*ch.KEY_SETTINGS, *ch.THRESHOLDS}
+
+
+def test_paper_text_is_written_from_the_paper_profile():
+    from bnlib import config
+
+    p, text = config.resolve(ch.Params, "paper"), ch.paper_text()
+    assert f"{p.num_steps:,} steps" in text and f"{p.gd_steps:,} steps" in text and f"{p.gd_size:,} images" in text

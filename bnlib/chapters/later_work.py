@@ -24,6 +24,7 @@ from ..claims import Claim, Criterion, identity, left_chance, less, verdict
 from ..config import Interval, ListOf, OneOf, param
 from ..data import DataSpec
 from ..models import ModelSpec
+from ..page import count
 from ..train import History, TrainConfig
 
 TITLE = "What the book found, and what later work says"
@@ -221,10 +222,6 @@ def _tuned(bn_best, none_best, lrs, chance_frac) -> tuple[str, str]:
     if _fails(none_best[0], chance_frac):
         return text + "; inconclusive: the standard net trained at no swept rate", "inconclusive"
     return text, verdict(bn_best[0] < none_best[0])
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _fmt(xs) -> str:
@@ -460,14 +457,23 @@ def claims_edge(cfg: Params, sharp: pd.DataFrame) -> list[Claim]:
 
 # ---------------------------------------------------------------- numbers the prose quotes
 
+def paper_text() -> str:
+    """What the ``paper`` profile runs, in words, from its settings (never typed by hand)."""
+    p = config.resolve(Params, "paper")
+    return (f"runs the paper's VGG for {p.num_steps:,} steps, probes the scale every {p.scale_every:,} steps, "
+            f"and trains the gradient-descent runs on {p.gd_size:,} images for {p.gd_steps:,} steps at "
+            f"{count(len(p.gd_lrs), 'step size')} ({', '.join(f'{x:g}' for x in p.gd_lrs)})")
+
+
 def numbers(cfg: Params, hist: dict, sweep: dict, res: dict, sharp: pd.DataFrame) -> dict[str, Any]:
     """Every number the chapter's prose quotes, by glue key (means over seeds unless said)."""
     m = matched(cfg, hist)
     out: dict[str, Any] = {f"m_{k}": float(np.mean(v)) for k, v in m.items()}
+    out["paper_text"] = paper_text()
     lead, lead_large = np.subtract(m["none"], m["bn"]), np.subtract(m["none"], m["bn_large"])
     out |= {"lead": float(lead.mean()), "lead_large": float(lead_large.mean()),
             "sweep_lrs": ", ".join(f"{x:g}" for x in sorted({k[1] for k in sweep})),
-            "sweep_seeds": _count(len({k[-1] for k in sweep}), "seed"),
+            "sweep_seeds": count(len({k[-1] for k in sweep}), "seed"),
             "sweep_steps": smoothness_cfg(cfg).sweep_steps}
     seeds = profiles.seeds(cfg)
     fed = np.asarray(res[("bn", seeds[0])]["bn_fed"][0], bool)
