@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 
 def median_seconds(fn: Callable[[], object], repeats: int = 3) -> float:
@@ -33,9 +33,29 @@ def median_seconds(fn: Callable[[], object], repeats: int = 3) -> float:
     return statistics.median(times)
 
 
+def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation,
+                         transposed, _output_padding, groups, output_mask, out_shape=None, **_) -> int:
+    """torch's formula for ``convolution_backward``, except that the weight gradient of a
+    grouped convolution pairs each group's input channels with that group's output channels
+    only: torch's formula pairs every input channel with every output channel, ``groups``
+    times too many (``vmap`` over convolution weights makes grouped convolutions)."""
+    def t(shape):
+        return [shape[1], shape[0], *shape[2:]]
+
+    flops = 0
+    if output_mask[0]:
+        flops += conv_flop_count(grad_out_shape, w_shape, out_shape[0], not transposed)
+    if output_mask[1]:
+        a, b = (grad_out_shape, x_shape) if transposed else (x_shape, grad_out_shape)
+        flops += conv_flop_count(t(a), t(b), t(out_shape[1]), transposed=False) // groups
+    return flops
+
+
 def count_flops(fn: Callable[[], object]) -> int:
-    """FLOPs of one call of ``fn`` (matrix products and convolutions), by ``FlopCounterMode``."""
-    with FlopCounterMode(display=False) as counter:
+    """FLOPs of one call of ``fn`` (matrix products and convolutions), by ``FlopCounterMode``
+    with grouped convolutions' weight gradients counted per group (``_conv_backward_flops``)."""
+    mapping = {torch.ops.aten.convolution_backward: _conv_backward_flops}
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         fn()
     return int(counter.get_total_flops())
 

@@ -15,6 +15,22 @@ def test_count_flops_of_a_matmul_and_a_linear_backward():
     assert count_flops(lambda: (a @ w.T).sum().backward()) == 2 * (2 * 8 * 5 * 3)
 
 
+def test_a_grouped_convolution_counts_what_its_groups_count_apart():
+    x = torch.randn(4, 6, 8, 8, requires_grad=True)
+    w = torch.randn(9, 2, 3, 3, requires_grad=True)  # 3 groups of 2 -> 3 channels
+
+    def grouped():
+        torch.nn.functional.conv2d(x, w, padding=1, groups=3).sum().backward()
+
+    def apart():
+        for xg, wg in zip(x.split(2, 1), w.split(3, 0)):
+            torch.nn.functional.conv2d(xg, wg, padding=1).sum().backward()
+
+    one = 2 * 4 * 8 * 8 * 3 * 2 * 9  # one group's forward: 2 x batch x pixels x c_out x c_in x 3x3
+    assert count_flops(apart) == 3 * 3 * one  # forward, input gradient, weight gradient
+    assert count_flops(grouped) == count_flops(apart)
+
+
 def test_peak_fraction_and_lines():
     peak = Peak(flops_per_s=1e9, threads=2, n=64)
     assert peak.fraction(5e8, 1.0) == 0.5

@@ -127,14 +127,18 @@ def ics(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, optimizer: torch.
         moved = [owner[n] for n in old if not torch.equal(old[n], new[n])]
         lanes = [i for i in layers if moved and min(moved) < i]  # others: G' = G exactly
         Gp = {i: G[wnames[i - 1]] for i in layers if i not in lanes}
-        if method == "auto":
-            method = "vmap" if X.is_cuda or _loop_unsupported(model) else "loop"
+        method = auto_method(model, X) if method == "auto" else method
         if lanes and method == "vmap":
             with preserved_rng(model):
                 Gp |= _lanes_vmap(f, lanes, wnames, owner, old, new, buffers, chunk_size)
         elif lanes:
             Gp |= _lanes_loop(model, crit, X, y, lanes, wnames, old, new, buffers)
     return _compare([G[wnames[i - 1]] for i in layers], [Gp[i] for i in layers], layers)
+
+
+def auto_method(model: nn.Module, X: torch.Tensor) -> str:
+    """What ``method="auto"`` runs: vmap on CUDA or where the loop does not apply, else loop."""
+    return "vmap" if X.is_cuda or _loop_unsupported(model) else "loop"
 
 
 def _loop_unsupported(model: nn.Module) -> str:
