@@ -1,12 +1,14 @@
 """The last chapter's answer section, read from the executed chapters' claims (like the answer
-page, so it sits with ``summary``): per question of the paper, the tally and the claims that held
-and did not, and the rows it quotes, found by their claim's text."""
+page, so it sits with ``summary``): per question of the paper, the tally and, in a closed
+dropdown, the claims that held and did not (MyST, glued as Markdown), and the rows it quotes,
+found by their claim's text."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
+from IPython.display import Markdown
 
 from . import book, summary
 
@@ -24,30 +26,40 @@ def read_claims(folder: Path) -> pd.DataFrame | None:
         return None
 
 
+MARKUP = "\\`*_[]<>$|#{}"  # characters a claim's text may hold that MyST would read as markup
+
+
+def _plain(text: str) -> str:
+    return "".join("\\" + c if c in MARKUP else c for c in text)
+
+
 def _listing(df: pd.DataFrame, v: str) -> str:
     rows = df[df.verdict == v]
-    return "; ".join(f"{r.claim} ({r.chapter}, row {r.row})" for r in rows.itertuples())
+    return "\n".join(f"- {_plain(r.claim)} ({summary.place(r.chapter)}, row {r.row})" for r in rows.itertuples())
 
 
 def answer(df: pd.DataFrame, question: str) -> str:
-    """One question's answer in plain sentences: the tally, then which claims held and which did not."""
+    """One question's answer in MyST: the tally, then a closed dropdown naming the claims that
+    held, held in part and did not, one per line."""
     q = df[df.question == question]
+    lists = [f"**{lead}** ({(q.verdict == v).sum()})\n\n{_listing(q, v)}"
+             for v, lead in (("reproduced", "Reproduced"), ("partly", "In part"), ("not reproduced", "Not reproduced"))
+             if (q.verdict == v).any()]
     text = summary.tally_sentence(list(q.verdict))
-    for v, lead in (("reproduced", "Reproduced"), ("partly", "In part"), ("not reproduced", "Not reproduced")):
-        if (q.verdict == v).any():
-            text += f" {lead}: {_listing(q, v)}."
+    if lists:
+        text += "\n\n:::{dropdown} The claims behind this tally\n" + "\n\n".join(lists) + "\n:::\n"
     return text
 
 
-def answers(folder: Path) -> dict[str, str]:
-    """``answer_<i>`` (1-based, ``summary.QUESTIONS`` order) and ``answer_source``; a plain
-    statement instead of an answer when the executed chapters are missing."""
+def answers(folder: Path) -> dict[str, str | Markdown]:
+    """``answer_<i>`` (1-based, ``summary.QUESTIONS`` order; Markdown, for ``{glue:md}``) and
+    ``answer_source``; a plain statement instead of an answer when the executed chapters are missing."""
     df = read_claims(folder)
     if df is None:
-        missing = (f"Not answered in this run: the executed chapters are not in {folder} (a standalone run of "
-                   "this page). Run `python -m bnlib book`, which executes this page after every other.")
+        missing = Markdown(f"Not answered in this run: the executed chapters are not in `{folder}` (a standalone "
+                           "run of this page). Run `python -m bnlib book`, which executes this page after every other.")
         return {"answer_source": "missing", **{f"answer_{i}": missing for i in range(1, len(summary.QUESTIONS) + 1)}}
-    out = {f"answer_{i}": answer(df, q) for i, (q, _) in enumerate(summary.QUESTIONS, 1)}
+    out = {f"answer_{i}": Markdown(answer(df, q)) for i, (q, _) in enumerate(summary.QUESTIONS, 1)}
     return {"answer_source": f"{len(df)} claims of {df.chapter.nunique()} chapters", **out}
 
 

@@ -102,7 +102,7 @@ def _link(chapter: str, text: str, title_: str, anchor: str = "claims-checked") 
     return f'<a href="../chapters/{chapter}.html#{anchor}" title="{html.escape(title_)}">{html.escape(text)}</a>'
 
 
-def _where(chapter: str) -> str:
+def place(chapter: str) -> str:
     """"Ch. N" (its place in ``_toc.yml``), or "Last chapter" for the unnumbered one."""
     from .book import toc_chapters
 
@@ -116,7 +116,7 @@ def question_table(df: pd.DataFrame) -> str:
     source, verdict, measured."""
     head = "".join(f"<th>{h}</th>" for h in ("where", "claim", "source", "verdict", "measured"))
     body = "".join(
-        f"<tr><td>{_link(r.chapter, f'{_where(r.chapter)}, row {r.row}', r.title)}</td>"
+        f"<tr><td>{_link(r.chapter, f'{place(r.chapter)}, row {r.row}', r.title)}</td>"
         f"<td>{html.escape(r.claim)}</td>"
         f"<td>{html.escape(r.source)}</td><td>{verdict_html(r.verdict)}</td><td>{html.escape(r.measured)}</td></tr>"
         for r in df.itertuples())

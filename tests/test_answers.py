@@ -28,16 +28,27 @@ def test_answers_are_computed_from_the_executed_chapters(tmp_path):
             _chapter(tmp_path, n, ["reproduced", "not reproduced", "identity"])
     a = answers.answers(tmp_path)
     assert set(a) == {"answer_source", *(f"answer_{i}" for i in range(1, len(summary.QUESTIONS) + 1))}
-    assert a["answer_1"].startswith("Of the 2 claims decided at this profile, 1 reproduced, 1 not reproduced.")
-    assert "Reproduced: claim 1 (training, row 1)." in a["answer_1"]
-    assert "Not reproduced: claim 2 (training, row 2)." in a["answer_1"]
-    assert "(ics_noise, row 1)" in a["answer_2"] and "(ics_measure, row 1)" in a["answer_2"]
+    one, two = a["answer_1"].data, a["answer_2"].data
+    assert one.startswith("Of the 2 claims decided at this profile, 1 reproduced, 1 not reproduced.")
+    assert "\n:::{dropdown} The claims behind this tally\n" in one and one.endswith("\n:::\n")
+    assert "**Reproduced** (1)\n\n- claim 1 (Ch. 1, row 1)" in one
+    assert "**Not reproduced** (1)\n\n- claim 2 (Ch. 1, row 2)" in one and "In part" not in one
+    assert "- claim 1 (Ch. 2, row 1)\n- claim 1 (Ch. 3, row 1)" in two  # ics_noise, ics_measure
+
+
+def test_claim_texts_are_escaped_so_myst_shows_them_as_written(tmp_path):
+    for _, names in summary.QUESTIONS:
+        for n in names:
+            _executed(tmp_path, n, [{"claim": "⟨1,g⟩²/m and $x$ or a*b_c [d] <e> | #f", "source": "s",
+                                     "criterion": "c", "measured": "m", "verdict": "reproduced"}])
+    got = answers.answers(tmp_path)["answer_5"].data
+    assert r"- ⟨1,g⟩²/m and \$x\$ or a\*b\_c \[d\] \<e\> \| \#f (Ch. 8, row 1)" in got
 
 
 def test_answers_say_so_when_the_chapters_are_missing(tmp_path):
     a = answers.answers(tmp_path / "nowhere")
     assert a["answer_source"] == "missing"
-    assert all("Not answered in this run" in a[f"answer_{i}"] for i in range(1, len(summary.QUESTIONS) + 1))
+    assert all("Not answered in this run" in a[f"answer_{i}"].data for i in range(1, len(summary.QUESTIONS) + 1))
 
 
 def _cited_chapters(path, ics_claim="With BN, ICS is similar or larger (VGG, lr 0.1)"):
