@@ -36,7 +36,7 @@ import copy
 import hashlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +48,7 @@ from torch.func import functional_call, vmap
 from ..functional import check_bn_mode, clone_state, probing
 from ..models import ModelSpec, build
 from ..train import StepContext, make_optimizer
+from . import fused
 from .directions import Tensors, random_direction
 from .landscape import line_search
 
@@ -108,14 +109,21 @@ def _first_layer_basis(model: nn.Module, first: int, center: Tensors,
             for t in (center, *directions)]
 
 
-def _evaluate_group(body: nn.Module, params: Tensors, buffers: Tensors,
-                    chunks: Sequence[tuple[torch.Tensor, torch.Tensor]], coef: torch.Tensor, *,
-                    bn_mode: str, basis: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean cross-entropy and accuracy of each of the G stacked parameter sets, shape (G,).
+def _input(model: nn.Module, first: int | None, head_bn: fused.Affine | None, center: Tensors,
+           buffers: Tensors, directions: Sequence[Tensors], X: torch.Tensor) -> torch.Tensor | list:
+    """What the forward functions take for the chunk ``X``: the data in the fast layout, or its
+    first-layer basis (with the BN ``head_bn`` applied, if given)."""
+    if first is None:
+        return _fast_layout(X)
+    basis = _first_layer_basis(model, first, center, directions, X)
+    return basis if head_bn is None else head_bn.normalise_basis(center, buffers, basis)
 
-    ``chunks`` are (input, labels); with ``basis`` an input is a first-layer basis to combine
-    with ``coef`` (G, 1 + K), otherwise the data itself.
-    """
+
+def _plain_forward(body: nn.Module, params: Tensors, buffers: Tensors, coef: torch.Tensor, *,
+                   bn_mode: str, basis: bool) -> Callable:
+    """``input -> logits (G, n, classes)`` of the G stacked parameter sets by ``functional_call``
+    on the model as it is; with ``basis`` an input is a first-layer basis to combine with
+    ``coef`` (G, 1 + K), otherwise the data itself."""
     G = len(coef)
     # batch mode updates running statistics in place: give every point its own copy
     buffers = {k: v.unsqueeze(0).expand(G, *v.shape).clone() for k, v in buffers.items()}
@@ -128,10 +136,8 @@ def _evaluate_group(body: nn.Module, params: Tensors, buffers: Tensors,
         call = vmap(lambda p, b, x: functional_call(body, (p, b), (x,)),
                     in_dims=(0, 0 if batched else None, 0 if basis else None))
         buffers = buffers if batched else {k: v[0] for k, v in buffers.items()}
-    n = sum(len(yc) for _, yc in chunks)
-    loss_sum = torch.zeros(G, dtype=torch.float64, device=coef.device)
-    correct = torch.zeros(G, dtype=torch.float64, device=coef.device)
-    for inp, yc in chunks:
+
+    def forward(inp):
         if not basis:
             x = inp
         elif G == 1:  # elementwise, so the channels-last layout survives
@@ -140,7 +146,34 @@ def _evaluate_group(body: nn.Module, params: Tensors, buffers: Tensors,
                 x.add_(inp[k], alpha=float(coef[0, k]))
         else:
             x = torch.tensordot(coef.to(inp[0].dtype), torch.stack(inp), dims=1)  # (G, n, ...)
-        out = call(params, buffers, x)                                   # (G, n, classes)
+        return call(params, buffers, x)
+    return forward
+
+
+def _fused_forward(plan: fused.Plan, params: Tensors, buffers: Tensors, coef: torch.Tensor, *,
+                   basis: bool) -> Callable:
+    """``input -> logits (G, n, classes)`` by the rewritten model ``plan`` (running BN folded
+    into the layers), its weights computed once per point; inputs as ``_plain_forward``'s.
+    With ``basis`` the plan's first step (the first layer) is the combination of the basis.
+    The G points run one after another on each chunk, while it is in cache."""
+    points = [{k: v[g] for k, v in params.items()} for g in range(len(coef))]
+    head, body = plan.steps[0], fused.Plan(plan.steps[1:]) if basis else plan
+    weights = [body.weights(p, buffers) for p in points]
+
+    def forward(inp):
+        return torch.stack([body.forward(w, head.combine(p, buffers, inp, c) if basis else inp)
+                            for p, c, w in zip(points, coef, weights)])
+    return forward
+
+
+def _scores(forward: Callable, chunks: Sequence[tuple], G: int,
+            device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy and accuracy of each of G points over the chunks, shape (G,)."""
+    n = sum(len(yc) for _, yc in chunks)
+    loss_sum = torch.zeros(G, dtype=torch.float64, device=device)
+    correct = torch.zeros(G, dtype=torch.float64, device=device)
+    for inp, yc in chunks:
+        out = forward(inp)                                               # (G, n, classes)
         yy = yc.expand(G, -1)                                            # (G, n)
         ce = nn.functional.cross_entropy(out.flatten(0, 1), yy.flatten(), reduction="none")
         loss_sum += ce.view(G, -1).double().sum(1)
@@ -181,7 +214,7 @@ def _progress(path: str | None, key: str, P: int) -> tuple[np.ndarray, np.ndarra
 def evaluate_grid(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
                   directions: Sequence[Tensors], coords: np.ndarray, center: Tensors | None = None,
                   bn_mode: str = "running", batch_size: int = 250, points_per_call: int = 1,
-                  reuse_first_layer: bool = True,
+                  reuse_first_layer: bool = True, fuse: bool = True,
                   path: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Loss and accuracy at ``center + sum_k coords[p, k] * directions[k]`` for every row p.
 
@@ -212,7 +245,7 @@ def evaluate_grid(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
     path = None if path is None else os.fspath(path)
     key = "" if path is None else _fingerprint(
         *center.values(), *buffers.values(), *[t for d in dirs for t in d.values()], X, y,
-        coords, f"{bn_mode}/{batch_size}/{points_per_call}/{reuse_first_layer}")
+        coords, f"{bn_mode}/{batch_size}/{points_per_call}/{reuse_first_layer}/{fuse}")
     loss, acc, done = _progress(path, key, len(coords))
     first = _first_layer(model) if reuse_first_layer else None
     if first is not None:
@@ -221,6 +254,11 @@ def evaluate_grid(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
         if (1 + len(dirs)) * len(X) * per_image * X.element_size() > BASIS_BYTES:
             first = None
     body = model if first is None else model[first + 1:]
+    basis = first is not None
+    plan = fused.compile_plan(model, first or 0) if bn_mode == "running" and fuse else None
+    head_bn = None  # the first layer's BN, when it is the same at every point
+    if plan is not None and basis and plan.steps[0].bn is not None and not plan.steps[0].moves_bn(dirs):
+        head_bn, plan = plan.steps[0], fused.Plan([plan.steps[0].without_bn(), *plan.steps[1:]])
     names = [k for k, _ in body.named_parameters()]
     dtype = next(iter(center.values())).dtype
     chunks: list | None = None  # built on first use, so a finished grid costs nothing
@@ -230,13 +268,14 @@ def evaluate_grid(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
             if done[sl].all():
                 continue
             if chunks is None:
-                chunks = [(_fast_layout(Xc) if first is None else
-                           _first_layer_basis(model, first, center, dirs, Xc), yc)
+                chunks = [(_input(model, first, head_bn, center, buffers, dirs, Xc), yc)
                           for Xc, yc in zip(X.split(batch_size), y.split(batch_size))]
             c = torch.as_tensor(coords[sl], device=X.device, dtype=dtype)
             coef = torch.cat([torch.ones_like(c[:, :1]), c], dim=1)     # (G, 1 + K)
-            lo, ac = _evaluate_group(body, _stack_points(center, dirs, coef, names), buffers,
-                                     chunks, coef, bn_mode=bn_mode, basis=first is not None)
+            points = _stack_points(center, dirs, coef, names)
+            forward = (_plain_forward(body, points, buffers, coef, bn_mode=bn_mode, basis=basis)
+                       if plan is None else _fused_forward(plan, points, buffers, coef, basis=basis))
+            lo, ac = _scores(forward, chunks, len(coef), coef.device)
             loss[sl], acc[sl], done[sl] = lo.cpu().numpy(), ac.cpu().numpy(), True
             if path is not None:
                 _save(path, loss=loss, acc=acc, done=done, key=np.array(key))
