@@ -8,11 +8,15 @@ sets (Goodfellow et al. 2015; Li et al. Sec. 3), 1D slices, 2D surfaces and a sh
 Speed (``benchmarks/bench_surface.py``): the reference code (tomgoldstein/loss-landscape:
 plot_surface.py ``crunch``) moves the weights in place and streams a DataLoader with
 per-image transforms for every grid point. Here the data subset stays on the device as
-tensors in channels-last layout; the first layer, being linear in its weights, is evaluated
-once per surface at the centre and along each direction and combined per point; and
-``points_per_call`` grid points can share one ``torch.func.vmap``-ed ``functional_call``
-(on this project's CPU one point per call was fastest, so that is the default). Every point
-is evaluated with ``functional_call`` on cloned tensors: the model is never mutated.
+tensors in channels-last layout, and the first layer, being linear in its weights, is evaluated
+once per surface at the centre and along each direction and combined per point. With running
+BN statistics a Sequential of known layers runs as an evaluation-only rewrite (``fused``): each
+BN folded into the layer before it, per point, max-pools before ReLUs, the first BN applied to
+the basis once when no direction moves it; this halves the time on LeNet (measured).
+Otherwise (batch statistics, other layers) every point is evaluated with ``functional_call``
+on cloned tensors, and ``points_per_call`` points can share one ``torch.func.vmap``-ed call
+(on this project's CPU one point per call was fastest, so that is the default). The model is
+never mutated.
 
 BN: ``bn_mode="running"`` (eval mode, Li et al.'s choice) uses the model's running statistics;
 ``"batch"`` normalises every chunk of ``batch_size`` samples with its own statistics. In
@@ -219,11 +223,13 @@ def evaluate_grid(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
     """Loss and accuracy at ``center + sum_k coords[p, k] * directions[k]`` for every row p.
 
     ``center`` (default: the model's parameters) may replace some or all of them; a direction
-    may omit parameters (they do not move). ``points_per_call`` grid points share one vmapped
-    forward pass (1 is fastest on CPU, measured; more pays where one point leaves the device
-    idle). ``reuse_first_layer`` keeps the first layer's outputs for the whole subset,
-    (1 + K) of them, in memory (skipped beyond ``BASIS_BYTES``). With ``path``, progress is
-    saved there and resumed from it.
+    may omit parameters (they do not move). ``points_per_call`` grid points are evaluated per
+    group: one vmapped forward pass on the plain path (1 is fastest on CPU, measured; more pays
+    where one point leaves the device idle), one after another on each chunk of data on the
+    fused path (``fuse``: running BN and a Sequential ``fused.compile_plan`` knows; equal to the
+    plain path to float32 rounding). ``reuse_first_layer`` keeps the first layer's outputs for
+    the whole subset, (1 + K) of them, in memory (skipped beyond ``BASIS_BYTES``). With
+    ``path``, progress is saved there and resumed from it.
     Returns two float64 arrays of shape (P,).
     """
     check_bn_mode(bn_mode)
