@@ -17,13 +17,13 @@ LeNet + BN and the book's VGG-11/8 + BN, briefly trained; 1 torch thread by defa
 
 The four methods run interleaved, 3 rounds, medians; each rate at the nominal FLOPs of one
 forward pass per grid point (``FlopCounterMode``) as a fraction of the machine's fp32 peak
-(``bnlib.peak``). The engine is then run with 4 grid points per call (on the fused path one
-after another on each chunk of data), and ``torch.profiler`` splits its time by operator kind
-for 1 and 4 points per call. The engine's convolutions and matrix products alone bound what
-any engine that does one forward pass per point could reach with these kernels ("a perfect
-engine"). Headline: the engine's smallest speed-up over a peer on either model.
+(``bnlib.peak``). The engine is then run with 16 grid points per call (on the fused path
+16 points, not ``FUSED_GROUP``, share each chunk of data while it is in cache), and
+``torch.profiler`` splits its time by operator kind for both. The engine's convolutions and
+matrix products alone bound what any engine that does one forward pass per point could reach
+with these kernels ("a perfect engine"). Headline: the engine's smallest speed-up over a peer on either model.
 
-    .venv/bin/python benchmarks/bench_surface.py [--grid 4] [--n 1000 500] [--sweep 4 16] [--threads 1]
+    .venv/bin/python benchmarks/bench_surface.py [--grid 4] [--n 1000 500] [--sweep 16] [--threads 1]
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ def bench_model(kind: str, n: int, images, labels, args, peak: Peak) -> tuple[fl
         w, c = statistics.median(r[1] for r in rs), statistics.median(r[2] for r in rs)
         med[k] = w
         print(f"{k:<17s}: {w:7.2f}  {n_points / w:9.2f}  {c:9.2f}   {peak.rate(flops * n_points, w)}")
-    for ppc in args.sweep:  # several grid points per vmapped call: measured, and why
+    for ppc in args.sweep:  # more grid points per call: measured
         _, w, c = timed(lambda ppc=ppc: engine(ppc))
         print(f"engine {ppc:2d} pts/call: {w:7.2f}  {n_points / w:9.2f}  {c:9.2f}   {peak.rate(flops * n_points, w)}")
     shares = {ppc: op_shares(lambda ppc=ppc: engine(ppc)) for ppc in (1, *args.sweep[:1])}
@@ -227,8 +227,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, nargs=2, default=[1000, 500],
                     help="training images in the subset: LeNet, VGG-11/8")
     ap.add_argument("--batch-size", type=int, default=250, help="bnlib: images per forward pass")
-    ap.add_argument("--sweep", type=int, nargs="*", default=[4],
-                    help="bnlib again with these points per call (vmap), for comparison")
+    ap.add_argument("--sweep", type=int, nargs="*", default=[16],
+                    help="bnlib again with these points per call, for comparison")
     ap.add_argument("--workers", type=int, default=2, help="reference DataLoader workers")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for all (0: torch's default)")

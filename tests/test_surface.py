@@ -316,8 +316,9 @@ def test_interrupted_and_resumed_surface_equals_uninterrupted(tmp_path, monkeypa
     model, X, y = net("lenet")
     params = params_of(model)
     dirs = (random_direction(params, seed=1), random_direction(params, seed=2))
-    grid = dict(directions=dirs, xs=np.linspace(-1, 1, 3), ys=np.linspace(-1, 1, 3),
-                batch_size=8, points_per_call=2, fuse=fuse)  # 5 groups: 4 of 2 points, 1 of 1
+    grid = dict(directions=dirs, xs=np.linspace(-1, 1, 4), ys=np.linspace(-1, 1, 4),
+                batch_size=8, points_per_call=2, fuse=fuse)
+    group = engine.FUSED_GROUP if fuse else 2  # 16 points: 4 groups of 4 or 8 groups of 2
     full = surface_2d(model, X, y, **grid)
 
     path = tmp_path / "surface.npz"
@@ -325,12 +326,12 @@ def test_interrupted_and_resumed_surface_equals_uninterrupted(tmp_path, monkeypa
     with pytest.raises(Interrupt):
         surface_2d(model, X, y, path=path, **grid)
     with np.load(path) as partial:
-        assert partial["done"].tolist() == [True] * 4 + [False] * 5
+        assert partial["done"].tolist() == [True] * (2 * group) + [False] * (16 - 2 * group)
         assert not (tmp_path / "surface.npz.tmp.npz").exists()
 
     calls = count_groups(monkeypatch)
     resumed = surface_2d(model, X, y, path=path, **grid)
-    assert calls[0] == 3  # only the 3 unfinished groups (points 5-9) ran
+    assert calls[0] == 16 // group - 2  # only the unfinished groups ran
     assert np.array_equal(resumed.loss, full.loss) and np.array_equal(resumed.acc, full.acc)
 
     calls = count_groups(monkeypatch)
