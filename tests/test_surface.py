@@ -259,6 +259,7 @@ def test_plan_logits_equal_the_model_in_eval_mode(kind):
     if kind != "mlp":  # conv/linear then BN: each BN folded into its layer, and pools before ReLUs
         assert all(s.layer is not None for s in affine)
         assert [type(s).__name__ for s in plan.steps[:3]] == ["Affine", "MaxPool", "ReLU"]
+    assert plan.pools_first() == (kind != "mlp")  # the basis is then combined and pooled by phases
 
 
 @pytest.mark.parametrize("shape,pool", [((3, 5, 8, 6), nn.MaxPool2d(2)), ((3, 5, 7, 9), nn.MaxPool2d(2)),
@@ -268,6 +269,8 @@ def test_max_pool_step_equals_max_pool2d_exactly(shape, pool, channels_last):
     x = torch.randn(shape)
     x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
     assert torch.equal(fused.MaxPool(pool)((), x), pool(x))
+    if fused.MaxPool(pool).quad:  # the four window positions, whose maximum is the pool
+        assert torch.equal(torch.stack(fused.phases(x)).amax(0), pool(x))
 
 
 def test_unknown_layers_and_batch_mode_take_the_plain_path(monkeypatch):

@@ -200,6 +200,22 @@ class Plan:
             x = step(w, x)
         return x
 
+    def pools_first(self) -> bool:
+        """Whether a 2x2, stride-2 max-pool follows the first step, a conv: its output (a
+        first-layer basis) can then be kept as ``phases`` and pooled as it is combined."""
+        return (len(self.steps) > 1 and isinstance(self.steps[1], MaxPool) and self.steps[1].quad
+                and isinstance(self.steps[0], Affine) and isinstance(self.steps[0].layer, nn.Conv2d))
+
+
+def phases(x: torch.Tensor) -> list[torch.Tensor]:
+    """The four positions of a 2x2, stride-2 max-pool window in x (N, C, H, W), each a
+    contiguous (N, C, H // 2, W // 2) in x's layout: the pool is their elementwise maximum,
+    which is vectorised where a pool over a channels-last tensor with few channels is not
+    (combining and pooling a LeNet basis by phases: 1.6x faster, measured)."""
+    h, v = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    return [x[..., i:h:2, j:v:2].contiguous(memory_format=layout) for i in (0, 1) for j in (0, 1)]
+
 
 def compile_plan(model: nn.Module, start: int = 0) -> Plan | None:
     """The evaluation-only rewrite of ``model[start:]`` for running-statistics BN, or None if
