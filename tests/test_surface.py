@@ -269,8 +269,23 @@ def test_max_pool_step_equals_max_pool2d_exactly(shape, pool, channels_last):
     x = torch.randn(shape)
     x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
     assert torch.equal(fused.MaxPool(pool)((), x), pool(x))
-    if fused.MaxPool(pool).quad:  # the four window positions, whose maximum is the pool
-        assert torch.equal(torch.stack(fused.phases(x)).amax(0), pool(x))
+
+
+@pytest.mark.parametrize("size,padding", [(8, 0), (9, 1), (10, 2)])
+def test_conv_phases_are_the_strided_views_of_its_output(size, padding):
+    """Oracle: the conv's full output, sliced at each 2x2 window position and cropped to the
+    pool's size; their maximum is the pool."""
+    conv = nn.Conv2d(3, 4, 3, padding=padding).double()
+    x = torch.randn(2, 3, size, size, dtype=torch.float64)
+    params = [dict(conv.named_parameters()), {k: torch.randn_like(v) for k, v in conv.named_parameters()}]
+    phases = fused.phases(conv, "", [{f".{k}": v for k, v in p.items()} for p in params], x)
+    for t, p in enumerate(params):
+        out = nn.functional.conv2d(x, p["weight"], p["bias"], padding=padding)
+        h = out.shape[-1] // 2
+        for (i, j), got in zip([(0, 0), (0, 1), (1, 0), (1, 1)], phases):
+            torch.testing.assert_close(got[t], out[..., i:2 * h:2, j:2 * h:2], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(torch.stack([ph[t] for ph in phases]).amax(0),
+                                   nn.functional.max_pool2d(out, 2), rtol=1e-12, atol=1e-12)
 
 
 def test_unknown_layers_and_batch_mode_take_the_plain_path(monkeypatch):

@@ -117,17 +117,16 @@ def _first_layer_basis(model: nn.Module, first: int, center: Tensors,
             for t in (center, *directions)]
 
 
-def _input(model: nn.Module, first: int | None, head_bn: fused.Affine | None, pooled: bool,
-           center: Tensors, buffers: Tensors, directions: Sequence[Tensors],
-           X: torch.Tensor) -> torch.Tensor | list:
+def _input(model: nn.Module, first: int | None, pooled: fused.Affine | None, center: Tensors,
+           directions: Sequence[Tensors], X: torch.Tensor) -> torch.Tensor | list:
     """What the forward functions take for the chunk ``X``: the data in the fast layout, or its
-    first-layer basis (with the BN ``head_bn`` applied, if given; with ``pooled``, as the four
-    phases of the max-pool after it, each a list of 1 + K)."""
+    first-layer basis (with ``pooled``, the plan's first step, as the four phases of the
+    max-pool after the layer, each a list of 1 + K)."""
     if first is None:
         return _fast_layout(X)
-    basis = _first_layer_basis(model, first, center, directions, X)
-    basis = basis if head_bn is None else head_bn.normalise_basis(center, buffers, basis)
-    return [list(p) for p in zip(*map(fused.phases, basis))] if pooled else basis
+    if pooled is not None:
+        return fused.phases(pooled.layer, pooled.name, (center, *directions), model[:first](X))
+    return _first_layer_basis(model, first, center, directions, X)
 
 
 def _plain_forward(body: nn.Module, params: Tensors, buffers: Tensors, coef: torch.Tensor, *,
@@ -280,9 +279,12 @@ def evaluate_grid(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
     body = model if first is None else model[first + 1:]
     basis = first is not None
     plan = fused.compile_plan(model, first or 0) if bn_mode == "running" and fuse else None
-    head_bn = None  # the first layer's BN, when it is the same at every point
-    if plan is not None and basis and plan.steps[0].bn is not None and not plan.steps[0].moves_bn(dirs):
-        head_bn, plan = plan.steps[0], fused.Plan([plan.steps[0].without_bn(), *plan.steps[1:]])
+    basis_at = (center, dirs)  # the parameters the first-layer basis is computed from
+    head = None if plan is None or not basis else plan.steps[0]
+    if head is not None and head.bn is not None and head.layer.bias is not None and not head.moves_bn(dirs):
+        # the first BN is the same at every point: folded into the basis, once per surface
+        folded = head.folded(center, buffers, dirs)
+        basis_at, plan = (folded[0], folded[1:]), fused.Plan([head.without_bn(), *plan.steps[1:]])
     pooled = plan is not None and basis and plan.pools_first()
     names = [k for k, _ in body.named_parameters()]
     dtype = next(iter(center.values())).dtype
@@ -294,7 +296,7 @@ def evaluate_grid(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
             if done[sl].all():
                 continue
             if chunks is None:
-                chunks = [(_input(model, first, head_bn, pooled, center, buffers, dirs, Xc), yc)
+                chunks = [(_input(model, first, plan.steps[0] if pooled else None, *basis_at, Xc), yc)
                           for Xc, yc in zip(X.split(batch_size), y.split(batch_size))]
             c = torch.as_tensor(coords[sl], device=X.device, dtype=dtype)
             coef = torch.cat([torch.ones_like(c[:, :1]), c], dim=1)     # (G, 1 + K)
