@@ -15,8 +15,11 @@ of rows, then pairs of columns), which on this project's CPU is 3-8x faster than
 ``max_pool2d`` in channels-last layout with few channels (measured). The max-pool and ReLU
 rewrites are bit-exact; the folds change results by float rounding only.
 
-``compile_plan`` returns None when a module is not one it knows; the caller then evaluates
-the model as it is.
+For a first-layer basis (``surface.evaluate_grid``) the first step also gives its BN folded
+into the basis's weights (``Affine.folded``) and the basis split into the four positions of
+the max-pool window after it (``phases``), so the pool is an elementwise maximum as the basis
+is combined. ``compile_plan`` returns None when a module is not one it knows; the caller then
+evaluates the model as it is.
 """
 
 from __future__ import annotations
