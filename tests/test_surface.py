@@ -153,14 +153,15 @@ def test_grid_point_equals_model_moved_by_hand(kind, bn_mode, points_per_call, r
     assert len(np.unique(s.loss)) == 6  # the directions do move the loss
 
 
-def test_engine_leaves_the_model_untouched():
+@pytest.mark.parametrize("bn_mode", ["batch", "running"])
+def test_engine_leaves_the_model_untouched(bn_mode):
     model, X, y = net("lenet")
     model.train()
     before = copy.deepcopy(model.state_dict())
     rng = torch.get_rng_state()
     params = params_of(model)
     slice_1d(model, X, y, direction=random_direction(params, seed=1), xs=np.linspace(-1, 1, 5),
-             bn_mode="batch", points_per_call=2)
+             bn_mode=bn_mode, points_per_call=2)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # incl. running stats
     assert model.training and all(m.training for m in model.modules())
@@ -229,7 +230,7 @@ def float32_net(kind: str):
 def test_fused_path_equals_functional_call_path(kind, reuse):
     """Oracle: the plain ``functional_call`` path (``fuse=False``) at the same grid points, with
     a direction that moves BN's gamma and beta (folded per point) and one that does not (the
-    first BN applied to the basis once)."""
+    first BN folded into the basis once)."""
     model, X, y = float32_net(kind)
     params = params_of(model)
     dirs = (random_direction(params, seed=1), random_direction(params, seed=2, ignore_bias_bn=False))
