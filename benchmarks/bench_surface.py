@@ -8,19 +8,22 @@ workers as its ``--threads 2`` default) whose dataset converts each uint8 image 
 and applies ``ToTensor`` and ``Normalize`` one image at a time (torchvision's transforms,
 written out here because torchvision is not a dependency), then writes the partial grid.
 bnlib holds the same subset as one standardised tensor (``probes.surface.evaluate_grid``: one
-grid point per call, channels-last, the first layer's outputs reused). loss-landscapes
+grid point per call, channels-last, the first layer's outputs reused, running BN folded into the
+layers by ``probes.fused``); "engine, plain" is the same engine without the fold
+(``fuse=False``: ``functional_call`` on the model as it is). loss-landscapes
 (``pip install --no-deps loss-landscapes``, ``random_plane``, filter normalisation) runs on the
 same model and subset; its directions are its own, so only its time is comparable. Models:
 LeNet + BN and the book's VGG-11/8 + BN, briefly trained; 1 torch thread by default.
 
-The three methods run interleaved, 3 rounds, medians; each rate at the nominal FLOPs of one
+The four methods run interleaved, 3 rounds, medians; each rate at the nominal FLOPs of one
 forward pass per grid point (``FlopCounterMode``) as a fraction of the machine's fp32 peak
-(``bnlib.peak``). The engine is then run with 4 grid points per vmapped call, and
-``torch.profiler`` splits its time by operator kind for 1 and 4 points per call: the measured
-reason several points per call do not pay on this CPU. Headline: the engine's smallest
-speed-up over a peer on either model.
+(``bnlib.peak``). The engine is then run with 16 grid points per call (on the fused path
+16 points, not ``FUSED_GROUP``, share each chunk of data while it is in cache), and
+``torch.profiler`` splits its time by operator kind for both. The engine's convolutions and
+matrix products alone bound what any engine that does one forward pass per point could reach
+with these kernels ("a perfect engine"). Headline: the engine's smallest speed-up over a peer on either model.
 
-    .venv/bin/python benchmarks/bench_surface.py [--grid 4] [--n 1000 500] [--sweep 4 16] [--threads 1]
+    .venv/bin/python benchmarks/bench_surface.py [--grid 4] [--n 1000 500] [--sweep 16] [--threads 1]
 """
 
 from __future__ import annotations
@@ -135,15 +138,19 @@ def trained_model(kind: str, X: torch.Tensor, y: torch.Tensor) -> nn.Module:
     return model.eval()
 
 
+KINDS = {"convolution": ("conv",), "matrix product": ("addmm", "linear", "mm"),
+         "max-pool": ("max_pool", "maximum"), "batch norm": ("batch_norm",),
+         "elementwise": ("add", "mul", "clamp", "relu"), "copies": ("copy_", "cat", "clone", "stack")}
+
+
 def op_shares(fn) -> dict[str, float]:
-    """Self CPU seconds of one call of ``fn`` by kind of operator (torch.profiler)."""
-    kinds = {"convolution": ("conv",), "max-pool": ("max_pool",), "batch norm": ("batch_norm",),
-             "copies": ("copy_", "cat", "clone")}
+    """Self CPU seconds of one call of ``fn`` by kind of operator (torch.profiler): the first
+    of ``KINDS`` whose names an operator's name contains, else "other"."""
     with torch.profiler.profile() as prof:
         fn()
-    out = dict.fromkeys([*kinds, "other"], 0.0)
+    out = dict.fromkeys([*KINDS, "other"], 0.0)
     for ev in prof.key_averages():
-        kind = next((k for k, keys in kinds.items() if any(w in ev.key for w in keys)), "other")
+        kind = next((k for k, keys in KINDS.items() if any(w in ev.key for w in keys)), "other")
         out[kind] += ev.self_cpu_time_total / 1e6
     return out
 
@@ -164,9 +171,9 @@ def bench_model(kind: str, n: int, images, labels, args, peak: Peak) -> tuple[fl
           f"{args.grid}x{args.grid}, {flops / 1e9:.3f} GFLOP per point (one forward pass), "
           f"3 interleaved rounds, medians")
 
-    def engine(ppc: int = 1):
+    def engine(ppc: int = 1, fuse: bool = True):
         return surface_2d(model, X, y, directions=(d1, d2), xs=xs, ys=xs, bn_mode="running",
-                          batch_size=args.batch_size, points_per_call=ppc)
+                          batch_size=args.batch_size, points_per_call=ppc, fuse=fuse)
 
     loader = DataLoader(PerImageCIFAR(images, labels), batch_size=128,
                         sampler=SubsetRandomSampler(torch.arange(n)), shuffle=False,
@@ -175,6 +182,7 @@ def bench_model(kind: str, n: int, images, labels, args, peak: Peak) -> tuple[fl
     methods = {"reference loop": lambda: reference_surface(
                    model, list(d1.values()), list(d2.values()), xs, xs, loader, os.path.join(tmp, "s.npy")),
                "bnlib engine": engine,
+               "engine, plain": lambda: engine(fuse=False),
                "loss-landscapes": lambda: run_loss_landscapes(model, X, y, args.grid)}
     runs = {k: [] for k in methods}
     for _ in range(3):
@@ -183,25 +191,33 @@ def bench_model(kind: str, n: int, images, labels, args, peak: Peak) -> tuple[fl
     if runs["loss-landscapes"][0][0][0] is None:
         print(f"loss-landscapes random_plane: {runs['loss-landscapes'][0][0][1]}")
         del runs["loss-landscapes"]
-    ref, ours = runs["reference loop"][0][0], runs["bnlib engine"][0][0]
-    print(f"max relative difference of the two surfaces: {np.abs(ours.loss - ref).max() / np.abs(ref).max():.2e}")
+    ref, ours, plain = (runs[k][0][0] for k in ("reference loop", "bnlib engine", "engine, plain"))
+    print(f"max relative difference from the reference loop's surface: engine "
+          f"{np.abs(ours.loss - ref).max() / np.abs(ref).max():.2e}, plain path "
+          f"{np.abs(plain.loss - ref).max() / np.abs(ref).max():.2e}")
     print("                   wall s   points/s   CPU s (self + workers)")
     med = {}
     for k, rs in runs.items():
         w, c = statistics.median(r[1] for r in rs), statistics.median(r[2] for r in rs)
         med[k] = w
         print(f"{k:<17s}: {w:7.2f}  {n_points / w:9.2f}  {c:9.2f}   {peak.rate(flops * n_points, w)}")
-    for ppc in args.sweep:  # several grid points per vmapped call: measured, and why
+    for ppc in args.sweep:  # more grid points per call: measured
         _, w, c = timed(lambda ppc=ppc: engine(ppc))
         print(f"engine {ppc:2d} pts/call: {w:7.2f}  {n_points / w:9.2f}  {c:9.2f}   {peak.rate(flops * n_points, w)}")
-    for ppc in (1, *args.sweep[:1]):
-        shares = op_shares(lambda ppc=ppc: engine(ppc))
+    shares = {ppc: op_shares(lambda ppc=ppc: engine(ppc)) for ppc in (1, *args.sweep[:1])}
+    for ppc, share in shares.items():
         print(f"  where the time goes, {ppc} pts/call (self CPU s): "
-              + ", ".join(f"{k} {v:.2f}" for k, v in shares.items()))
+              + ", ".join(f"{k} {v:.2f}" for k, v in share.items()))
     r_ref = med["reference loop"] / med["bnlib engine"]
     r_ll = med.get("loss-landscapes", float("nan")) / med["bnlib engine"]
     print(f"engine: {r_ref:.2f}x faster than the reference loop (goal 5x), {r_ll:.2f}x faster than "
-          "loss-landscapes (goal 3x)")
+          f"loss-landscapes (goal 3x), {med['engine, plain'] / med['bnlib engine']:.2f}x faster than "
+          "its plain path (functional_call, BN as it is)")
+    floor = shares[1]["convolution"] + shares[1]["matrix product"]
+    first = count_flops(lambda: model[:1](X))  # the first layer: once per direction and the centre
+    print(f"a perfect engine (nothing but the engine's convolutions and matrix products, at the speed "
+          f"they run here, {peak.rate(n_points * (flops - first) + (1 + 2) * first, floor)}): {floor:.2f} s, "
+          f"{med.get('loss-landscapes', float('nan')) / floor:.2f}x loss-landscapes")
     return r_ref, r_ll
 
 
@@ -211,8 +227,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, nargs=2, default=[1000, 500],
                     help="training images in the subset: LeNet, VGG-11/8")
     ap.add_argument("--batch-size", type=int, default=250, help="bnlib: images per forward pass")
-    ap.add_argument("--sweep", type=int, nargs="*", default=[4],
-                    help="bnlib again with these points per call (vmap), for comparison")
+    ap.add_argument("--sweep", type=int, nargs="*", default=[16],
+                    help="bnlib again with these points per call, for comparison")
     ap.add_argument("--workers", type=int, default=2, help="reference DataLoader workers")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for all (0: torch's default)")

@@ -18,7 +18,8 @@ from torch import nn
 
 from bnlib import data
 from bnlib.data import DataSpec
-from bnlib.models import ModelSpec, build, lenet, mlp
+from bnlib.models import ModelSpec, build, lenet, mlp, vgg
+from bnlib.probes import fused
 from bnlib.probes import surface as engine
 from bnlib.probes.directions import normalize_direction, random_direction
 from bnlib.probes.surface import evaluate_grid, interpolate, sharpness, slice_1d, surface_2d
@@ -152,14 +153,15 @@ def test_grid_point_equals_model_moved_by_hand(kind, bn_mode, points_per_call, r
     assert len(np.unique(s.loss)) == 6  # the directions do move the loss
 
 
-def test_engine_leaves_the_model_untouched():
+@pytest.mark.parametrize("bn_mode", ["batch", "running"])
+def test_engine_leaves_the_model_untouched(bn_mode):
     model, X, y = net("lenet")
     model.train()
     before = copy.deepcopy(model.state_dict())
     rng = torch.get_rng_state()
     params = params_of(model)
     slice_1d(model, X, y, direction=random_direction(params, seed=1), xs=np.linspace(-1, 1, 5),
-             bn_mode="batch", points_per_call=2)
+             bn_mode=bn_mode, points_per_call=2)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # incl. running stats
     assert model.training and all(m.training for m in model.modules())
@@ -206,51 +208,153 @@ def test_bad_arguments_are_named():
         evaluate_grid(model, X, y, directions=[d], coords=[0.0], bn_mode="train")
 
 
+# ---------------------------------------------------------------- the fused path (running BN)
+
+def float32_net(kind: str):
+    """A float32 book net with BN whose gamma, beta, biases and running statistics are away
+    from their initial values, and a batch."""
+    torch.manual_seed(0)
+    model = {"lenet": lambda: lenet(norm="bn", seed=0), "vgg": lambda: vgg(11, width=0.125, norm="bn", seed=0),
+             "mlp": lambda: mlp(norm="bn", sizes=(12, 9, 7, 5), seed=0)}[kind]()
+    X = torch.randn(20, 12) if kind == "mlp" else torch.randn(20, 3, 32, 32)
+    y = torch.randint(0, 5 if kind == "mlp" else 10, (20,))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+        model.train()(X + torch.randn_like(X))  # running statistics away from (0, 1)
+    return model.eval(), X, y
+
+
+@pytest.mark.parametrize("kind", ["lenet", "vgg", "mlp"])
+@pytest.mark.parametrize("reuse", [True, False])
+def test_fused_path_equals_functional_call_path(kind, reuse):
+    """Oracle: the plain ``functional_call`` path (``fuse=False``) at the same grid points, with
+    a direction that moves BN's gamma and beta (folded per point) and one that does not (the
+    first BN folded into the basis once)."""
+    model, X, y = float32_net(kind)
+    params = params_of(model)
+    dirs = (random_direction(params, seed=1), random_direction(params, seed=2, ignore_bias_bn=False))
+    coords = np.array([[0.0, 0.0], [0.5, -0.3], [-0.8, 0.6], [0.2, 0.9], [1.0, 0.0]])
+    for d in ([dirs[0]], dirs):  # BN fixed / moved along the second direction
+        c = coords[:, : len(d)]
+        opts = dict(directions=d, coords=c, batch_size=8, reuse_first_layer=reuse)
+        plain, plain_acc = evaluate_grid(model, X, y, fuse=False, **opts)
+        fast, fast_acc = evaluate_grid(model, X, y, **opts)
+        np.testing.assert_allclose(fast, plain, rtol=1e-5)
+        assert np.array_equal(fast_acc, plain_acc)
+        assert len(np.unique(plain)) == len(c)  # the points differ
+
+
+@pytest.mark.parametrize("kind", ["lenet", "vgg", "mlp"])
+def test_plan_logits_equal_the_model_in_eval_mode(kind):
+    model, X, y = float32_net(kind)
+    plan = fused.compile_plan(model)
+    params, buffers = dict(model.named_parameters()), dict(model.named_buffers())
+    with torch.no_grad():
+        got = plan.forward(plan.weights(params, buffers), X)
+        want = model(X)
+    assert (got - want).abs().max() <= 1e-5 * want.abs().max()  # float32 rounding (both ~1e-6 off float64)
+    affine = [s for s in plan.steps if isinstance(s, fused.Affine)]
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert len(bns) > 1 and sum(s.bn is not None for s in affine) == len(bns)  # every BN is in a step
+    if kind != "mlp":  # conv/linear then BN: each BN folded into its layer, and pools before ReLUs
+        assert all(s.layer is not None for s in affine)
+        assert [type(s).__name__ for s in plan.steps[:3]] == ["Affine", "MaxPool", "ReLU"]
+    assert plan.pools_first() == (kind != "mlp")  # the basis is then combined and pooled by phases
+
+
+@pytest.mark.parametrize("shape,pool", [((3, 5, 8, 6), nn.MaxPool2d(2)), ((3, 5, 7, 9), nn.MaxPool2d(2)),
+                                        ((3, 5, 8, 8), nn.MaxPool2d(3, 2, 1)), ((2, 4, 6, 6), nn.MaxPool2d((2, 2)))])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_max_pool_step_equals_max_pool2d_exactly(shape, pool, channels_last):
+    x = torch.randn(shape)
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    assert torch.equal(fused.MaxPool(pool)((), x), pool(x))
+
+
+@pytest.mark.parametrize("size,padding", [(8, 0), (9, 1), (10, 2)])
+def test_conv_phases_are_the_strided_views_of_its_output(size, padding):
+    """Oracle: the conv's full output, sliced at each 2x2 window position and cropped to the
+    pool's size; their maximum is the pool."""
+    conv = nn.Conv2d(3, 4, 3, padding=padding).double()
+    x = torch.randn(2, 3, size, size, dtype=torch.float64)
+    params = [dict(conv.named_parameters()), {k: torch.randn_like(v) for k, v in conv.named_parameters()}]
+    phases = fused.phases(conv, "", [{f".{k}": v for k, v in p.items()} for p in params], x)
+    for t, p in enumerate(params):
+        out = nn.functional.conv2d(x, p["weight"], p["bias"], padding=padding)
+        h = out.shape[-1] // 2
+        for (i, j), got in zip([(0, 0), (0, 1), (1, 0), (1, 1)], phases):
+            torch.testing.assert_close(got[t], out[..., i:2 * h:2, j:2 * h:2], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(torch.stack([ph[t] for ph in phases]).amax(0),
+                                   nn.functional.max_pool2d(out, 2), rtol=1e-12, atol=1e-12)
+
+
+def test_unknown_layers_and_batch_mode_take_the_plain_path(monkeypatch):
+    calls = []
+    plain = engine._plain_forward
+    monkeypatch.setattr(engine, "_plain_forward", lambda *a, **kw: calls.append(1) or plain(*a, **kw))
+    model, X, y = net("lenet")
+    d = random_direction(params_of(model), seed=1)
+    slice_1d(model, X, y, direction=d, xs=[0.0, 0.5], bn_mode="batch")
+    assert calls  # batch-mode BN is not an affine map: the model runs as it is
+    calls.clear()
+    slice_1d(model, X, y, direction=d, xs=[0.0, 0.5])
+    assert not calls  # running BN: the fused plan
+    ln = lenet(norm="ln", seed=0).double()
+    assert fused.compile_plan(ln) is None
+    got = slice_1d(ln, X, y, direction=random_direction(params_of(ln), seed=1), xs=[0.5]).loss
+    assert calls and got[0] == pytest.approx(hand_moved_loss(
+        ln, X, y, [(0.5, random_direction(params_of(ln), seed=1))], train=False, batch_size=250), rel=RTOL)
+
+
 # ---------------------------------------------------------------- resuming
 
 class Interrupt(Exception):
     pass
 
 
-def count_forwards(model: nn.Module, stop_after: int | None = None) -> list[int]:
-    """Count forward passes of the last layer; raise ``Interrupt`` after ``stop_after``."""
+SCORES = engine._scores
+
+
+def count_groups(monkeypatch, stop_after: int | None = None) -> list[int]:
+    """Count the groups of grid points the engine evaluates; raise ``Interrupt`` in the group
+    after ``stop_after``."""
     calls = [0]
 
-    def hook(module, inputs):
+    def counted(*args, **kw):
         calls[0] += 1
         if stop_after is not None and calls[0] > stop_after:
             raise Interrupt
-    handle = model[-1].register_forward_pre_hook(hook)
-    calls.append(handle)
+        return SCORES(*args, **kw)
+    monkeypatch.setattr(engine, "_scores", counted)
     return calls
 
 
-def test_interrupted_and_resumed_surface_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("fuse", [True, False])
+def test_interrupted_and_resumed_surface_equals_uninterrupted(tmp_path, monkeypatch, fuse):
     model, X, y = net("lenet")
     params = params_of(model)
     dirs = (random_direction(params, seed=1), random_direction(params, seed=2))
-    grid = dict(directions=dirs, xs=np.linspace(-1, 1, 3), ys=np.linspace(-1, 1, 3),
-                batch_size=8, points_per_call=2)  # 3 chunks per point, groups of 2 points
+    grid = dict(directions=dirs, xs=np.linspace(-1, 1, 4), ys=np.linspace(-1, 1, 4),
+                batch_size=8, points_per_call=2, fuse=fuse)
+    group = engine.FUSED_GROUP if fuse else 2  # 16 points: 4 groups of 4 or 8 groups of 2
     full = surface_2d(model, X, y, **grid)
 
     path = tmp_path / "surface.npz"
-    calls = count_forwards(model, stop_after=7)  # groups 1-2 finish (6 calls), group 3 dies
+    count_groups(monkeypatch, stop_after=2)  # groups 1-2 finish, group 3 dies
     with pytest.raises(Interrupt):
         surface_2d(model, X, y, path=path, **grid)
-    calls[1].remove()
     with np.load(path) as partial:
-        assert partial["done"].tolist() == [True] * 4 + [False] * 5
+        assert partial["done"].tolist() == [True] * (2 * group) + [False] * (16 - 2 * group)
         assert not (tmp_path / "surface.npz.tmp.npz").exists()
 
-    calls = count_forwards(model)
+    calls = count_groups(monkeypatch)
     resumed = surface_2d(model, X, y, path=path, **grid)
-    calls[1].remove()
-    assert calls[0] == 3 * 3  # only the 3 unfinished groups (points 5-9) ran, 3 chunks each
+    assert calls[0] == 16 // group - 2  # only the unfinished groups ran
     assert np.array_equal(resumed.loss, full.loss) and np.array_equal(resumed.acc, full.acc)
 
-    calls = count_forwards(model)
+    calls = count_groups(monkeypatch)
     again = surface_2d(model, X, y, path=path, **grid)  # complete: nothing is recomputed
-    calls[1].remove()
     assert calls[0] == 0 and np.array_equal(again.loss, full.loss)
 
 
