@@ -247,7 +247,7 @@ def _progress(path: str | None, key: str, P: int) -> tuple[np.ndarray, np.ndarra
 def evaluate_grid(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
                   directions: Sequence[Tensors], coords: np.ndarray, center: Tensors | None = None,
                   bn_mode: str = "running", batch_size: int = 250, points_per_call: int = 1,
-                  reuse_first_layer: bool = True, fuse: bool = True,
+                  reuse_first_layer: bool = True, fuse: bool | None = None,
                   path: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Loss and accuracy at ``center + sum_k coords[p, k] * directions[k]`` for every row p.
 
@@ -256,7 +256,8 @@ def evaluate_grid(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
     group: one vmapped forward pass on the plain path (1 is fastest on CPU, measured; more pays
     where one point leaves the device idle), one after another on each chunk of data on the
     fused path (``fuse``: running BN and a Sequential ``fused.compile_plan`` knows; equal to the
-    plain path to float32 rounding). ``reuse_first_layer`` keeps the first layer's outputs for
+    plain path to float32 rounding; by default only on the CPU, where it was measured, so a GPU
+    keeps batching ``points_per_call`` points in one vmapped pass). ``reuse_first_layer`` keeps the first layer's outputs for
     the whole subset, (1 + K) of them, in memory (skipped beyond ``BASIS_BYTES``). With
     ``path``, progress is saved there, after every group (on the fused path at least
     ``FUSED_GROUP`` points), and resumed from it.
@@ -279,6 +280,7 @@ def evaluate_grid(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
     dirs = [{k: d[k].detach().to(v) if k in d else torch.zeros_like(v) for k, v in center.items()}
             for d in directions]
     path = None if path is None else os.fspath(path)
+    fuse = X.device.type == "cpu" if fuse is None else fuse
     key = "" if path is None else _fingerprint(
         *center.values(), *buffers.values(), *[t for d in dirs for t in d.values()], X, y,
         coords, f"{bn_mode}/{batch_size}/{points_per_call}/{reuse_first_layer}/{fuse}")
