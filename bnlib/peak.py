@@ -1,8 +1,9 @@
 """The machine's measured fp32 limit, and how close a computation comes to it.
 
 Every benchmark (``benchmarks/``) measures, in the same run and at the same thread count as
-its computation, the rate of a 2048 x 2048 fp32 matrix product (2 n^3 FLOPs), the best a
-BLAS reaches on this machine, and prints each computation's rate as a fraction of it.
+its computation, the rates of a 2048 x 2048 fp32 matrix product (the BLAS) and of a large 3 x 3
+convolution (oneDNN; on this project's CPU it runs 1.1-1.5x faster than the BLAS product), takes
+the faster as the machine's peak, and prints each computation's rate as a fraction of it.
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (matrix products and
 convolutions, forward and backward; elementwise work is not counted, so a fraction is a lower
 bound of the machine's use).
@@ -62,23 +63,32 @@ def count_flops(fn: Callable[[], object]) -> int:
 
 @dataclass(frozen=True)
 class Peak:
-    """The measured fp32 matrix-product rate: ``flops_per_s`` at ``threads`` torch threads."""
+    """The machine's measured fp32 rate, ``flops_per_s`` at ``threads`` torch threads: the
+    faster of a matrix product and a convolution (``rates`` holds both)."""
 
     flops_per_s: float
     threads: int
-    n: int
+    rates: tuple[tuple[str, float], ...] = ()
 
     @classmethod
-    def measure(cls, n: int = 2048, repeats: int = 5) -> Peak:
-        """Median rate of ``repeats`` n x n fp32 products at the current thread count."""
+    def measure(cls, repeats: int = 5) -> Peak:
+        """Median rate of ``repeats`` calls of two dense fp32 kernels at the current thread count:
+        a 2048 x 2048 matrix product (the BLAS) and a 3 x 3 convolution of 256 channels on 16 x 16
+        maps, batch 32, channels-last (oneDNN, which outruns the BLAS on this project's CPU)."""
         gen = torch.Generator().manual_seed(0)
-        a, b = (torch.randn(n, n, generator=gen) for _ in range(2))
-        seconds = median_seconds(lambda: a @ b, repeats)
-        return cls(2 * n**3 / seconds, torch.get_num_threads(), n)
+        a, b = (torch.randn(2048, 2048, generator=gen) for _ in range(2))
+        x = torch.randn(32, 256, 16, 16, generator=gen).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(256, 256, 3, 3, generator=gen).contiguous(memory_format=torch.channels_last)
+        conv = lambda: torch.nn.functional.conv2d(x, w, padding=1)  # noqa: E731
+        kernels = {"2048x2048 matmul": (lambda: a @ b, 2 * 2048**3),
+                   "3x3 conv 256ch": (conv, 2 * 32 * 256 * 256 * 9 * 16 * 16)}
+        rates = tuple((k, flops / median_seconds(fn, repeats)) for k, (fn, flops) in kernels.items())
+        return cls(max(r for _, r in rates), torch.get_num_threads(), rates)
 
     def __str__(self) -> str:
-        return (f"machine fp32 peak: {self.flops_per_s / 1e9:.1f} GFLOP/s "
-                f"({self.n}x{self.n} matmul, {self.threads} thread(s), median of 5)")
+        each = ", ".join(f"{k} {r / 1e9:.1f}" for k, r in self.rates)
+        return (f"machine fp32 peak: {self.flops_per_s / 1e9:.1f} GFLOP/s (the faster of: {each}; "
+                f"{self.threads} thread(s), median of 5)")
 
     def fraction(self, flops: float, seconds: float) -> float:
         """Share of this peak that ``flops`` FLOPs in ``seconds`` reach."""
