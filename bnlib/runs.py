@@ -38,6 +38,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache, partial
 from pathlib import Path
@@ -474,6 +476,9 @@ def _histories(store: Store, trajs: dict[tuple, Trajectory], checkpoints: tuple[
 # ---------------------------------------------------------------- local parallel training
 
 TRAIN_PROCS_ENV = "BNLIB_TRAIN_PROCS"
+# Worker pools by size, kept for the process's life: a chapter's sweeps pay the workers' start-up
+# (spawned processes import torch: about 4 s on 2 cores) once. A worker starts when first needed.
+_POOLS: dict[int, ProcessPoolExecutor] = {}
 
 
 def train_processes() -> int:
@@ -495,16 +500,23 @@ def unfinished(store: Store, trajs: list[Trajectory]) -> list[Trajectory]:
 
 def train_in_processes(store: Store, trajs: list[Trajectory], checkpoints: tuple[int, ...] = (),
                        processes: int = 2) -> list[Trajectory]:
-    """Train ``trajs`` in ``processes`` one-thread worker processes (``batched.map_in_processes``),
+    """Train ``trajs`` in up to ``processes`` one-thread worker processes (``batched.map_in_processes``),
     each through the store exactly as a chapter would (its lock, checkpoints and resume points),
     so the numbers are those of one-thread training here, bit for bit. One that is done, or that
     another process is training, is skipped (the caller loads it, or waits for it). The ones
     trained count as trained by this process (``USED``, ``store.trained``); returns them."""
-    print(f"[bnlib] training {len(trajs)} trajectories in {processes} one-thread processes", file=sys.stderr)
+    print(f"[bnlib] training {len(trajs)} trajectories in {min(processes, len(trajs))} one-thread processes",
+          file=sys.stderr)
     worker = Store(store.root, chapter=store.chapter, device=store.device, resume_every=store.resume_every,
                    progress=False)
-    mine = batched.map_in_processes(partial(_train_in_worker, worker, checkpoints=tuple(checkpoints)), trajs,
-                                    processes=processes)
+    if processes not in _POOLS:
+        _POOLS[processes] = batched.single_threaded_pool(processes)
+    try:
+        mine = batched.map_in_processes(partial(_train_in_worker, worker, checkpoints=tuple(checkpoints)), trajs,
+                                        pool=_POOLS[processes])
+    except BrokenProcessPool:  # a worker died (killed, out of memory): the next sweep starts new ones
+        _POOLS.pop(processes).shutdown(wait=False)
+        raise
     trained = [t for t, m in zip(trajs, mine, strict=True) if m]
     for t in trained:
         USED[store.key(t)] = True
@@ -519,7 +531,7 @@ def _train_side_by_side(store: Store, trajs: list[Trajectory], checkpoints: tupl
     procs = train_processes()
     todo = unfinished(store, trajs) if procs > 1 else []
     if len(todo) > 1:
-        train_in_processes(store, todo, checkpoints, min(procs, len(todo)))
+        train_in_processes(store, todo, checkpoints, procs)
 
 
 def _train_in_worker(store: Store, traj: Trajectory, checkpoints: tuple[int, ...]) -> bool:
