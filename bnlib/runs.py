@@ -23,6 +23,8 @@ Every file is written to a temporary name and moved into place (``os.replace``),
 sha256 beside it; a file whose checksum does not match is reported in one line, removed and
 recomputed, never loaded. A lock per trajectory (``fcntl.flock``) makes a second process
 wait for the first instead of training the same trajectory again. Arrays only, no pickles.
+On the CPU a sweep trains its untrained trajectories side by side in one-thread worker
+processes (``train_in_processes``; ``$BNLIB_TRAIN_PROCS``), each through the store as above.
 """
 
 from __future__ import annotations
@@ -477,7 +479,7 @@ def _histories(store: Store, trajs: dict[tuple, Trajectory], checkpoints: tuple[
 
 TRAIN_PROCS_ENV = "BNLIB_TRAIN_PROCS"
 # Worker pools by size, kept for the process's life: a chapter's sweeps pay the workers' start-up
-# (spawned processes import torch: about 4 s on 2 cores) once. A worker starts when first needed.
+# (spawned processes import torch: 4-7 s measured on 2 busy cores) once. A worker starts when first needed.
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 
 
