@@ -1,13 +1,17 @@
 """A sweep's trajectories trained side by side in one-thread worker processes (``$BNLIB_TRAIN_PROCS``):
 the same numbers as one at a time in this process, through the store's locks and resume points."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 from bnlib import batched, checkpoint, data, models, runs, train
 
-CIFAR = data.DataSpec("cifar10-mini", train_size=256, test_size=64)
+CIFAR = data.DataSpec("cifar10-mini", train_size=256, test_size=64)  # too small for its loading to use threads
 VGG = models.ModelSpec("vgg", depth=11, width=0.0625, norm="bn")
 SGD = train.TrainConfig(lr=0.05, batch_size=32, num_steps=12, eval_every=4, record_every=3, record_size=16)
 SEEDS = (0, 1, 2)
@@ -81,6 +85,32 @@ def test_a_partly_trained_store_resumes_and_a_locked_trajectory_is_left_to_its_o
     assert s.trained[-1] == locked.key()
     for t in trajs:
         a, b = sweep_.hist[(t.seed,)].to_arrays(), ref.history(t).to_arrays()
+        assert all(np.array_equal(v, b[k]) for k, v in a.items() if "time" not in k)
+
+
+MNIST = data.DataSpec("mnist", train_size=10_000, test_size=500)  # large enough that its standardisation's
+MLP = models.ModelSpec("mlp", norm="bn", sizes=(784, 100, 10))       # sums split by the thread count
+ADAM = train.TrainConfig(optimizer="adam", lr=1e-3, batch_size=128, num_steps=10, eval_every=10, record_every=5)
+BOOK_KERNEL = """
+import sys
+from bnlib import data, models, runs, train
+s = runs.Store(sys.argv[1], progress=False)
+s.history(runs.Trajectory(data.{MNIST!r}, models.{MLP!r}, train.{ADAM!r}, seed=int(sys.argv[2])))
+"""
+
+
+def test_the_pool_trains_as_a_one_thread_kernel_of_the_book_does(tmp_path, monkeypatch):
+    """Workers start at one thread, like the kernels of ``bnlib book --jobs 2``: the data they
+    standardise and the trajectories they train are those, bit for bit."""
+    for seed in (0, 1):
+        subprocess.run([sys.executable, "-c", BOOK_KERNEL.format(MNIST=MNIST, MLP=MLP, ADAM=ADAM),
+                        str(tmp_path / "book"), str(seed)], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    monkeypatch.setenv("BNLIB_TRAIN_PROCS", "2")
+    pooled = runs.Store(tmp_path / "pool", progress=False).sweep(MNIST, MLP, ADAM, seeds=[0, 1])
+    book = runs.Store(tmp_path / "book", progress=False)
+    assert len(pooled.store.trained) == 2
+    for t in pooled.values():
+        a, b = pooled.store.finished(t).to_arrays(), book.finished(t).to_arrays()
         assert all(np.array_equal(v, b[k]) for k, v in a.items() if "time" not in k)
 
 
