@@ -91,26 +91,33 @@ def test_a_partly_trained_store_resumes_and_a_locked_trajectory_is_left_to_its_o
 MNIST = data.DataSpec("mnist", train_size=10_000, test_size=500)  # large enough that its standardisation's
 MLP = models.ModelSpec("mlp", norm="bn", sizes=(784, 100, 10))       # sums split by the thread count
 ADAM = train.TrainConfig(optimizer="adam", lr=1e-3, batch_size=128, num_steps=10, eval_every=10, record_every=5)
-BOOK_KERNEL = """
-import sys
+ALONE = """
+import sys, torch
 from bnlib import data, models, runs, train
+torch.set_num_threads(int(sys.argv[3]))
 s = runs.Store(sys.argv[1], progress=False)
 s.history(runs.Trajectory(data.{MNIST!r}, models.{MLP!r}, train.{ADAM!r}, seed=int(sys.argv[2])))
 """
 
 
-def test_the_pool_trains_as_a_one_thread_kernel_of_the_book_does(tmp_path, monkeypatch):
-    """Workers start at one thread, like the kernels of ``bnlib book --jobs 2``: the data they
-    standardise and the trajectories they train are those, bit for bit."""
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_pool_loads_data_at_the_callers_threads(tmp_path, monkeypatch, threads):
+    """Training here at one thread on data loaded at the process's threads (their sums split
+    differently): a worker does the same, so the pool's trajectories equal this process's."""
     for seed in (0, 1):
-        subprocess.run([sys.executable, "-c", BOOK_KERNEL.format(MNIST=MNIST, MLP=MLP, ADAM=ADAM),
-                        str(tmp_path / "book"), str(seed)], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        subprocess.run([sys.executable, "-c", ALONE.format(MNIST=MNIST, MLP=MLP, ADAM=ADAM),
+                        str(tmp_path / "alone"), str(seed), str(threads)], check=True, env=os.environ)
     monkeypatch.setenv("BNLIB_TRAIN_PROCS", "2")
-    pooled = runs.Store(tmp_path / "pool", progress=False).sweep(MNIST, MLP, ADAM, seeds=[0, 1])
-    book = runs.Store(tmp_path / "book", progress=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        pooled = runs.Store(tmp_path / "pool", progress=False).sweep(MNIST, MLP, ADAM, seeds=[0, 1])
+    finally:
+        torch.set_num_threads(before)
+    alone = runs.Store(tmp_path / "alone", progress=False)
     assert len(pooled.store.trained) == 2
     for t in pooled.values():
-        a, b = pooled.store.finished(t).to_arrays(), book.finished(t).to_arrays()
+        a, b = pooled.store.finished(t).to_arrays(), alone.finished(t).to_arrays()
         assert all(np.array_equal(v, b[k]) for k, v in a.items() if "time" not in k)
 
 
