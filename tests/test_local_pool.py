@@ -11,7 +11,7 @@ import torch
 
 from bnlib import batched, checkpoint, data, models, runs, train
 
-CIFAR = data.DataSpec("cifar10-mini", train_size=256, test_size=64)  # too small for its loading to use threads
+CIFAR = data.DataSpec("cifar10-mini", train_size=256, test_size=64)
 VGG = models.ModelSpec("vgg", depth=11, width=0.0625, norm="bn")
 SGD = train.TrainConfig(lr=0.05, batch_size=32, num_steps=12, eval_every=4, record_every=3, record_size=16)
 SEEDS = (0, 1, 2)
