@@ -23,6 +23,8 @@ Every file is written to a temporary name and moved into place (``os.replace``),
 sha256 beside it; a file whose checksum does not match is reported in one line, removed and
 recomputed, never loaded. A lock per trajectory (``fcntl.flock``) makes a second process
 wait for the first instead of training the same trajectory again. Arrays only, no pickles.
+On the CPU a sweep trains its untrained trajectories side by side in worker processes, each at
+one thread (``train_in_processes``; ``$BNLIB_TRAIN_PROCS``), through the store as above.
 """
 
 from __future__ import annotations
@@ -38,15 +40,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, fields, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from . import __version__, data, models, scaleout, train
+from . import __version__, batched, data, models, scaleout, train
 from .data import DataSpec
 from .models import ModelSpec
 from .train import History, TrainConfig
@@ -471,6 +475,82 @@ def _histories(store: Store, trajs: dict[tuple, Trajectory], checkpoints: tuple[
     return {k: h if h is not None else store.history(trajs[k], checkpoints=checkpoints) for k, h in got.items()}
 
 
+# ---------------------------------------------------------------- local parallel training
+
+TRAIN_PROCS_ENV = "BNLIB_TRAIN_PROCS"
+# Worker pools by (size, the caller's threads), kept for the process's life: a chapter's sweeps pay
+# the workers' start-up (spawned processes import torch: 3-7 s measured on 2 busy cores) once. A
+# worker starts when first needed.
+_POOLS: dict[tuple[int, int], ProcessPoolExecutor] = {}
+
+
+def train_processes() -> int:
+    """How many one-thread worker processes may train a sweep on the CPU: ``$BNLIB_TRAIN_PROCS``,
+    else this process's torch threads (one under ``bnlib book --jobs 2``, whose chapters already
+    share the cores; the machine's cores for a chapter run alone)."""
+    raw = os.environ.get(TRAIN_PROCS_ENV, "").strip()
+    if not raw:
+        return torch.get_num_threads()
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"${TRAIN_PROCS_ENV} must be a whole number of processes >= 1; got {raw!r}")
+    return int(raw)
+
+
+def unfinished(store: Store, trajs: list[Trajectory]) -> list[Trajectory]:
+    """The trajectories of ``trajs`` the store has not finished, each once."""
+    return list({store.key(t): t for t in trajs if store.finished(t) is None}.values())
+
+
+def train_in_processes(store: Store, trajs: list[Trajectory], checkpoints: tuple[int, ...] = (),
+                       processes: int = 2) -> list[Trajectory]:
+    """Train ``trajs`` in up to ``processes`` worker processes (``batched.map_in_processes``), each
+    through the store exactly as a chapter would (its lock, checkpoints and resume points) and at
+    this process's thread count, which training narrows to one (``train_threads``): so the numbers
+    are those of training here, bit for bit (the data's standardisation, done when a worker loads
+    it, depends on the thread count). One that is done, or that another process is training, is
+    skipped (the caller loads it, or waits for it). The ones trained count as trained by this
+    process (``USED``, ``store.trained``); returns them."""
+    print(f"[bnlib] training {len(trajs)} trajectories in {min(processes, len(trajs))} one-thread processes",
+          file=sys.stderr)
+    worker = Store(store.root, chapter=store.chapter, device=store.device, resume_every=store.resume_every,
+                   progress=False)
+    size = (processes, torch.get_num_threads())
+    if size not in _POOLS:
+        _POOLS[size] = batched.single_threaded_pool(processes)
+    task = partial(_train_in_worker, worker, checkpoints=tuple(checkpoints), threads=size[1])
+    try:
+        mine = batched.map_in_processes(task, trajs, pool=_POOLS[size])
+    except BrokenProcessPool:  # a worker died (killed, out of memory): the next sweep starts new ones
+        _POOLS.pop(size).shutdown(wait=False)
+        raise
+    trained = [t for t, m in zip(trajs, mine, strict=True) if m]
+    for t in trained:
+        USED[store.key(t)] = True
+        store.trained.append(store.key(t))
+    return trained
+
+
+def _train_side_by_side(store: Store, trajs: list[Trajectory], checkpoints: tuple[int, ...]) -> None:
+    """A CPU sweep's unfinished trajectories, when there are two or more and ``train_processes()``
+    allows more than one process, trained in worker processes; else nothing (the sweep trains
+    them one at a time in this process)."""
+    procs = train_processes()
+    todo = unfinished(store, trajs) if procs > 1 else []
+    if len(todo) > 1:
+        train_in_processes(store, todo, checkpoints, procs)
+
+
+def _train_in_worker(store: Store, traj: Trajectory, checkpoints: tuple[int, ...], threads: int) -> bool:
+    """In a worker at the caller's ``threads``: train ``traj`` into ``store`` unless it is done or
+    another process holds its lock; whether this call trained it."""
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    store.history(traj, checkpoints=checkpoints, wait=False)
+    if store.key(traj) in store.trained:
+        print(f"[bnlib] trained {traj.label()} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return store.key(traj) in store.trained
+
+
 def _names(spec: Any) -> list[str]:
     return [f.name for f in fields(spec)]
 
@@ -486,6 +566,8 @@ class Runs(dict):
         t0 = time.perf_counter()
         if hist is None and scaleout.enabled():  # every untrained one at once, as Ray tasks
             scaleout.train(store, list(trajs.values()), checkpoints)
+        elif hist is None and store.device.type == "cpu":  # side by side in one-thread processes
+            _train_side_by_side(store, list(trajs.values()), checkpoints)
         self.hist = hist if hist is not None else _histories(store, trajs, checkpoints)
         self.wall_time_s = time.perf_counter() - t0
 
