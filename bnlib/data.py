@@ -251,6 +251,23 @@ def _to_nchw(x: np.ndarray) -> torch.Tensor:
     return t.unsqueeze(1) if t.dim() == 3 else t.permute(0, 3, 1, 2)  # (N, C, H, W) uint8
 
 
+def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std (n - 1) of uint8 images (N, C, H, W), in [0, 1] units, float64,
+    shaped (1, C, 1, 1). The sums of pixel values and of their squares are sums of integers, exact
+    in float64 whatever the order, so the result does not depend on the thread count or device (a
+    float32 mean did: a chapter run alone on 2 threads standardised its data differently from the
+    book's one-thread chapters)."""
+    s1 = torch.zeros(x.shape[1], dtype=torch.float64)
+    s2 = torch.zeros(x.shape[1], dtype=torch.float64)
+    for part in x.split(chunk):
+        v = part.to(torch.float64)
+        s1 += v.sum(dim=(0, 2, 3)).cpu()
+        s2 += v.square().sum(dim=(0, 2, 3)).cpu()
+    n = x.numel() // x.shape[1]
+    var = (s2 - s1 * s1 / n) / (n - 1)
+    return (s1 / n / 255).view(1, -1, 1, 1), (var.sqrt() / 255).view(1, -1, 1, 1)
+
+
 def load(name: str, *, root: str | os.PathLike | None = None, device: str | torch.device = "cpu",
          train_size: int | None = None, test_size: int | None = None,
          dtype: torch.dtype = torch.float32, verify: bool | None = None) -> Data:
@@ -262,10 +279,9 @@ def load(name: str, *, root: str | os.PathLike | None = None, device: str | torc
     """
     a = _arrays(name, root, verify=verify)
     xtr, xte = _to_nchw(a["x_train"][:train_size]), _to_nchw(a["x_test"][:test_size])
+    mean, std = (s.to(device=device, dtype=dtype) for s in channel_stats(xtr))
     xtr = xtr.to(device=device, dtype=dtype).div_(255)  # (N, C, H, W) in [0, 1]
     xte = xte.to(device=device, dtype=dtype).div_(255)
-    mean = xtr.mean(dim=(0, 2, 3), keepdim=True)
-    std = xtr.std(dim=(0, 2, 3), keepdim=True)
     ytr = torch.from_numpy(a["y_train"][:train_size]).to(device)
     yte = torch.from_numpy(a["y_test"][:test_size]).to(device)
     return Data(name, (xtr - mean) / std, ytr, (xte - mean) / std, yte)

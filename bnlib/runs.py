@@ -487,13 +487,22 @@ _POOLS: dict[tuple[int, int], ProcessPoolExecutor] = {}
 def train_processes() -> int:
     """How many one-thread worker processes may train a sweep on the CPU: ``$BNLIB_TRAIN_PROCS``,
     else this process's torch threads (one under ``bnlib book --jobs 2``, whose chapters already
-    share the cores; the machine's cores for a chapter run alone)."""
+    share the cores; the machine's cores for a chapter run alone) where workers can start safely
+    (``spawn_is_safe``), else one."""
     raw = os.environ.get(TRAIN_PROCS_ENV, "").strip()
     if not raw:
-        return torch.get_num_threads()
+        return torch.get_num_threads() if spawn_is_safe() else 1
     if not raw.isdigit() or int(raw) < 1:
         raise ValueError(f"${TRAIN_PROCS_ENV} must be a whole number of processes >= 1; got {raw!r}")
     return int(raw)
+
+
+def spawn_is_safe() -> bool:
+    """Whether spawned workers may start from this process: they re-import ``__main__``, which is
+    harmless in a notebook kernel and under ``python -m`` but re-runs a plain script's top level
+    (a script that sets ``$BNLIB_TRAIN_PROCS`` needs the ``if __name__ == "__main__":`` guard)."""
+    main = sys.modules.get("__main__")
+    return getattr(main, "__file__", None) is None or getattr(main, "__spec__", None) is not None
 
 
 def unfinished(store: Store, trajs: list[Trajectory]) -> list[Trajectory]:

@@ -21,6 +21,23 @@ def test_cifar_mini_is_nchw_standardised_with_official_labels():
     assert torch.allclose(mean, torch.zeros(3), atol=1e-5) and torch.allclose(std, torch.ones(3), atol=1e-5)
 
 
+def test_channel_stats_are_exact_and_the_same_at_any_thread_count():
+    x = torch.from_numpy(np.load(data.data_root() / "cifar10-mini.npz")["x_train"]).permute(0, 3, 1, 2)
+    ref = x.numpy().astype(np.float64) / 255
+    before = torch.get_num_threads()
+    try:
+        got = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            got.append(data.channel_stats(x, chunk=300))  # uneven chunks: order does not matter
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(*got, strict=True))
+    mean, std = got[0]
+    assert np.allclose(mean.flatten(), ref.mean(axis=(0, 2, 3)), rtol=1e-12)
+    assert np.allclose(std.flatten(), ref.std(axis=(0, 2, 3), ddof=1), rtol=1e-9)
+
+
 def test_pixels_match_the_npz():
     raw = np.load(data.data_root() / "mnist-mini.npz")["x_train"]
     d = data.load("mnist-mini", train_size=5)

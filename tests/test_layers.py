@@ -9,8 +9,8 @@ PKG = Path(__file__).resolve().parent.parent / "bnlib"
 # lower number = lower layer; a module may import only modules of its own layer or below
 LAYER = {"functional": 0, "checksums": 0, "peak": 0, "batched": 1, "norms": 1, "data": 1, "config": 1, "models": 2,
          "checkpoint": 3, "train": 3, "theory": 3, "probes": 3, "profiles": 4, "runs": 4, "scaleout": 4, "claims": 5,
-         "plots": 5, "page": 5, "chapters": 6, "book": 7, "summary": 7, "answers": 7, "plan": 7, "pagecheck": 7, "__main__": 7,
-         "__init__": 0}
+         "plots": 5, "page": 5, "chapters": 6, "book": 7, "summary": 7, "answers": 7, "plan": 7, "pagecheck": 7,
+         "__main__": 7, "__init__": 0}
 
 
 def layer_of(module: str) -> int:

@@ -4,6 +4,7 @@ the same numbers as one at a time in this process, through the store's locks and
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -128,8 +129,19 @@ def test_a_bad_process_count_is_refused(value, monkeypatch):
         runs.train_processes()
 
 
+def test_a_plain_script_trains_in_its_own_process_unless_told_otherwise(monkeypatch):
+    monkeypatch.delenv("BNLIB_TRAIN_PROCS", raising=False)
+    script = types.ModuleType("__main__")
+    script.__file__, script.__spec__ = "/somewhere/my_sweep.py", None  # python my_sweep.py
+    monkeypatch.setitem(sys.modules, "__main__", script)
+    assert not runs.spawn_is_safe() and runs.train_processes() == 1
+    monkeypatch.setenv("BNLIB_TRAIN_PROCS", "2")  # the script says it has the guard
+    assert runs.train_processes() == 2
+
+
 def test_the_process_count_defaults_to_this_process_threads(monkeypatch):
     monkeypatch.delenv("BNLIB_TRAIN_PROCS", raising=False)
+    monkeypatch.setattr(runs, "spawn_is_safe", lambda: True)  # a notebook kernel, python -m
     threads = torch.get_num_threads()
     try:
         for n in (1, 3):

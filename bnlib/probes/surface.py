@@ -257,8 +257,8 @@ def evaluate_grid(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
     where one point leaves the device idle), one after another on each chunk of data on the
     fused path (``fuse``: running BN and a Sequential ``fused.compile_plan`` knows; equal to the
     plain path to float32 rounding; by default only on the CPU, where it was measured, so a GPU
-    keeps batching ``points_per_call`` points in one vmapped pass). ``reuse_first_layer`` keeps the first layer's outputs for
-    the whole subset, (1 + K) of them, in memory (skipped beyond ``BASIS_BYTES``). With
+    keeps batching ``points_per_call`` points in one vmapped pass). ``reuse_first_layer`` keeps
+    the first layer's outputs for the whole subset, (1 + K) of them, in memory (skipped beyond ``BASIS_BYTES``). With
     ``path``, progress is saved there, after every group (on the fused path at least
     ``FUSED_GROUP`` points), and resumed from it.
     Returns two float64 arrays of shape (P,).
