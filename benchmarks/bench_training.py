@@ -25,31 +25,19 @@ baseline's.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import time
-from collections.abc import Iterator
 from functools import partial
 
 import torch
 from torch import nn
 
-from bnlib.batched import StackedSGD, map_in_processes, single_threaded_pool
+from bnlib.batched import StackedSGD, map_in_processes, single_threaded_pool, torch_threads
 from bnlib.models import vgg
 from bnlib.peak import Peak, count_flops, headline
 
 BATCH, LR = 128, 0.05
 BASELINE, POOL = "one at a time, 1 thread (book)", "2 processes x 1 thread (pool)"
-
-
-@contextlib.contextmanager
-def threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def batches(seeds: int, steps: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -112,7 +100,7 @@ def max_difference(a: list[dict[str, torch.Tensor]], b: list[dict[str, torch.Ten
 def determinism(seeds: int, steps: int, pool) -> None:
     """Each variant's parameters after ``steps`` steps against the baseline's."""
     data = batches(seeds, steps)
-    with threads(1):
+    with torch_threads(1):
         ref = params(one_at_a_time(networks(seeds), data))
         cl = [train_seed(j, True) for j in jobs(seeds, data)]
     trainer = stacked(networks(seeds), data)
@@ -158,7 +146,7 @@ def conv_error_and_flips(model: nn.Module, exact: nn.Module, X: torch.Tensor, y:
 def channels_last_explained(steps: int) -> None:
     """Why channels_last training differs from NCHW: float32 against float64, step by step."""
     data = batches(1, steps)
-    with threads(1):
+    with torch_threads(1):
         per_step = {}
         for dtype in (torch.float32, torch.float64):
             for cl in (False, True):
@@ -209,7 +197,7 @@ def main() -> None:
     names = list(variants)
     for r in range(3):
         for k in names[r:] + names[:r]:
-            with threads(1 if k in one_thread else torch.get_num_threads()):
+            with torch_threads(1 if k in one_thread else torch.get_num_threads()):
                 t0 = time.perf_counter()
                 variants[k]()
                 times[k].append(time.perf_counter() - t0)

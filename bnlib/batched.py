@@ -12,9 +12,10 @@ independent jobs (one network each) in one-thread worker processes instead.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import multiprocessing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -54,6 +55,17 @@ class StackedSGD:
         m = copy.deepcopy(self.base).to_empty(device=next(iter(self.params.values())).device)
         m.load_state_dict({k: v[i].detach() for k, v in {**self.params, **self.buffers}.items()})
         return m
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block at ``n`` torch threads, then restore the count it had."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _one_thread() -> None:

@@ -248,12 +248,8 @@ def train_threads(device: torch.device) -> Iterator[None]:
     if device.type != "cpu":
         yield
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(CPU_TRAIN_THREADS)
-    try:
+    with batched.torch_threads(CPU_TRAIN_THREADS):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # ---------------------------------------------------------------- the store
