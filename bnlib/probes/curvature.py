@@ -101,7 +101,9 @@ def _flat_loss(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, bn_mode: s
     crit, bufs = loss_fn(loss), _probe_buffers(model, buffers, bn_mode)
 
     def f(t: torch.Tensor) -> torch.Tensor:
-        block = {n: p.view(s) for n, p, s in zip(names, t.split(sizes), shapes, strict=True)}
+        # each block copied out of t: a view at an arbitrary offset is misaligned for oneDNN and
+        # BLAS, which made every product 5-12% slower than PyHessian's (benchmarks/bench_hessian.py)
+        block = {n: p.view(s).clone() for n, p, s in zip(names, t.split(sizes), shapes, strict=True)}
         # non-BN buffers are cloned per call so a norm that updates them in place stays legal
         b = {k: (v.clone() if v is not None and bn_mode == "batch" else v)
              for k, v in bufs.items()}
