@@ -17,6 +17,15 @@ def glued_keys(nb: dict) -> set[str]:
     return keys
 
 
+def hidden_outputs(nb: dict) -> list[str]:
+    """Plain-text values shown under a cell whose code is hidden: a reader sees a repr or a quoted
+    string with nothing to explain it (usually a last line that returns what it glued)."""
+    return [f"cell {i}: {''.join(o['data']['text/plain'])[:80]!r}"
+            for i, c in enumerate(nb["cells"]) if "hide-input" in c.get("metadata", {}).get("tags", [])
+            for o in c.get("outputs", []) if o.get("output_type") in ("execute_result", "display_data")
+            and set(o.get("data", {})) == {"text/plain"} and "scrapbook" not in o.get("metadata", {})]
+
+
 @pytest.fixture(scope="session")
 def smoke_book(tmp_path_factory):
     """The whole book executed under smoke (one shared run store, as ``make book`` does) and built.
@@ -48,6 +57,7 @@ def test_chapter_runs_under_smoke(chapter, smoke_book):
     keys = glued_keys(nb)
     assert {"profile", "cfg_seed", "seeds", "run_time_min", "claims_json", "env_commit"} <= keys
     assert any("_verdict" in k for k in keys), "a chapter ends with a glued claims table"
+    assert not hidden_outputs(nb), hidden_outputs(nb)
     pngs = [o for c in nb["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert pngs, "the chapter's figures reach the executed notebook"
 
