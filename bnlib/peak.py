@@ -2,7 +2,7 @@
 
 Every benchmark (``benchmarks/``) measures, in the same run and at the same thread count as
 its computation, the rates of a 2048 x 2048 fp32 matrix product (the BLAS) and of a large 3 x 3
-convolution (oneDNN; on this project's CPU it runs 1.1-1.5x faster than the BLAS product), takes
+convolution (oneDNN; on this project's CPU it ran 1.2-1.8x faster than the BLAS product), takes
 the faster as the machine's peak, and prints each computation's rate as a fraction of it.
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (matrix products and
 convolutions, forward and backward; elementwise work is not counted, so a fraction is a lower
