@@ -15,11 +15,11 @@ layers by ``probes.fused``); "engine, plain" is the same engine without the fold
 same model and subset; its directions are its own, so only its time is comparable. Models:
 LeNet + BN and the book's VGG-11/8 + BN, briefly trained; 1 torch thread by default.
 
-The four methods run interleaved, 3 rounds, medians; each rate at the nominal FLOPs of one
+The methods run interleaved, 3 rounds, medians; each rate at the nominal FLOPs of one
 forward pass per grid point (``FlopCounterMode``) as a fraction of the machine's fp32 peak
-(``bnlib.peak``). The engine is then run with 16 grid points per call (on the fused path
-16 points, not ``FUSED_GROUP``, share each chunk of data while it is in cache), and
-``torch.profiler`` splits its time by operator kind for both. The engine's convolutions and
+(``bnlib.peak``). The engine also runs, in the same rounds, with 16 grid points per call (on
+the fused path 16 points, not ``FUSED_GROUP``, share each chunk of data while it is in cache),
+and ``torch.profiler`` splits its time by operator kind for both. The engine's convolutions and
 matrix products alone bound what any engine that does one forward pass per point could reach
 with these kernels ("a perfect engine"). Headline: the engine's smallest speed-up over a peer on either model.
 
@@ -183,7 +183,8 @@ def bench_model(kind: str, n: int, images, labels, args, peak: Peak) -> tuple[fl
                    model, list(d1.values()), list(d2.values()), xs, xs, loader, os.path.join(tmp, "s.npy")),
                "bnlib engine": engine,
                "engine, plain": lambda: engine(fuse=False),
-               "loss-landscapes": lambda: run_loss_landscapes(model, X, y, args.grid)}
+               "loss-landscapes": lambda: run_loss_landscapes(model, X, y, args.grid),
+               **{f"engine {p} pts/call": (lambda p=p: engine(p)) for p in args.sweep}}
     runs = {k: [] for k in methods}
     for _ in range(3):
         for k, fn in methods.items():
@@ -201,9 +202,6 @@ def bench_model(kind: str, n: int, images, labels, args, peak: Peak) -> tuple[fl
         w, c = statistics.median(r[1] for r in rs), statistics.median(r[2] for r in rs)
         med[k] = w
         print(f"{k:<17s}: {w:7.2f}  {n_points / w:9.2f}  {c:9.2f}   {peak.rate(flops * n_points, w)}")
-    for ppc in args.sweep:  # more grid points per call: measured
-        _, w, c = timed(lambda ppc=ppc: engine(ppc))
-        print(f"engine {ppc:2d} pts/call: {w:7.2f}  {n_points / w:9.2f}  {c:9.2f}   {peak.rate(flops * n_points, w)}")
     shares = {ppc: op_shares(lambda ppc=ppc: engine(ppc)) for ppc in (1, *args.sweep[:1])}
     for ppc, share in shares.items():
         print(f"  where the time goes, {ppc} pts/call (self CPU s): "

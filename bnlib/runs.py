@@ -474,10 +474,10 @@ def _histories(store: Store, trajs: dict[tuple, Trajectory], checkpoints: tuple[
 # ---------------------------------------------------------------- local parallel training
 
 TRAIN_PROCS_ENV = "BNLIB_TRAIN_PROCS"
-# Worker pools by (size, the caller's threads), kept for the process's life: a chapter's sweeps pay
-# the workers' start-up (spawned processes import torch: 3-7 s measured on 2 busy cores) once. A
-# worker starts when first needed.
-_POOLS: dict[tuple[int, int], ProcessPoolExecutor] = {}
+# Worker pools by size, kept for the process's life: a chapter's sweeps pay the workers' start-up
+# (spawned processes import torch: 3-7 s measured on 2 busy cores) once. A worker starts when
+# first needed.
+_POOLS: dict[int, ProcessPoolExecutor] = {}
 
 
 def train_processes() -> int:
@@ -508,25 +508,24 @@ def unfinished(store: Store, trajs: list[Trajectory]) -> list[Trajectory]:
 
 def train_in_processes(store: Store, trajs: list[Trajectory], checkpoints: tuple[int, ...] = (),
                        processes: int = 2) -> list[Trajectory]:
-    """Train ``trajs`` in up to ``processes`` worker processes (``batched.map_in_processes``), each
-    through the store exactly as a chapter would (its lock, checkpoints and resume points) and at
-    this process's thread count, which training narrows to one (``train_threads``): so the numbers
-    are those of training here, bit for bit (the data's standardisation, done when a worker loads
-    it, depends on the thread count). One that is done, or that another process is training, is
+    """Train ``trajs`` in up to ``processes`` one-thread worker processes
+    (``batched.map_in_processes``), each through the store exactly as a chapter would (its lock,
+    checkpoints and resume points). Training here also runs at one thread (``train_threads``) and
+    the data's standardisation does not depend on the thread count, so the numbers are those of
+    training here, bit for bit. One that is done, or that another process is training, is
     skipped (the caller loads it, or waits for it). The ones trained count as trained by this
     process (``USED``, ``store.trained``); returns them."""
     print(f"[bnlib] training {len(trajs)} trajectories in {min(processes, len(trajs))} one-thread processes",
           file=sys.stderr)
     worker = Store(store.root, chapter=store.chapter, device=store.device, resume_every=store.resume_every,
                    progress=False)
-    size = (processes, torch.get_num_threads())
-    if size not in _POOLS:
-        _POOLS[size] = batched.single_threaded_pool(processes)
-    task = partial(_train_in_worker, worker, checkpoints=tuple(checkpoints), threads=size[1])
+    if processes not in _POOLS:
+        _POOLS[processes] = batched.single_threaded_pool(processes)
+    task = partial(_train_in_worker, worker, checkpoints=tuple(checkpoints))
     try:
-        mine = batched.map_in_processes(task, trajs, pool=_POOLS[size])
+        mine = batched.map_in_processes(task, trajs, pool=_POOLS[processes])
     except BrokenProcessPool:  # a worker died (killed, out of memory): the next sweep starts new ones
-        _POOLS.pop(size).shutdown(wait=False)
+        _POOLS.pop(processes).shutdown(wait=False)
         raise
     trained = [t for t, m in zip(trajs, mine, strict=True) if m]
     for t in trained:
@@ -545,10 +544,9 @@ def _train_side_by_side(store: Store, trajs: list[Trajectory], checkpoints: tupl
         train_in_processes(store, todo, checkpoints, procs)
 
 
-def _train_in_worker(store: Store, traj: Trajectory, checkpoints: tuple[int, ...], threads: int) -> bool:
-    """In a worker at the caller's ``threads``: train ``traj`` into ``store`` unless it is done or
-    another process holds its lock; whether this call trained it."""
-    torch.set_num_threads(threads)
+def _train_in_worker(store: Store, traj: Trajectory, checkpoints: tuple[int, ...]) -> bool:
+    """In a worker: train ``traj`` into ``store`` unless it is done or another process holds its
+    lock; whether this call trained it."""
     t0 = time.perf_counter()
     store.history(traj, checkpoints=checkpoints, wait=False)
     if store.key(traj) in store.trained:

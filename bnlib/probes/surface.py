@@ -13,8 +13,8 @@ once per surface at the centre and along each direction and combined per point. 
 BN statistics a Sequential of known layers runs as an evaluation-only rewrite (``fused``): each
 BN folded into the layer before it, per point, max-pools before ReLUs, the first BN folded into
 the basis when no direction moves it, and a basis that a 2x2 max-pool follows kept as the
-pool's four phases: 1.7-2.2x faster on LeNet and 1.5x on VGG-11/8 than the plain path
-(measured).
+pool's four phases: 2.2x faster on LeNet and 1.4-1.5x on VGG-11/8 than the plain path
+(``benchmarks/bench_surface.py``, two quiet runs).
 Otherwise (batch statistics, other layers) every point is evaluated with ``functional_call``
 on cloned tensors, and ``points_per_call`` points can share one ``torch.func.vmap``-ed call
 (on this project's CPU one point per call was fastest, so that is the default). The model is
