@@ -14,10 +14,11 @@ products alone.
   backward pass every time. ``hvp_operator`` builds the gradient's graph once with plain
   ``torch.autograd`` (``create_graph``) and differentiates it again per product: ``H v =
   (v^T H)^T`` since H is symmetric, reverse-over-reverse as in PyHessian. That is 1.5-2.9x
-  fewer FLOPs than ``jvp(grad(f))`` on the models the book probes (``FlopCounterMode``), and
-  faster per product than ``torch.func``'s ``vjp(grad(f))`` on the same graph (the functorch
-  wrappers cost 1-16%); ``benchmarks/bench_hessian.py`` times every mode on every such model
-  side by side, against PyHessian's own ``hessian_vector_product``.
+  fewer FLOPs than ``jvp(grad(f))`` on the models the book probes (``FlopCounterMode``);
+  ``torch.func``'s ``vjp(grad(f))`` on the same graph measured within a few percent of it.
+  ``benchmarks/bench_hessian.py`` times every mode on every such model side by side, against
+  PyHessian's own ``hessian_vector_product``: level with it on four of the five models, 0.9x
+  on the plain MLP (assembling the flat result vector).
 * ``lanczos`` keeps every Lanczos vector and reorthogonalises against all of them twice
   ("twice is enough", Parlett, *The Symmetric Eigenvalue Problem*, Sec. 6.9), which avoids the
   spurious copies of converged Ritz values that plain Lanczos produces in finite precision
