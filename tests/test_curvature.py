@@ -28,6 +28,7 @@ from bnlib.probes.curvature import (
     HessianTopK,
     LastLayerHessian,
     NearZeroShare,
+    _reorthogonalise,
     block_frobenius,
     hessian,
     hessian_topk,
@@ -145,6 +146,23 @@ def test_lanczos_restarts_on_an_invariant_subspace():
     A = torch.diag(torch.arange(1.0, 11.0, dtype=torch.float64))  # eigenvalues 1..10
     out = lanczos(lambda v: A @ v, 10, k=10, tol=1e-12, max_iter=10)
     np.testing.assert_allclose(out.eigenvalues, np.arange(10.0, 0, -1), rtol=1e-10)
+
+
+def test_reorthogonalise_takes_a_second_pass_only_when_one_cancels():
+    """One pass suffices for a vector far from the basis; a vector within 1e-9 of the span
+    loses ~all of its norm in the first pass, whose rounding then needs the second."""
+    g = torch.Generator().manual_seed(0)
+    Q, _ = torch.linalg.qr(torch.randn(500, 20, generator=g, dtype=torch.float64))
+    Q = Q.T.contiguous()  # (20, 500) orthonormal rows
+    for scale, passes in ((1.0, 1), (1e-9, 2)):
+        w = Q.T @ torch.randn(20, generator=g, dtype=torch.float64) \
+            + scale * torch.randn(500, generator=g, dtype=torch.float64)
+        w1, w2 = w.clone(), w.clone()
+        _reorthogonalise(w1, Q)
+        for _ in range(passes):
+            w2 -= Q.T @ (Q @ w2)
+        assert torch.equal(w1, w2)  # exactly the passes the test promises
+        assert float((Q @ w1).abs().max()) <= 1e-15 * float(w1.norm()) * 500
 
 
 @pytest.mark.parametrize("norm,bn_mode", [("none", "running"), ("bn", "batch")])
