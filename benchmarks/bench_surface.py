@@ -7,8 +7,8 @@ streams the data subset through a ``DataLoader`` (``SubsetRandomSampler``, batch
 workers as its ``--threads 2`` default) whose dataset converts each uint8 image to a PIL image
 and applies ``ToTensor`` and ``Normalize`` one image at a time (torchvision's transforms,
 written out here because torchvision is not a dependency), then writes the partial grid.
-bnlib holds the same subset as one standardised tensor (``probes.surface.evaluate_grid``: one
-grid point per call, channels-last, the first layer's outputs reused, running BN folded into the
+bnlib holds the same subset as one standardised tensor (``probes.surface.evaluate_grid``:
+channels-last, the first layer's outputs reused, running BN folded into the
 layers by ``probes.fused``); "engine, plain" is the same engine without the fold
 (``fuse=False``: ``functional_call`` on the model as it is). loss-landscapes
 (``pip install --no-deps loss-landscapes``, ``random_plane``, filter normalisation) runs on the
@@ -17,13 +17,14 @@ LeNet + BN and the book's VGG-11/8 + BN, briefly trained; 1 torch thread by defa
 
 The methods run interleaved, 3 rounds, medians; each rate at the nominal FLOPs of one
 forward pass per grid point (``FlopCounterMode``) as a fraction of the machine's fp32 peak
-(``bnlib.peak``). The engine also runs, in the same rounds, with 16 grid points per call (on
-the fused path 16 points, not ``FUSED_GROUP``, share each chunk of data while it is in cache),
-and ``torch.profiler`` splits its time by operator kind for both. The engine's convolutions and
-matrix products alone bound what any engine that does one forward pass per point could reach
-with these kernels ("a perfect engine"). Headline: the engine's smallest speed-up over a peer on either model.
+(``bnlib.peak``). On the fused path ``FUSED_GROUP`` grid points share each chunk of data while
+it is in cache; the engine also runs, in the same rounds, with groups of 1 and 16 points instead
+(the measurement behind that constant), and ``torch.profiler`` splits its time by operator kind.
+The engine's convolutions and matrix products alone bound what any engine that does one
+forward pass per point could reach with these kernels ("a perfect engine").
+Headline: the engine's smallest speed-up over a peer on either model.
 
-    .venv/bin/python benchmarks/bench_surface.py [--grid 4] [--n 1000 500] [--sweep 16] [--threads 1]
+    .venv/bin/python benchmarks/bench_surface.py [--grid 4] [--n 1000 500] [--groups 1 16] [--threads 1]
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from torch.utils.data import DataLoader, Dataset, SubsetRandomSampler
 
 from bnlib.models import lenet, vgg
 from bnlib.peak import Peak, count_flops, headline
+from bnlib.probes import surface
 from bnlib.probes.directions import random_direction
 from bnlib.probes.surface import surface_2d
 
@@ -171,9 +173,13 @@ def bench_model(kind: str, n: int, images, labels, args, peak: Peak) -> tuple[fl
           f"{args.grid}x{args.grid}, {flops / 1e9:.3f} GFLOP per point (one forward pass), "
           f"3 interleaved rounds, medians")
 
-    def engine(ppc: int = 1, fuse: bool = True):
-        return surface_2d(model, X, y, directions=(d1, d2), xs=xs, ys=xs, bn_mode="running",
-                          batch_size=args.batch_size, points_per_call=ppc, fuse=fuse)
+    def engine(fuse: bool = True, group: int = surface.FUSED_GROUP):
+        default, surface.FUSED_GROUP = surface.FUSED_GROUP, group
+        try:
+            return surface_2d(model, X, y, directions=(d1, d2), xs=xs, ys=xs, bn_mode="running",
+                              batch_size=args.batch_size, fuse=fuse)
+        finally:
+            surface.FUSED_GROUP = default
 
     loader = DataLoader(PerImageCIFAR(images, labels), batch_size=128,
                         sampler=SubsetRandomSampler(torch.arange(n)), shuffle=False,
@@ -184,7 +190,7 @@ def bench_model(kind: str, n: int, images, labels, args, peak: Peak) -> tuple[fl
                "bnlib engine": engine,
                "engine, plain": lambda: engine(fuse=False),
                "loss-landscapes": lambda: run_loss_landscapes(model, X, y, args.grid),
-               **{f"engine {p} pts/call": (lambda p=p: engine(p)) for p in args.sweep}}
+               **{f"engine, groups of {g}": (lambda g=g: engine(group=g)) for g in args.groups}}
     runs = {k: [] for k in methods}
     for _ in range(3):
         for k, fn in methods.items():
@@ -196,22 +202,21 @@ def bench_model(kind: str, n: int, images, labels, args, peak: Peak) -> tuple[fl
     print(f"max relative difference from the reference loop's surface: engine "
           f"{np.abs(ours.loss - ref).max() / np.abs(ref).max():.2e}, plain path "
           f"{np.abs(plain.loss - ref).max() / np.abs(ref).max():.2e}")
-    print("                   wall s   points/s   CPU s (self + workers)")
+    print("                      wall s   points/s   CPU s (self + workers)")
     med = {}
     for k, rs in runs.items():
         w, c = statistics.median(r[1] for r in rs), statistics.median(r[2] for r in rs)
         med[k] = w
-        print(f"{k:<17s}: {w:7.2f}  {n_points / w:9.2f}  {c:9.2f}   {peak.rate(flops * n_points, w)}")
-    shares = {ppc: op_shares(lambda ppc=ppc: engine(ppc)) for ppc in (1, *args.sweep[:1])}
-    for ppc, share in shares.items():
-        print(f"  where the time goes, {ppc} pts/call (self CPU s): "
-              + ", ".join(f"{k} {v:.2f}" for k, v in share.items()))
+        print(f"{k:<20s}: {w:7.2f}  {n_points / w:9.2f}  {c:9.2f}   {peak.rate(flops * n_points, w)}")
+    shares = op_shares(engine)
+    print(f"  where the engine's time goes (groups of {surface.FUSED_GROUP}; self CPU s): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in shares.items()))
     r_ref = med["reference loop"] / med["bnlib engine"]
     r_ll = med.get("loss-landscapes", float("nan")) / med["bnlib engine"]
     print(f"engine: {r_ref:.2f}x faster than the reference loop (goal 5x), {r_ll:.2f}x faster than "
           f"loss-landscapes (goal 3x), {med['engine, plain'] / med['bnlib engine']:.2f}x faster than "
           "its plain path (functional_call, BN as it is)")
-    floor = shares[1]["convolution"] + shares[1]["matrix product"]
+    floor = shares["convolution"] + shares["matrix product"]
     first = count_flops(lambda: model[:1](X))  # the first layer: once per direction and the centre
     print(f"a perfect engine (nothing but the engine's convolutions and matrix products, at the speed "
           f"they run here, {peak.rate(n_points * (flops - first) + (1 + 2) * first, floor)}): {floor:.2f} s, "
@@ -225,8 +230,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, nargs=2, default=[1000, 500],
                     help="training images in the subset: LeNet, VGG-11/8")
     ap.add_argument("--batch-size", type=int, default=250, help="bnlib: images per forward pass")
-    ap.add_argument("--sweep", type=int, nargs="*", default=[16],
-                    help="bnlib again with these points per call, for comparison")
+    ap.add_argument("--groups", type=int, nargs="*", default=[1, 16],
+                    help="the engine again with these grid points per chunk of data (FUSED_GROUP)")
     ap.add_argument("--workers", type=int, default=2, help="reference DataLoader workers")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for all (0: torch's default)")

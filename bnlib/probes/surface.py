@@ -59,7 +59,9 @@ from .directions import Tensors, random_direction
 from .landscape import line_search
 
 BASIS_BYTES = 2**30  # memory allowed for the cached first-layer outputs (reuse_first_layer)
-FUSED_GROUP = 4  # fewest grid points that share each chunk of data on the fused path (4-8% faster than 1, measured)
+# fewest grid points that share each chunk of data on the fused path: 4-8% faster than one,
+# and 16 within a few percent of 4 either way (benchmarks/bench_surface.py, --groups)
+FUSED_GROUP = 4
 
 
 @dataclass(frozen=True)
