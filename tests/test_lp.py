@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from bnlib import chapters, data, profiles, train
+from bnlib import chapters, config, data, profiles, train
 from bnlib.chapters import lp_norms
 from bnlib.data import DataSpec
 from bnlib.models import ModelSpec, vgg
@@ -479,3 +479,16 @@ def test_every_normaliser_figure_fits_the_column_with_its_legend_outside():
         assert fig.get_size_inches()[0] <= plots.COLUMN_IN + 1e-9
         assert all(ax.get_legend() is None for ax in fig.axes)
         plt.close(fig)
+
+
+def test_the_cuts_listed_follow_the_parameters():
+    """Each sentence of ``cuts`` comes from a setting short of the paper's; a profile that trains
+    every layer on all seeds, probes every step and runs the centred norms to the end has none."""
+    quick = config.resolve(lp_norms.Params, "quick")
+    said = lp_norms.cuts(quick)
+    assert any("l2 and l-inf are not trained, so the DLN's smoothing row rests on l1" in s for s in said)
+    assert any("l2 is not trained" in s and f"step {lp_norms.horizon(quick, 'vgg'):,}" in s for s in said)
+    full = config.resolve(lp_norms.Params, "quick", vgg_norms=("l1", "l2", "linf", "ln", "gn"),
+                          dln_norms=("l1", "l2", "linf"), dln_probe_every=1, variant_seeds=3,
+                          dln_centred_steps=quick.dln_steps)
+    assert lp_norms.cuts(full) == []

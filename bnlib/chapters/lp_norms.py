@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from .. import profiles
+from .. import config, profiles
 from ..claims import Claim, Criterion, Gap, left_chance, less, verdict
 from ..config import Interval, ListOf, OneOf, param
 from ..probes import activations, evaluation, kurtosis, landscape
@@ -139,6 +139,39 @@ def dln_horizon(cfg: Params, norm: str) -> int:
     """The DLN steps ``norm`` trains: ``dln_centred_steps`` (at most ``dln_steps``) for a centred-norm
     lp layer, ``dln_steps`` for every other."""
     return min(cfg.dln_centred_steps, cfg.dln_steps) if norm in CENTRED else cfg.dln_steps
+
+
+def _names(ns) -> str:
+    """Display names joined as prose: "l2", "l2 and l-inf", "l1, l2 and l-inf"."""
+    words = [NAMES[n] for n in ns]
+    return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
+
+
+def cuts(cfg: Params) -> list[str]:
+    """What this profile leaves out of the paper's experiment or shortens, one sentence each."""
+    dln_cut = [n for n in LP if n not in cfg.dln_norms]
+    vgg_cut = [n for n in LP if n not in cfg.vgg_norms]
+    centred_dln = [c for c in centred(cfg) if c in norms(cfg, "dln")]
+    out = []
+    if dln_cut:
+        kept = [n for n in LP if n not in dln_cut]
+        out.append(f"On the DLN, {_names(dln_cut)} {'is' if len(dln_cut) == 1 else 'are'} not trained, so the "
+                   f"DLN's smoothing row rests on {_names(kept) if kept else 'no lp layer'}.")
+    if vgg_cut:
+        out.append(f"On the VGG, {_names(vgg_cut)} {'is' if len(vgg_cut) == 1 else 'are'} not trained (to pay for "
+                   f"the centred-norm runs), and every VGG number is taken at step {horizon(cfg, 'vgg'):,}.")
+    if cfg.dln_probe_every > 1:
+        out.append(f"The DLN's landscape is probed every {cfg.dln_probe_every:,} steps (the paper: every step).")
+    if centred_dln and dln_horizon(cfg, centred_dln[0]) < cfg.dln_steps:
+        out.append(f"The centred-norm runs on the DLN ({', '.join(centred_dln)}) train the first "
+                   f"{dln_horizon(cfg, centred_dln[0]):,} of its {cfg.dln_steps:,} steps, and their row compares "
+                   "them with BN over those steps. With no biases and inputs of zero mean the two norms nearly "
+                   "agree on the DLN, and the raw-norm runs train every step.")
+    if cfg.variant_seeds == 1:
+        out.append("The normalisers other than the standard network and BN have one seed, so their rows say "
+                   f"'1 seed' and cannot show a seed spread; the `paper` profile trains "
+                   f"{config.resolve(Params, 'paper').variant_seeds}.")
+    return out
 
 
 def nets(store: Store, cfg: Params) -> dict[str, Runs]:
