@@ -170,7 +170,7 @@ def cuts(cfg: Params) -> list[str]:
     if cfg.variant_seeds == 1:
         out.append("The normalisers other than the standard network and BN have one seed, so their rows say "
                    f"'1 seed' and cannot show a seed spread; the `paper` profile trains "
-                   f"{config.resolve(Params, 'paper').variant_seeds}.")
+                   f"{config.resolve(Params, 'paper').variant_seeds} seeds of each.")
     return out
 
 
