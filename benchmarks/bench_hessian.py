@@ -19,7 +19,7 @@ First, the cost of one Hessian-vector product by each mode, on every model the b
 retained graph, what ``hessian_topk`` uses), PyHessian's own ``hessian_vector_product`` (the
 same double backward on its list of parameter tensors), ``torch.func``'s ``vjp(grad(f))`` on a
 retained graph (bnlib's previous mode), forward-over-reverse ``jvp(grad(f))`` per product, and
-``vmap`` of ``jvp(grad(f))`` over 8 vectors (cost per product). Rotating order, median of 5,
+``vmap`` of ``jvp(grad(f))`` over 8 vectors (cost per product). Rotating order, median of 5-40 rounds,
 and the per-round ratio PyHessian / bnlib; FLOPs by ``FlopCounterMode``, as a fraction of the
 machine's fp32 peak (``bnlib.peak``).
 Headline: the Lanczos ratio.
@@ -48,7 +48,9 @@ from bnlib.peak import Peak, count_flops, headline
 from bnlib.probes.curvature import _flat_loss, hessian_topk, hvp_operator
 
 K, ACC = 10, 1e-3  # eigenvalues wanted, relative accuracy wanted
-ROUNDS = 5  # interleaved rounds of the HVP-mode table
+ROUNDS, MAX_ROUNDS, ROUND_BUDGET_S = 5, 40, 4.0  # interleaved rounds of the HVP-mode table: at least
+# ROUNDS, and as many more (up to MAX_ROUNDS) as fit in ROUND_BUDGET_S, so a 2 ms product is not
+# decided by 5 samples of a noisy machine
 BNLIB = "autograd retained (bnlib)"  # hvp_operator
 PYHESSIAN = "PyHessian hessian_vector_product"
 
@@ -137,12 +139,14 @@ def hvp_modes(model, X, y, loss, f, theta: torch.Tensor) -> dict:
 
 
 def timed_rounds(modes: dict) -> dict[str, list[float]]:
-    """Seconds per product of every mode in each of ``ROUNDS`` rounds, in rotating order, so
-    no mode always follows the same one (one untimed warm-up call each first)."""
+    """Seconds per product of every mode in each round, in rotating order, so no mode always
+    follows the same one (one untimed warm-up call each first, which also sizes the rounds)."""
+    t0 = time.perf_counter()
     for fn, _ in modes.values():
         fn()
+    rounds = max(ROUNDS, min(MAX_ROUNDS, int(ROUND_BUDGET_S / (time.perf_counter() - t0))))
     times, order = {k: [] for k in modes}, list(modes)
-    for r in range(ROUNDS):
+    for r in range(rounds):
         for k in order[r % len(order):] + order[:r % len(order)]:
             fn, per = modes[k]
             t0 = time.perf_counter()
@@ -155,8 +159,8 @@ def hvp_table(n: int, peak: Peak) -> float:
     """Per-product ms of each mode on every book model; returns the worst model's median of
     the per-round ratios PyHessian's time / bnlib's (>= 1: bnlib's product is not slower)."""
     worst = float("inf")
-    print(f"\nHVP cost per product, batch {n}, batch statistics; {ROUNDS} rounds in rotating order "
-          "(one warm-up call each), median")
+    print(f"\nHVP cost per product, batch {n}, batch statistics; {ROUNDS}-{MAX_ROUNDS} rounds in rotating "
+          f"order (as many as fit in {ROUND_BUDGET_S:g} s; one warm-up call each), median")
     for name, (build, shape, loss) in BOOK_MODELS.items():
         model, gen = build(), torch.Generator().manual_seed(0)
         X = torch.randn(n, *shape, generator=gen)
@@ -167,7 +171,7 @@ def hvp_table(n: int, peak: Peak) -> float:
             flops = {k: count_flops(fn) / per for k, (fn, per) in modes.items()}
             times = timed_rounds(modes)
         med = {k: statistics.median(t) for k, t in times.items()}
-        print(f"  {name} ({theta.numel()} parameters)")
+        print(f"  {name} ({theta.numel()} parameters; {len(times[BNLIB])} rounds)")
         for k, t in med.items():
             print(f"    {k:<32s} {1e3 * t:8.2f} ms  {flops[k] / 1e6:8.1f} MFLOP  {peak.rate(flops[k], t)}")
         paired = [p / b for p, b in zip(times[PYHESSIAN], times[BNLIB], strict=True)]
