@@ -19,7 +19,7 @@ First, the cost of one Hessian-vector product by each mode, on every model the b
 retained graph, what ``hessian_topk`` uses), PyHessian's own ``hessian_vector_product`` (the
 same double backward on its list of parameter tensors), ``torch.func``'s ``vjp(grad(f))`` on a
 retained graph (bnlib's previous mode), forward-over-reverse ``jvp(grad(f))`` per product, and
-``vmap`` of ``jvp(grad(f))`` over 8 vectors (cost per product). Rotating order, median of 5-40 rounds,
+``vmap`` of ``jvp(grad(f))`` over 8 vectors (cost per product). Shuffled order, median of 5-40 rounds,
 and the per-round ratio PyHessian / bnlib; FLOPs by ``FlopCounterMode``, as a fraction of the
 machine's fp32 peak (``bnlib.peak``).
 Headline: the Lanczos ratio.
@@ -33,6 +33,7 @@ import argparse
 import copy
 import importlib
 import os
+import random
 import statistics
 import time
 import warnings
@@ -139,15 +140,18 @@ def hvp_modes(model, X, y, loss, f, theta: torch.Tensor) -> dict:
 
 
 def timed_rounds(modes: dict) -> dict[str, list[float]]:
-    """Seconds per product of every mode in each round, in rotating order, so no mode always
-    follows the same one (one untimed warm-up call each first, which also sizes the rounds)."""
+    """Seconds per product of every mode in each round, each round in a new seeded random order:
+    a rotation keeps the cycle, so every mode would always follow the same one (one untimed
+    warm-up call each first, which also sizes the rounds)."""
     t0 = time.perf_counter()
     for fn, _ in modes.values():
         fn()
     rounds = max(ROUNDS, min(MAX_ROUNDS, int(ROUND_BUDGET_S / (time.perf_counter() - t0))))
-    times, order = {k: [] for k in modes}, list(modes)
+    times = {k: [] for k in modes}
     for r in range(rounds):
-        for k in order[r % len(order):] + order[:r % len(order)]:
+        order = list(modes)
+        random.Random(r).shuffle(order)
+        for k in order:
             fn, per = modes[k]
             t0 = time.perf_counter()
             fn()
@@ -159,7 +163,7 @@ def hvp_table(n: int, peak: Peak) -> float:
     """Per-product ms of each mode on every book model; returns the worst model's median of
     the per-round ratios PyHessian's time / bnlib's (>= 1: bnlib's product is not slower)."""
     worst = float("inf")
-    print(f"\nHVP cost per product, batch {n}, batch statistics; {ROUNDS}-{MAX_ROUNDS} rounds in rotating "
+    print(f"\nHVP cost per product, batch {n}, batch statistics; {ROUNDS}-{MAX_ROUNDS} rounds in shuffled "
           f"order (as many as fit in {ROUND_BUDGET_S:g} s; one warm-up call each), median")
     for name, (build, shape, loss) in BOOK_MODELS.items():
         model, gen = build(), torch.Generator().manual_seed(0)

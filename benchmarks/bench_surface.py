@@ -15,11 +15,13 @@ layers by ``probes.fused``); "engine, plain" is the same engine without the fold
 same model and subset; its directions are its own, so only its time is comparable. Models:
 LeNet + BN and the book's VGG-11/8 + BN, briefly trained; 1 torch thread by default.
 
-The methods run interleaved, 3 rounds, medians; each rate at the nominal FLOPs of one
-forward pass per grid point (``FlopCounterMode``) as a fraction of the machine's fp32 peak
-(``bnlib.peak``). On the fused path ``FUSED_GROUP`` grid points share each chunk of data while
-it is in cache; the engine also runs, in the same rounds, with groups of 1 and 4 points instead
-(the measurement behind that constant), and ``torch.profiler`` splits its time by operator kind.
+The methods run interleaved, ``ROUNDS`` rounds, each in a new seeded random order (in a fixed
+order the method after the reference loop ran slower, whichever group size it was), medians;
+each rate at the nominal FLOPs of one forward pass per grid point (``FlopCounterMode``) as a
+fraction of the machine's fp32 peak (``bnlib.peak``). On the fused path ``FUSED_GROUP`` grid
+points share each chunk of data while it is in cache; the engine also runs, in the same rounds,
+with groups of 1 and 4 points instead (the measurement behind that constant), and
+``torch.profiler`` splits its time by operator kind.
 The engine's convolutions and matrix products alone bound what any engine that does one
 forward pass per point could reach with these kernels ("a perfect engine").
 Headline: the engine's smallest speed-up over a peer on either model.
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import random
 import resource
 import statistics
 import tempfile
@@ -49,6 +52,7 @@ from bnlib.probes import surface
 from bnlib.probes.directions import random_direction
 from bnlib.probes.surface import surface_2d
 
+ROUNDS = 5
 # the reference's CIFAR-10 normalisation constants (loss-landscape: dataloader.py)
 MEAN = np.array([125.3, 123.0, 113.9]) / 255.0
 STD = np.array([63.0, 62.1, 66.7]) / 255.0
@@ -171,7 +175,7 @@ def bench_model(kind: str, n: int, images, labels, args, peak: Peak) -> tuple[fl
     n_points, flops = len(xs) ** 2, count_flops(lambda: model(X))  # a full forward per point
     print(f"\n{kind} + BN: {sum(p.numel() for p in params.values())} params, {n} images, grid "
           f"{args.grid}x{args.grid}, {flops / 1e9:.3f} GFLOP per point (one forward pass), "
-          f"3 interleaved rounds, medians")
+          f"{ROUNDS} interleaved rounds in shuffled order, medians")
 
     def engine(fuse: bool = True, group: int = surface.FUSED_GROUP):
         default, surface.FUSED_GROUP = surface.FUSED_GROUP, group
@@ -192,9 +196,11 @@ def bench_model(kind: str, n: int, images, labels, args, peak: Peak) -> tuple[fl
                "loss-landscapes": lambda: run_loss_landscapes(model, X, y, args.grid),
                **{f"engine, groups of {g}": (lambda g=g: engine(group=g)) for g in args.groups}}
     runs = {k: [] for k in methods}
-    for _ in range(3):
-        for k, fn in methods.items():
-            runs[k].append(timed(fn))
+    for r in range(ROUNDS):
+        order = list(methods)
+        random.Random(r).shuffle(order)
+        for k in order:
+            runs[k].append(timed(methods[k]))
     if runs["loss-landscapes"][0][0][0] is None:
         print(f"loss-landscapes random_plane: {runs['loss-landscapes'][0][0][1]}")
         del runs["loss-landscapes"]

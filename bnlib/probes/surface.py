@@ -59,9 +59,9 @@ from .directions import Tensors, random_direction
 from .landscape import line_search
 
 BASIS_BYTES = 2**30  # memory allowed for the cached first-layer outputs (reuse_first_layer)
-# fewest grid points that share each chunk of data on the fused path: 16 was faster than 4 in all
-# 12 model-runs of six `make bench` runs, by 1.05-1.42x on LeNet and 1.05-1.22x on the VGG, with the
-# same surface bit for bit (benchmarks/bench_surface.py re-measures it: --groups)
+# fewest grid points that share each chunk of data on the fused path. 1, 4 and 16 ran within 5% of
+# each other once bench_surface shuffled its order (the 10-40% for 16 seen before was the slot
+# after the reference loop); same surface bit for bit. benchmarks/bench_surface.py --groups
 FUSED_GROUP = 16
 
 
