@@ -17,8 +17,9 @@ products alone.
   fewer FLOPs than ``jvp(grad(f))`` on the models the book probes (``FlopCounterMode``);
   ``torch.func``'s ``vjp(grad(f))`` on the same graph measured within a few percent of it.
   ``benchmarks/bench_hessian.py`` times every mode on every such model side by side, against
-  PyHessian's own ``hessian_vector_product``: level with it on four of the five models, 0.9x
-  on the plain MLP (assembling the flat result vector).
+  PyHessian's own ``hessian_vector_product``, in shuffled rounds: level with it on LeNet and the
+  VGG, 0.92-0.99x on the two MLPs and the DLN, where the one copy that assembles the flat vector
+  Lanczos works on is a few percent of a 2-9 ms product.
 * ``lanczos`` keeps every Lanczos vector and, after each three-term step, reorthogonalises
   against all of them, a second time only when the first pass removed much of the vector
   ("twice is enough", Parlett, *The Symmetric Eigenvalue Problem*, Sec. 6.9). That avoids the
@@ -83,9 +84,26 @@ def _probe_buffers(model: nn.Module, buffers: Tensors, bn_mode: str) -> dict:
     return {k: (None if k in hidden else v) for k, v in buffers.items()}
 
 
+class FlatLoss:
+    """``theta -> loss`` for the flat vector of the ``names`` block (see ``_flat_loss``), which
+    can also take the blocks as separate tensors (``of_blocks``)."""
+
+    def __init__(self, of_blocks: Callable[[Sequence[torch.Tensor]], torch.Tensor], shapes: list[torch.Size]):
+        self.of_blocks, self.shapes = of_blocks, shapes
+        self.sizes = [s.numel() for s in shapes]
+
+    def split(self, t: torch.Tensor) -> list[torch.Tensor]:
+        """The blocks of the flat vector ``t``, as views shaped like the parameters."""
+        return [p.view(s) for p, s in zip(t.split(self.sizes), self.shapes, strict=True)]
+
+    def __call__(self, t: torch.Tensor) -> torch.Tensor:
+        # each block copied out of t: a view at an arbitrary offset is misaligned for oneDNN and
+        # BLAS, which made every product 5-12% slower than PyHessian's (benchmarks/bench_hessian.py)
+        return self.of_blocks([b.clone() for b in self.split(t)])
+
+
 def _flat_loss(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, bn_mode: str, loss: str,
-               names: Sequence[str] | None) -> tuple[Callable[[torch.Tensor], torch.Tensor],
-                                                     torch.Tensor]:
+               names: Sequence[str] | None) -> tuple[FlatLoss, torch.Tensor]:
     """``theta -> loss`` for the flat vector of the ``names`` block, and its current value.
 
     ``theta`` concatenates the named parameters (default: all, in ``named_parameters`` order),
@@ -97,21 +115,16 @@ def _flat_loss(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, bn_mode: s
     if unknown or not names:
         raise ValueError(f"Unknown parameter name(s) {unknown} (or none given); the model has: "
                          f"{', '.join(params)}")
-    shapes = [params[n].shape for n in names]
-    sizes = [params[n].numel() for n in names]
     theta = torch.cat([params[n].reshape(-1) for n in names])  # (P,)
     crit, bufs = loss_fn(loss), _probe_buffers(model, buffers, bn_mode)
 
-    def f(t: torch.Tensor) -> torch.Tensor:
-        # each block copied out of t: a view at an arbitrary offset is misaligned for oneDNN and
-        # BLAS, which made every product 5-12% slower than PyHessian's (benchmarks/bench_hessian.py)
-        block = {n: p.view(s).clone() for n, p, s in zip(names, t.split(sizes), shapes, strict=True)}
+    def of_blocks(blocks: Sequence[torch.Tensor]) -> torch.Tensor:
         # non-BN buffers are cloned per call so a norm that updates them in place stays legal
         b = {k: (v.clone() if v is not None and bn_mode == "batch" else v)
              for k, v in bufs.items()}
-        return crit(functional_call(model, ({**params, **block}, b), (X,)), y)
+        return crit(functional_call(model, ({**params, **dict(zip(names, blocks, strict=True))}, b), (X,)), y)
 
-    return f, theta
+    return FlatLoss(of_blocks, [params[n].shape for n in names]), theta
 
 
 def _hvp_fn(f: Callable, theta: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -245,14 +258,20 @@ def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: int,
                  converged=ok or m == n, vectors=vecs, weights=(S[0, :kk] ** 2).copy())
 
 
-def hvp_operator(f: Callable[[torch.Tensor], torch.Tensor],
-                 theta: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``v -> H v`` at ``theta`` for the scalar ``f``: the gradient's graph is built once
-    (``create_graph``) and kept; each product is one more backward pass through it."""
-    t = theta.detach().requires_grad_()
+def hvp_operator(f: FlatLoss, theta: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``v -> H v`` at ``theta`` for the loss ``f``: the gradient's graph is built once
+    (``create_graph``) on the parameter blocks as separate tensors, as PyHessian does, and kept;
+    each product is one more backward pass through it, and one copy into the flat vector. (On
+    ``theta`` itself, every product also went back through each block's split, view and clone,
+    a few percent on the 25-layer DLN's many small blocks; the products are bit-identical.)"""
+    blocks = [b.clone().requires_grad_() for b in f.split(theta.detach())]
     with torch.enable_grad():
-        g = torch.autograd.grad(f(t), t, create_graph=True)[0]
-    return lambda v: torch.autograd.grad(g, t, v.to(theta.dtype), retain_graph=True)[0].detach()
+        gs = torch.autograd.grad(f.of_blocks(blocks), blocks, create_graph=True)
+
+    def product(v: torch.Tensor) -> torch.Tensor:
+        hs = torch.autograd.grad(gs, blocks, f.split(v.to(theta.dtype)), retain_graph=True)
+        return torch.cat([h.reshape(-1) for h in hs])
+    return product
 
 
 def hessian_topk(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, k: int = 10,
