@@ -20,13 +20,13 @@ order the method after the reference loop ran slower, whichever group size it wa
 each rate at the nominal FLOPs of one forward pass per grid point (``FlopCounterMode``) as a
 fraction of the machine's fp32 peak (``bnlib.peak``). On the fused path ``FUSED_GROUP`` grid
 points share each chunk of data while it is in cache; the engine also runs, in the same rounds,
-with groups of 1 and 4 points instead (the measurement behind that constant), and
+with groups of 1 and 16 points instead (the measurement behind that constant), and
 ``torch.profiler`` splits its time by operator kind.
 The engine's convolutions and matrix products alone bound what any engine that does one
 forward pass per point could reach with these kernels ("a perfect engine").
 Headline: the engine's smallest speed-up over a peer on either model.
 
-    .venv/bin/python benchmarks/bench_surface.py [--grid 4] [--n 1000 500] [--groups 1 4] [--threads 1]
+    .venv/bin/python benchmarks/bench_surface.py [--grid 4] [--n 1000 500] [--groups 1 16] [--threads 1]
 """
 
 from __future__ import annotations
@@ -236,7 +236,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, nargs=2, default=[1000, 500],
                     help="training images in the subset: LeNet, VGG-11/8")
     ap.add_argument("--batch-size", type=int, default=250, help="bnlib: images per forward pass")
-    ap.add_argument("--groups", type=int, nargs="*", default=[1, 4],
+    ap.add_argument("--groups", type=int, nargs="*", default=[1, 16],
                     help="the engine again with these grid points per chunk of data (FUSED_GROUP)")
     ap.add_argument("--workers", type=int, default=2, help="reference DataLoader workers")
     ap.add_argument("--threads", type=int, default=1,

@@ -337,8 +337,7 @@ def test_interrupted_and_resumed_surface_equals_uninterrupted(tmp_path, monkeypa
     dirs = (random_direction(params, seed=1), random_direction(params, seed=2))
     grid = dict(directions=dirs, xs=np.linspace(-1, 1, 4), ys=np.linspace(-1, 1, 4),
                 batch_size=8, points_per_call=2, fuse=fuse)
-    monkeypatch.setattr(engine, "FUSED_GROUP", 4)  # several groups in the 4 x 4 grid
-    group = 4 if fuse else 2  # 16 points: 4 groups of 4 or 8 groups of 2
+    group = engine.FUSED_GROUP if fuse else 2  # 16 points: 4 groups of 4 or 8 groups of 2
     full = surface_2d(model, X, y, **grid)
 
     path = tmp_path / "surface.npz"

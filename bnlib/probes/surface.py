@@ -59,10 +59,11 @@ from .directions import Tensors, random_direction
 from .landscape import line_search
 
 BASIS_BYTES = 2**30  # memory allowed for the cached first-layer outputs (reuse_first_layer)
-# fewest grid points that share each chunk of data on the fused path. 1, 4 and 16 ran within 5% of
-# each other once bench_surface shuffled its order (the 10-40% for 16 seen before was the slot
-# after the reference loop); same surface bit for bit. benchmarks/bench_surface.py --groups
-FUSED_GROUP = 16
+# fewest grid points that share each chunk of data on the fused path (and so the resume step).
+# 1, 4 and 16 ran within 5% of each other once bench_surface shuffled its order (the 10-40% for
+# 16 seen before was the slot after the reference loop); same surface bit for bit. So the small
+# group, which loses less to a kill. benchmarks/bench_surface.py --groups re-measures it.
+FUSED_GROUP = 4
 
 
 @dataclass(frozen=True)
